@@ -1,0 +1,579 @@
+"""The distributor: participants, the union mask, the queue and delivery.
+
+Rules (lws_smd's, see shared/spec/smd.md):
+
+- A message reaches every participant whose mask shares a bit with its class,
+  the sender included. A class nobody listens to is refused at send time and
+  no work is done.
+- Sending never delivers: delivery runs later on the bus's event loop, so a
+  callback that sends does not recurse.
+- A message waits in the queue until every interested participant had it.
+  Interest is counted as C counts refcounts: a participant registering later
+  still gets queued messages it matches; when the last interested participant
+  leaves, the message is discarded and a later registrant never sees it.
+- Delivery is round-robin: each pass gives every participant its next message.
+
+Theory of operation. The queue is a deque of ``(cls, timestamp_us, payload,
+exclude)`` tuples: no per-message object. While the queued messages all share
+one class and none excludes anybody (the common case), C's passes deliver
+message by message to the same participant list, so the loop walks the queue
+once and calls a cached list of callbacks per class. Otherwise (``_slow``) it
+runs C's per-participant passes literally. Unregistering swaps the leaver's
+callback for a no-op inside cached lists, so a list being walked needs no
+check per delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from smdbus.classes import class_names, format_mask
+from smdbus.errors import PayloadTooLarge, QueueFull
+
+log = logging.getLogger("smdbus.bus")
+
+MAX_PAYLOAD = 384
+"""lws_smd's payload limit, bytes."""
+DEFAULT_QUEUE_DEPTH = 40
+DEFAULT_TTL = 2.0
+
+Callback: TypeAlias = Callable[[int, int, bytes], None]
+"""``callback(cls, timestamp_us, payload)``: called on the bus's loop thread."""
+Clock: TypeAlias = Callable[[], int]
+"""Monotonic microseconds."""
+
+_Message: TypeAlias = "tuple[int, int, bytes, Participant | None]"
+_Fan: TypeAlias = "tuple[list[Callback], list[Participant], list[int]]"
+
+# Counter slots per class.
+_SENT, _NOBODY, _FULL, _DELIVERED, _EXPIRED, _DISCARDED = range(6)
+
+
+def _noop(cls: int, timestamp_us: int, payload: bytes) -> None:
+    """Stands in for a participant that left while a callback list was being walked."""
+
+
+class Participant:
+    """A registered interest: a mask and a callback. Returned by :meth:`Bus.register`."""
+
+    __slots__ = ("active", "callback", "mask", "name")
+
+    def __init__(self, mask: int, callback: Callback, name: str) -> None:
+        self.mask = mask
+        self.callback = callback
+        self.name = name
+        self.active = True
+
+    def __repr__(self) -> str:
+        return f"<Participant {self.name!r} mask={format_mask(self.mask)}>"
+
+
+@dataclass(frozen=True)
+class ClassStats:
+    """Counters for one class value (a message's full class, usually one bit)."""
+
+    sent: int
+    refused_nobody_listens: int
+    refused_queue_full: int
+    delivered: int
+    expired: int
+    discarded: int
+    queued: int
+
+
+@dataclass(frozen=True)
+class ParticipantInfo:
+    name: str
+    mask: int
+
+
+class Bus:
+    """An lws_smd distributor bound to one asyncio loop.
+
+    ``async with bus:`` binds it to the running loop; ``with bus.running():``
+    gives it a loop thread of its own. Sends are accepted before binding and
+    delivered once the loop runs.
+    """
+
+    def __init__(
+        self,
+        queue_depth: int = DEFAULT_QUEUE_DEPTH,
+        ttl: float = DEFAULT_TTL,
+        *,
+        max_payload: int = MAX_PAYLOAD,
+        clock: Clock | None = None,
+    ) -> None:
+        if queue_depth < 1:
+            raise ValueError(f"queue_depth must be at least 1, got {queue_depth}")
+        if ttl <= 0:
+            raise ValueError(f"ttl must be positive, got {ttl}")
+        self.queue_depth = queue_depth
+        self.ttl = ttl
+        self.max_payload = max_payload
+        self._ttl_us = int(ttl * 1_000_000)
+        self._clock_ns: Callable[[], int] = (
+            time.monotonic_ns if clock is None else (lambda: clock() * 1000)
+        )
+        self._lock = threading.Lock()
+        self._queue: deque[_Message] = deque()
+        self._participants: list[Participant] = []
+        self._union = 0
+        self._fan: dict[int, _Fan] = {}
+        self._counters: dict[int, list[int]] = {}
+        # _slow: the fast walk is not C's order (mixed classes, exclusions or
+        # discarded messages queued). _queue_cls: the one class queued otherwise.
+        self._slow = False
+        self._queue_cls = 0
+        self._discarded: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._scheduled = False
+        self._delivering = False
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._room_waiters: list[Callable[[], None]] = []
+
+    # -- participants ------------------------------------------------------
+
+    def register(self, mask: int, callback: Callback, name: str | None = None) -> Participant:
+        """Add a participant; it also gets already-queued messages it matches."""
+        if mask <= 0:
+            raise ValueError(f"a participant's mask must have a bit set, got {mask:#x}")
+        label = name or str(getattr(callback, "__qualname__", "participant"))
+        p = Participant(mask, callback, label)
+        with self._lock:
+            self._participants = [*self._participants, p]
+            self._union |= mask
+            self._fan = {}
+        return p
+
+    def unregister(self, participant: Participant) -> None:
+        """Remove a participant; its share of queued messages is given up at once."""
+        with self._lock:
+            if not participant.active:
+                return
+            participant.active = False
+            self._participants = [p for p in self._participants if p is not participant]
+            union = 0
+            for p in self._participants:
+                union |= p.mask
+            lost = self._union & ~union
+            self._union = union
+            for cbs, parts, _ in self._fan.values():
+                for i, p in enumerate(parts):
+                    if p is participant:
+                        cbs[i] = _noop
+            self._fan = {}
+            if lost and self._queue:
+                self._discard_orphans(union)
+
+    def _discard_orphans(self, union: int) -> None:
+        """Mark queued messages nobody wants any more (C frees them at refcount 0)."""
+        for m in list(self._queue):
+            orphan = not m[0] & union or (m[3] is not None and not self._wanted_besides(m))
+            if orphan and id(m) not in self._discarded:
+                self._discarded.add(id(m))
+                self._count(m[0])[_DISCARDED] += 1
+        if self._discarded:
+            self._slow = True
+
+    def _wanted_besides(self, m: _Message) -> bool:
+        return any(p.mask & m[0] and p is not m[3] for p in self._participants)
+
+    def participants(self) -> list[ParticipantInfo]:
+        return [ParticipantInfo(p.name, p.mask) for p in self._participants]
+
+    @property
+    def union_mask(self) -> int:
+        """The classes somebody listens to: anything else is refused at send."""
+        return self._union
+
+    # -- sending -----------------------------------------------------------
+
+    def send(self, cls: int, payload: bytes | bytearray | memoryview | str) -> bool:
+        """Queue a message for delivery from the loop.
+
+        Returns False, doing nothing, when nobody listens to ``cls``. Raises
+        :class:`PayloadTooLarge` or :class:`QueueFull`; nothing is dropped silently.
+        """
+        if not cls & self._union:
+            return self._refuse_nobody(cls)
+        if type(payload) is not bytes:
+            payload = payload.encode() if isinstance(payload, str) else bytes(payload)
+        if len(payload) > self.max_payload:
+            raise PayloadTooLarge(cls, len(payload), self.max_payload)
+        # The enqueue below is written out in send() and printf(): it is the hot path.
+        q = self._queue
+        if len(q) >= self.queue_depth:
+            self._refuse_full(cls)
+        if cls != self._queue_cls:
+            if q:
+                self._slow = True
+            self._queue_cls = cls
+        q.append((cls, self._clock_ns() // 1000, payload, None))
+        if not self._scheduled:
+            self._wake()
+        return True
+
+    def printf(self, cls: int, fmt: str, *args: Any) -> bool:
+        """Format C-printf style (``%d``, ``%s``, ``%%``) and send, as lws_smd_msg_printf.
+
+        Nothing is formatted when nobody listens.
+        """
+        if not cls & self._union:
+            return self._refuse_nobody(cls)
+        payload = (fmt % args).encode()
+        if len(payload) > self.max_payload:
+            raise PayloadTooLarge(cls, len(payload), self.max_payload)
+        q = self._queue
+        if len(q) >= self.queue_depth:
+            self._refuse_full(cls)
+        if cls != self._queue_cls:
+            if q:
+                self._slow = True
+            self._queue_cls = cls
+        q.append((cls, self._clock_ns() // 1000, payload, None))
+        if not self._scheduled:
+            self._wake()
+        return True
+
+    def send_json(self, cls: int, obj: Any) -> bool:
+        """Send ``obj`` as compact JSON (no spaces, as lws's own messages)."""
+        if not cls & self._union:
+            return self._refuse_nobody(cls)
+        return self.send(cls, json.dumps(obj, separators=(",", ":")).encode())
+
+    def forward(
+        self,
+        cls: int,
+        timestamp_us: int,
+        payload: bytes,
+        exclude: Participant | None = None,
+    ) -> bool:
+        """Queue a message that came from elsewhere, keeping its timestamp.
+
+        ``exclude`` (the participant that brought it in) does not get it back,
+        as C does for messages from a proxied stream.
+        """
+        if not cls & self._union:
+            return self._refuse_nobody(cls)
+        payload = bytes(payload)
+        if len(payload) > self.max_payload:
+            raise PayloadTooLarge(cls, len(payload), self.max_payload)
+        if exclude is not None and not self._wanted_besides((cls, 0, b"", exclude)):
+            return self._refuse_nobody(cls)
+        q = self._queue
+        if len(q) >= self.queue_depth:
+            self._refuse_full(cls)
+        if exclude is not None or (q and cls != self._queue_cls):
+            self._slow = True
+        self._queue_cls = cls
+        q.append((cls, timestamp_us, payload, exclude))
+        if not self._scheduled:
+            self._wake()
+        return True
+
+    def _refuse_nobody(self, cls: int) -> bool:
+        with self._lock:
+            self._count(cls)[_NOBODY] += 1
+        return False
+
+    def _refuse_full(self, cls: int) -> None:
+        with self._lock:
+            self._count(cls)[_FULL] += 1
+        raise QueueFull(cls, self.queue_depth)
+
+    def _wake(self) -> None:
+        """Schedule delivery on the loop (once per batch, not per message)."""
+        loop = self._loop
+        if loop is None:
+            return  # bind() schedules what is queued
+        self._scheduled = True
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(self._deliver)
+        else:
+            loop.call_soon_threadsafe(self._deliver)
+
+    # -- delivery (loop thread only) ----------------------------------------
+
+    def _deliver(self) -> None:
+        """Deliver everything queued, including what callbacks send meanwhile."""
+        if self._delivering:  # re-entered through a nested loop run; the outer call finishes
+            return
+        self._delivering = True
+        q = self._queue
+        try:
+            while True:
+                self._expire()
+                if not q:
+                    # Senders append without the lock: clear the flag first, then look
+                    # again, so a message appended meanwhile is never left waiting.
+                    self._scheduled = False
+                    if q:
+                        self._scheduled = True
+                        continue
+                    self._slow = False
+                    break
+                if self._slow or q[0][3] is not None:
+                    self._deliver_passes()
+                else:
+                    self._deliver_run(q[0][0])
+        finally:
+            self._delivering = False
+        self._notify_idle()
+
+    def _deliver_run(self, cls: int) -> None:
+        """Deliver the leading messages of class ``cls`` to one cached callback list.
+
+        Stops at a message that needs C's passes (another class, an exclusion)
+        or when the participants change, so the caller can look again.
+        """
+        q = self._queue
+        fans = self._fan
+        fan = fans.get(cls) or self._build_fan(cls)
+        cbs = fan[0]
+        n = 0
+        try:
+            if len(cbs) == 1:
+                cb = cbs[0]
+                while q:
+                    m = q[0]
+                    if m[0] != cls or m[3] is not None or self._fan is not fans:
+                        break
+                    try:
+                        cb(cls, m[1], m[2])
+                    except Exception:
+                        self._callback_failed(cb, fan, cls)
+                    q.popleft()
+                    n += 1
+            else:
+                while q:
+                    m = q[0]
+                    if m[0] != cls or m[3] is not None or self._fan is not fans:
+                        break
+                    ts, payload = m[1], m[2]
+                    for cb in cbs:
+                        try:
+                            cb(cls, ts, payload)
+                        except Exception:
+                            self._callback_failed(cb, fan, cls)
+                    q.popleft()
+                    n += 1
+        finally:
+            counters = fan[2]
+            counters[_SENT] += n
+            counters[_DELIVERED] += n * len(cbs)
+
+    def _deliver_passes(self) -> None:
+        """C's algorithm for the queued messages: each pass, every participant gets its next."""
+        q = self._queue
+        self._slow = False  # raised again by sends that need it while we deliver
+        batch = list(q)
+        participants = self._participants
+        discarded = self._discarded
+        wanted: list[tuple[Participant, list[_Message]]] = []
+        for p in participants:
+            mine = [m for m in batch if m[0] & p.mask and m[3] is not p and id(m) not in discarded]
+            if mine:
+                wanted.append((p, mine))
+        for m in batch:
+            self._count(m[0])[_SENT] += 1
+            discarded.discard(id(m))
+        step = 0
+        more = True
+        while more:
+            more = False
+            for p, mine in wanted:
+                if step >= len(mine) or not p.active:
+                    continue
+                cls, ts, payload, _ = mine[step]
+                try:
+                    p.callback(cls, ts, payload)
+                except Exception:
+                    log.exception("participant %r failed on a %s message", p.name, format_mask(cls))
+                self._count(cls)[_DELIVERED] += 1
+                more = more or step + 1 < len(mine)
+            step += 1
+        for _ in batch:
+            q.popleft()
+        if discarded and not q:
+            discarded.clear()
+        if discarded:
+            self._slow = True
+
+    def _expire(self) -> None:
+        """Drop queued messages older than the TTL (counted, never silent)."""
+        q = self._queue
+        if not q:
+            return
+        horizon = self._clock_ns() // 1000 - self._ttl_us
+        while q and q[0][1] < horizon:
+            m = q.popleft()
+            self._discarded.discard(id(m))
+            c = self._count(m[0])
+            c[_SENT] += 1
+            c[_EXPIRED] += 1
+
+    def _build_fan(self, cls: int) -> _Fan:
+        parts = [p for p in self._participants if p.mask & cls]
+        fan: _Fan = ([p.callback for p in parts], parts, self._count(cls))
+        self._fan[cls] = fan
+        return fan
+
+    def _callback_failed(self, cb: Callback, fan: _Fan, cls: int) -> None:
+        name = next((p.name for p in fan[1] if p.callback is cb), repr(cb))
+        log.exception("participant %r failed on a %s message", name, format_mask(cls))
+
+    def _count(self, cls: int) -> list[int]:
+        c = self._counters.get(cls)
+        if c is None:
+            c = self._counters.setdefault(cls, [0, 0, 0, 0, 0, 0])
+        return c
+
+    def _notify_idle(self) -> None:
+        if self._idle_waiters:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for f in waiters:
+                if not f.done():
+                    f.set_result(None)
+        if self._room_waiters:
+            room, self._room_waiters = self._room_waiters, []
+            for cb in room:
+                cb()
+
+    # -- waiting -----------------------------------------------------------
+
+    def when_room(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once on the loop after the queue next empties.
+
+        Used by producers that pause on :class:`QueueFull` (the proxy stops
+        reading a publisher's socket) to resume without polling.
+        """
+        self._room_waiters.append(callback)
+        if not self._queue and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._notify_idle)
+
+    async def drain(self) -> None:
+        """Wait until every queued message has been delivered (or expired)."""
+        loop = self._require_loop()
+        if asyncio.get_running_loop() is not loop:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.drain(), loop))
+            return
+        while self._queue or self._delivering:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._idle_waiters.append(fut)
+            if not self._scheduled:
+                self._scheduled = True
+                loop.call_soon(self._deliver)
+            await fut
+
+    def drain_sync(self, timeout: float | None = None) -> None:
+        """:meth:`drain` for threads other than the loop's (e.g. under :meth:`running`)."""
+        loop = self._require_loop()
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError("drain_sync() would deadlock on the bus's own loop thread")
+        asyncio.run_coroutine_threadsafe(self.drain(), loop).result(timeout)
+
+    # -- binding to a loop -------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    def bind(self, loop: asyncio.AbstractEventLoop, thread_id: int | None = None) -> None:
+        """Deliver from ``loop`` (running on ``thread_id``, default this thread)."""
+        with self._lock:
+            if self._loop is not None and self._loop is not loop:
+                raise RuntimeError("bus is already bound to another event loop")
+            self._loop = loop
+            self._loop_thread = thread_id if thread_id is not None else threading.get_ident()
+            pending = bool(self._queue) and not self._scheduled
+            if pending:
+                self._scheduled = True
+        if pending:
+            loop.call_soon_threadsafe(self._deliver)
+
+    def unbind(self) -> None:
+        with self._lock:
+            self._loop = None
+            self._loop_thread = 0
+            self._scheduled = False
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("bus is not bound to a loop: use 'async with bus' or bus.running()")
+        return self._loop
+
+    async def __aenter__(self) -> Bus:
+        self.bind(asyncio.get_running_loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                await self.drain()
+        finally:
+            self.unbind()
+
+    @contextmanager
+    def running(self) -> Iterator[Bus]:
+        """Run the bus on a loop thread of its own, for programs that are not async."""
+        from smdbus.runtime import LoopThread
+
+        runner = LoopThread(name="smdbus-loop")
+        runner.start()
+        self.bind(runner.loop, runner.thread_id)
+        try:
+            yield self
+            self.drain_sync()
+        finally:
+            self.unbind()
+            runner.stop()
+
+    # -- introspection -----------------------------------------------------
+
+    @property
+    def queue_length(self) -> int:
+        """Messages waiting for delivery (a send fails at ``queue_depth``)."""
+        return len(self._queue)
+
+    def stats(self) -> dict[int, ClassStats]:
+        """Counters per class value, including what is queued right now."""
+        queued: dict[int, int] = {}
+        for m in list(self._queue):
+            queued[m[0]] = queued.get(m[0], 0) + 1
+        out: dict[int, ClassStats] = {}
+        for cls in sorted(set(self._counters) | set(queued)):
+            c = self._counters.get(cls, [0] * 6)
+            q = queued.get(cls, 0)
+            out[cls] = ClassStats(
+                sent=c[_SENT] + q,
+                refused_nobody_listens=c[_NOBODY],
+                refused_queue_full=c[_FULL],
+                delivered=c[_DELIVERED],
+                expired=c[_EXPIRED],
+                discarded=c[_DISCARDED],
+                queued=q,
+            )
+        return out
+
+    def describe(self) -> str:
+        """A few lines for people: participants, queue and counters."""
+        lines = [f"queue {len(self._queue)}/{self.queue_depth}, ttl {self.ttl:g} s"]
+        for p in self._participants:
+            lines.append(f"  participant {p.name!r}: {format_mask(p.mask)}")
+        for cls, s in self.stats().items():
+            lines.append(
+                f"  {'|'.join(class_names(cls)) or '0'}: sent {s.sent}, delivered {s.delivered}, "
+                f"nobody {s.refused_nobody_listens}, full {s.refused_queue_full}, "
+                f"expired {s.expired}, discarded {s.discarded}, queued {s.queued}"
+            )
+        return "\n".join(lines)

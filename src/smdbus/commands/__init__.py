@@ -1,0 +1,1 @@
+"""The ``smd`` subcommands, one module each (see smdbus.cli)."""
