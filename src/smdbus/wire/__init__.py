@@ -1,0 +1,110 @@
+"""The ``_lws_smd`` wire of libwebsockets' Secure Streams proxy, sans I/O.
+
+Bytes in, events out (:class:`Decoder`); events out, bytes in (:func:`encode`
+and the fast ``*_frame`` builders). Nothing here touches a socket: the proxy
+(:mod:`smdbus.proxy`) and the client put this on top of asyncio.
+
+Typical use on the proxy side::
+
+    decoder = Decoder(Role.PROXY, max_frame=1024)
+    for event in decoder.feed(data):
+        if isinstance(event, TxPayload): ...
+        elif isinstance(event, DecodeError): log(event.message); hang_up()
+"""
+
+from smdbus.wire.address import DEFAULT_ADDRESS, format_address, is_abstract, parse_address
+from smdbus.wire.decoder import Decoder, Role, decode
+from smdbus.wire.events import (
+    FLAG_EOM,
+    FLAG_SOM,
+    FLAGS_WHOLE,
+    ClientBoundEvent,
+    ConnState,
+    ConnStateCode,
+    CreateResult,
+    DecodeError,
+    Destroying,
+    Event,
+    LinkValidityProbe,
+    OnwardConnect,
+    PayloadLengthHint,
+    Perf,
+    Problem,
+    ProxyBoundEvent,
+    RxCreditUpdate,
+    RxMetadata,
+    RxPayload,
+    StreamType,
+    TimeoutUpdate,
+    TxCreditUpdate,
+    TxMetadata,
+    TxPayload,
+)
+from smdbus.wire.frames import (
+    MASK_ZERO_QUIRK,
+    MAX_BODY,
+    MAX_FRAME_LEN,
+    PAYLOAD_OVERHEAD,
+    PROTOCOL_VERSION,
+    SMD_STREAMTYPE,
+    FrameType,
+    conn_state_frame,
+    create_result_frame,
+    encode,
+    encode_all,
+    rx_payload_frame,
+    stream_type_frame,
+    tx_payload_frame,
+)
+from smdbus.wire.message import SmdMessage, pack_message, unpack_message
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "FLAGS_WHOLE",
+    "FLAG_EOM",
+    "FLAG_SOM",
+    "MASK_ZERO_QUIRK",
+    "MAX_BODY",
+    "MAX_FRAME_LEN",
+    "PAYLOAD_OVERHEAD",
+    "PROTOCOL_VERSION",
+    "SMD_STREAMTYPE",
+    "ClientBoundEvent",
+    "ConnState",
+    "ConnStateCode",
+    "CreateResult",
+    "DecodeError",
+    "Decoder",
+    "Destroying",
+    "Event",
+    "FrameType",
+    "LinkValidityProbe",
+    "OnwardConnect",
+    "PayloadLengthHint",
+    "Perf",
+    "Problem",
+    "ProxyBoundEvent",
+    "Role",
+    "RxCreditUpdate",
+    "RxMetadata",
+    "RxPayload",
+    "SmdMessage",
+    "StreamType",
+    "TimeoutUpdate",
+    "TxCreditUpdate",
+    "TxMetadata",
+    "TxPayload",
+    "conn_state_frame",
+    "create_result_frame",
+    "decode",
+    "encode",
+    "encode_all",
+    "format_address",
+    "is_abstract",
+    "pack_message",
+    "parse_address",
+    "rx_payload_frame",
+    "stream_type_frame",
+    "tx_payload_frame",
+    "unpack_message",
+]
