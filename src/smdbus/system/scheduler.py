@@ -1,0 +1,104 @@
+"""Timers for the state manager, injected so its logic stays sans-IO.
+
+The manager needs "call this in N seconds" for one thing only: retrying a
+refused modal update. Production code backs that with the asyncio loop
+(:class:`LoopScheduler`); tests drive a :class:`ManualScheduler` and move time
+forward by hand, so a 30 s retry window runs in microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Timer(Protocol):
+    """A scheduled call that may be cancelled before it runs."""
+
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What the state manager needs from a clock and a timer wheel."""
+
+    def now(self) -> float:
+        """Monotonic seconds."""
+        ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
+
+
+class LoopScheduler:
+    """Timers on an asyncio loop: the production scheduler."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self.loop.call_later(delay, callback)
+
+
+class _ManualTimer:
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualScheduler:
+    """A scheduler whose time moves only when :meth:`advance` is called.
+
+    Timers due at the same instant run in the order they were set, and a
+    timer set by a running callback runs in the same :meth:`advance` call if
+    it falls due within the window.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._heap: list[tuple[float, int, _ManualTimer]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        if delay < 0:
+            raise ValueError(f"timer delay must be >= 0, got {delay}")
+        timer = _ManualTimer(self._now + delay, callback)
+        heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
+        return timer
+
+    @property
+    def pending(self) -> int:
+        """Timers set and neither run nor cancelled."""
+        return sum(1 for _, _, t in self._heap if not t.cancelled)
+
+    def advance(self, seconds: float) -> int:
+        """Move time forward by ``seconds``, running every timer that falls due.
+
+        Returns how many callbacks ran.
+        """
+        if seconds < 0:
+            raise ValueError(f"time only moves forward, got {seconds}")
+        end = self._now + seconds
+        ran = 0
+        while self._heap and self._heap[0][0] <= end:
+            when, _, timer = heapq.heappop(self._heap)
+            self._now = when
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.callback()
+                ran += 1
+        self._now = end
+        return ran
