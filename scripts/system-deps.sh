@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Debian packages the tests and benchmarks use: the real C libwebsockets (lws_smd) to compare
+# with, a compiler, iproute2 for network namespaces, mosquitto as a benchmark anchor.
+# Installs them when running as root with apt; otherwise says what is missing (the tests that
+# need them then skip, naming the reason).
+set -u
+want="libwebsockets-dev gcc pkg-config iproute2 mosquitto"
+missing=""
+for p in $want; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing Debian packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq $missing >/dev/null
+else
+  echo "note: missing Debian packages:$missing (not root: the tests that need them will skip)"
+fi
+exit 0
