@@ -1,0 +1,389 @@
+"""Captive portal detection: one HTTP probe, read the answer, tell the bus.
+
+Rules of this module:
+
+- What a response *means* is decided by :func:`classify` and
+  :func:`classify_failure`, pure functions of the policy settings and what
+  came back. The result mapping (shared/spec/network.md):
+
+  ===========================================================  ============
+  status equals ``http_expect`` (or any 2xx when none is set)  OK
+  301/302/303/307/308 with a Location, ``http_fail_redirect``  Captive
+  timeout, connection refused or reset, DNS failure            No internet
+  any other status (a portal answering 200 instead of 204,     No internet
+  a redirect with no Location, a 5xx)
+  ===========================================================  ============
+
+- Redirects are never followed. The timeout is real and covers the whole
+  probe (connect, request, response head); it defaults to 3 s.
+- Failures that may pass (timeout, connection, DNS, a connection dropped
+  before the answer) are retried along the policy's retry table: ``1 +
+  conceal`` tries, waiting ``backoff[i]`` ms (+ up to ``jitterpc`` %)
+  between them. A server that *answered* is believed at once.
+- One check at a time: a trigger while a check runs does not start another
+  (it is counted in ``coalesced``). While a check runs the state is UNKNOWN;
+  its result becomes the state, is published on NETWORK as
+  ``{"type":"cpd","result":"OK"|"Captive"|"No internet"}`` and is handed to
+  result listeners (the state-manager gate).
+- Triggers: :meth:`CaptivePortalDetector.trigger` (a call), and, once
+  attached to a bus, a NETWORK message with ``"trigger":"cpdcheck"`` (any
+  ``src``; the route monitor sends ``"src":"gw-change"``) or with
+  ``"type":"ipacq"`` (an interface acquired an address).
+
+The sleeper, clock and jitter source are injected so tests never wait for
+backoff delays to pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import importlib
+import json
+import logging
+import random
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from smdbus.classes import Class
+from smdbus.net.announce import Announcer, BusLike
+from smdbus.net.policy import CaptivePortalDetect, Policy, PolicyError, RetryPolicy
+
+log = logging.getLogger("smdbus.net.cpd")
+
+DEFAULT_TIMEOUT = 3.0
+"""Seconds for one probe (C meant 3 s and wrote 3 ms-as-seconds: 50 minutes)."""
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "smdbus-cpd/0.1"
+
+
+class CpdResult(enum.Enum):
+    """A check's verdict; the value is the text published on the bus."""
+
+    OK = "OK"
+    CAPTIVE = "Captive"
+    NO_INTERNET = "No internet"
+
+
+class CpdState(enum.Enum):
+    """What the device believes now (lws ``lws_cpd_result_t``)."""
+
+    UNKNOWN = "Unknown"
+    OK = "OK"
+    CAPTIVE = "Captive"
+    NO_INTERNET = "No internet"
+
+    @classmethod
+    def of(cls, result: CpdResult) -> CpdState:
+        return cls(result.value)
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """One probe: the verdict, why, and whether trying again could change it."""
+
+    result: CpdResult
+    reason: str
+    status: int | None = None
+    location: str | None = None
+    retryable: bool = False
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """A whole check: every probe made, the last one deciding."""
+
+    url: str
+    probes: tuple[ProbeOutcome, ...]
+    trigger: str
+
+    @property
+    def result(self) -> CpdResult:
+        return self.probes[-1].result
+
+    @property
+    def attempts(self) -> int:
+        return len(self.probes)
+
+
+# -- the mapping (pure) --------------------------------------------------------------
+
+
+def classify(settings: CaptivePortalDetect, status: int, location: str | None) -> ProbeOutcome:
+    """What a received status line (and Location header) means."""
+    expect = settings.http_expect
+    if expect is not None and status == expect:
+        return ProbeOutcome(CpdResult.OK, f"{status} as expected", status, location)
+    if expect is None and 200 <= status < 300:
+        return ProbeOutcome(CpdResult.OK, f"{status} (2xx)", status, location)
+    if status in REDIRECTS:
+        if not location:
+            return ProbeOutcome(
+                CpdResult.NO_INTERNET, f"{status} redirect without Location", status, None
+            )
+        if settings.http_fail_redirect:
+            return ProbeOutcome(
+                CpdResult.CAPTIVE, f"{status} redirect to {location}", status, location
+            )
+    wanted = str(expect) if expect is not None else "2xx"
+    return ProbeOutcome(
+        CpdResult.NO_INTERNET, f"{status} where {wanted} was expected", status, location
+    )
+
+
+def classify_failure(kind: str, detail: str) -> ProbeOutcome:
+    """A probe that got no answer: always No internet, worth retrying."""
+    return ProbeOutcome(CpdResult.NO_INTERNET, f"{kind}: {detail}", retryable=True)
+
+
+def _failure(exc: BaseException, timeout: float) -> ProbeOutcome:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return classify_failure("timeout", f"no answer within {timeout:g} s")
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return classify_failure("dns", str(cause))
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectError):
+        return classify_failure("connect", str(exc) or type(exc).__name__)
+    return classify_failure(type(exc).__name__, str(exc) or "no response")
+
+
+_TRIGGER = re.compile(rb'"trigger"\s*:\s*"cpdcheck"')
+_IPACQ = re.compile(rb'"type"\s*:\s*"ipacq"')
+
+
+def trigger_reason(payload: bytes) -> str | None:
+    """Why a NETWORK message asks for a check (``cpdcheck:gw-change``, ``ipacq``), or None."""
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        obj = None
+    if isinstance(obj, dict):
+        if obj.get("trigger") == "cpdcheck":
+            src = obj.get("src")
+            return f"cpdcheck:{src}" if isinstance(src, str) else "cpdcheck"
+        if obj.get("type") == "ipacq":
+            return "ipacq"
+        return None
+    # Not strict JSON (a printf-made message): look for the fields as text.
+    if _TRIGGER.search(payload):
+        return "cpdcheck"
+    if _IPACQ.search(payload):
+        return "ipacq"
+    return None
+
+
+Sleeper = Callable[[float], Awaitable[None]]
+ResultListener = Callable[[CpdResult, "CaptivePortalDetector"], None]
+
+
+class CaptivePortalDetector:
+    """Runs checks, one at a time, and keeps the CPD state.
+
+    ``url`` overrides where the probe goes (scheme, host, port, path), keeping
+    the policy's method and expectations. ``retry`` None means one try.
+    """
+
+    def __init__(
+        self,
+        settings: CaptivePortalDetect,
+        *,
+        retry: RetryPolicy | None = None,
+        bus: BusLike | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        url: str | None = None,
+        sleep: Sleeper = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+        trust_env: bool = False,
+        smd_class: int = Class.NETWORK,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 s, got {timeout}")
+        if settings.protocol != "h1":
+            try:
+                importlib.import_module("h2")
+            except ImportError:
+                raise ValueError(
+                    f"captive_portal_detect.protocol {settings.protocol!r} needs the h2 "
+                    "package (pip install 'httpx[http2]')"
+                ) from None
+        self.settings = settings
+        self.retry = retry
+        self.timeout = timeout
+        self.url = url if url is not None else settings.url
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"CPD url must be http:// or https:// with a host, got {self.url!r}")
+        self.trust_env = trust_env
+        self.smd_class = smd_class
+        self._sleep = sleep
+        self._clock = clock
+        self._rand = rand
+        self._state = CpdState.UNKNOWN
+        self._task: asyncio.Task[CheckReport] | None = None
+        self._listeners: list[ResultListener] = []
+        self._bus: BusLike | None = None
+        self._participant: Any = None
+        self.announcer = Announcer(bus, "cpd")
+        self.last: CheckReport | None = None
+        self.last_at: float | None = None
+        """``clock()`` when the last check finished."""
+        self.checks = 0
+        """Checks started."""
+        self.coalesced = 0
+        """Triggers that arrived while a check ran (no second check started)."""
+        if bus is not None:
+            self.attach(bus)
+
+    @classmethod
+    def from_policy(cls, policy: Policy, **kwargs: Any) -> CaptivePortalDetector:
+        """A detector for the policy's ``captive_portal_detect`` streamtype and its retry table."""
+        cpd = policy.captive_portal_detect
+        if cpd is None:
+            raise PolicyError("s", "no captive_portal_detect streamtype", policy.source)
+        kwargs.setdefault("retry", policy.retry_for("captive_portal_detect"))
+        if "timeout" not in kwargs and cpd.timeout_ms:
+            kwargs["timeout"] = cpd.timeout_ms / 1000
+        return cls(cpd, **kwargs)
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> CpdState:
+        """UNKNOWN before the first result and while a check runs."""
+        return self._state
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def add_result_listener(self, listener: ResultListener) -> Callable[[], None]:
+        """Call ``listener(result, detector)`` after each check; returns a remover."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    # -- triggers -----------------------------------------------------------------
+
+    def trigger(self, reason: str = "call") -> bool:
+        """Start a check on the running loop; False (and counted) if one is running."""
+        if self.running:
+            self.coalesced += 1
+            log.debug("cpd: %s trigger while a check runs: ignored", reason)
+            return False
+        self.checks += 1
+        self._state = CpdState.UNKNOWN
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(reason), name=f"cpd-check-{self.checks}"
+        )
+        return True
+
+    async def check(self, reason: str = "call") -> CheckReport:
+        """Run a check and return its report (joins the running one if there is one)."""
+        self.trigger(reason)
+        assert self._task is not None
+        return await asyncio.shield(self._task)
+
+    def attach(self, bus: BusLike) -> None:
+        """Listen on ``bus`` for NETWORK triggers and publish results there."""
+        if self._participant is not None:
+            raise RuntimeError("detector already attached to a bus")
+        self._bus = bus
+        self.announcer.bus = bus
+        self._participant = bus.register(self.smd_class, self._on_message, name="cpd")
+
+    def detach(self) -> None:
+        if self._participant is not None and self._bus is not None:
+            self._bus.unregister(self._participant)
+        self._participant = None
+
+    async def aclose(self) -> None:
+        """Stop listening and cancel a running check (its result is not published)."""
+        self.detach()
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _on_message(self, cls: int, timestamp_us: int, payload: bytes) -> None:
+        reason = trigger_reason(payload)
+        if reason is not None:
+            self.trigger(reason)
+
+    # -- the check ----------------------------------------------------------------------
+
+    async def _run(self, reason: str) -> CheckReport:
+        log.info("cpd: check %d (%s) of %s", self.checks, reason, self.url)
+        attempts = self.retry.attempts if self.retry is not None else 1
+        probes: list[ProbeOutcome] = []
+        for i in range(attempts):
+            if i:
+                assert self.retry is not None
+                delay = self.retry.delay_ms(i - 1, self._rand()) / 1000
+                log.info(
+                    "cpd: %s; retry %d/%d in %.3f s", probes[-1].reason, i, attempts - 1, delay
+                )
+                await self._sleep(delay)
+            outcome = await self.probe()
+            probes.append(outcome)
+            if not outcome.retryable:
+                break
+        report = CheckReport(self.url, tuple(probes), reason)
+        self._finish(report)
+        return report
+
+    async def probe(self) -> ProbeOutcome:
+        """One HTTP request, bounded by ``timeout``, classified."""
+        start = self._clock()
+        try:
+            async with asyncio.timeout(self.timeout):
+                outcome = await self._request()
+        except Exception as e:
+            outcome = _failure(e, self.timeout)
+        return replace(outcome, elapsed=self._clock() - start)
+
+    async def _request(self) -> ProbeOutcome:
+        async with (
+            httpx.AsyncClient(
+                follow_redirects=False,
+                trust_env=self.trust_env,
+                timeout=httpx.Timeout(self.timeout),
+                http2=self.settings.protocol == "h2",
+                headers={"user-agent": USER_AGENT, "connection": "close"},
+            ) as client,
+            client.stream(self.settings.http_method, self.url) as response,
+        ):
+            # The head is enough: the body of a portal page is not read.
+            return classify(self.settings, response.status_code, response.headers.get("location"))
+
+    def _finish(self, report: CheckReport) -> None:
+        result = report.result
+        self._state = CpdState.of(result)
+        self.last = report
+        self.last_at = self._clock()
+        log.info(
+            "cpd: %s after %d probe(s): %s", result.value, report.attempts, report.probes[-1].reason
+        )
+        self.announcer.announce(self.smd_class, {"type": "cpd", "result": result.value})
+        for listener in tuple(self._listeners):
+            try:
+                listener(result, self)
+            except Exception:
+                log.exception("cpd result listener %r raised", listener)
