@@ -1,0 +1,334 @@
+"""In-process throughput of smdbus against libwebsockets' own lws_smd, in one run.
+
+The workload (issue 2, item 6), identical on both sides: N participants
+registered for INTERACTION count their deliveries; a sender runs once per event
+loop turn and formats ~100 bytes of JSON with printf, ``--per-turn`` (40)
+times, returning to the loop in between; after ``--messages`` (1 000 000)
+accepted sends the loop runs until every participant had every message.
+
+- C: ``bench/c/inproc.c`` against Debian's libwebsockets-dev, compiled here
+  with ``gcc -O2`` into ``bench/build/`` and run as a subprocess. The sender
+  is a zero-delay lws_sul timer. Debian's 4.1.6 has a fixed queue depth of
+  12, so the library refuses the 13th send of a turn and that sender resumes
+  on the next turn: C runs 12 per turn whatever ``--per-turn`` says.
+- smdbus: ``Bus(queue_depth=per_turn)`` bound to an asyncio loop in this
+  process; the sender is a callback rescheduled with ``loop.call_soon``.
+  ``--matched-depth`` adds a run with C's observed depth (12 per turn), to
+  separate the per-message cost from the per-turn cost.
+
+Each figure is the median of ``--repeat`` runs. The ratio is smdbus/C on
+messages per second (equal to the ratio on deliveries per second, since both
+deliver every message to every participant). The goals: >= 1.0x C at 1 peer,
+>= 0.5x C at 16 peers.
+
+    .venv/bin/python bench/inproc.py                 # 1, 4, 16 peers, 1e6 msgs, 3 runs
+    .venv/bin/python bench/inproc.py --messages 100000 --repeat 1 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from smdbus import Bus, Class, QueueFull
+
+HERE = Path(__file__).resolve().parent
+C_SOURCE = HERE / "c" / "inproc.c"
+BUILD_DIR = HERE / "build"
+
+BENCH_FORMAT = (
+    '{"type":"bench","src":"bench/inproc","seq":%d,'
+    '"pad":"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ"}'
+)
+"""The payload; bench/c/inproc.c formats the same bytes (105 at a 6-digit seq)."""
+
+GOALS = {1: 1.0, 16: 0.5}
+"""smdbus/C ratio the issue asks for, by peer count."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run of one implementation."""
+
+    impl: str
+    peers: int
+    msgs: int
+    deliveries: int
+    seconds: float
+    queue_full: int
+    turns: int
+    depth: int
+
+    @property
+    def msgs_per_s(self) -> float:
+        return self.msgs / self.seconds
+
+    @property
+    def deliveries_per_s(self) -> float:
+        return self.deliveries / self.seconds
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run or a run did not deliver what it should."""
+
+
+# -- C -----------------------------------------------------------------------
+
+
+def build_c(source: Path = C_SOURCE, build_dir: Path = BUILD_DIR) -> Path:
+    """Compile the C side with gcc -O2 against libwebsockets (rebuilt when the source changes)."""
+    gcc, pkg_config = shutil.which("gcc"), shutil.which("pkg-config")
+    if gcc is None or pkg_config is None:
+        raise BenchError("the C side needs gcc and pkg-config (apt-get install gcc pkg-config)")
+    flags = subprocess.run(
+        [pkg_config, "--cflags", "--libs", "libwebsockets"],
+        capture_output=True,
+        text=True,
+    )
+    if flags.returncode != 0:
+        raise BenchError(
+            "pkg-config does not know libwebsockets (apt-get install libwebsockets-dev): "
+            + flags.stderr.strip()
+        )
+    build_dir.mkdir(parents=True, exist_ok=True)
+    exe = build_dir / source.stem
+    if exe.exists() and exe.stat().st_mtime >= source.stat().st_mtime:
+        return exe
+    cmd = [gcc, "-O2", "-Wall", "-Wextra", "-o", str(exe), str(source), *shlex.split(flags.stdout)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError(f"compiling {source} failed:\n{shlex.join(cmd)}\n{done.stderr}")
+    return exe
+
+
+def lws_version() -> str:
+    """The libwebsockets version pkg-config reports (for the report's labels)."""
+    done = subprocess.run(
+        ["pkg-config", "--modversion", "libwebsockets"], capture_output=True, text=True
+    )
+    return done.stdout.strip().rstrip("-") or "?"
+
+
+def run_c(exe: Path, peers: int, messages: int, per_turn: int) -> Run:
+    """One run of the C program; it prints one JSON object."""
+    done = subprocess.run(
+        [str(exe), str(peers), str(messages), str(per_turn)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"{exe} {peers} {messages} failed ({done.returncode}): {done.stderr}")
+    r = json.loads(done.stdout)
+    return Run(
+        impl="c",
+        peers=int(r["peers"]),
+        msgs=int(r["msgs"]),
+        deliveries=int(r["deliveries"]),
+        seconds=float(r["seconds"]),
+        queue_full=int(r["queue_full"]),
+        turns=int(r["turns"]),
+        depth=int(r["depth"]),
+    )
+
+
+# -- smdbus ------------------------------------------------------------------
+
+
+def _counter() -> tuple[Callable[[int, int, bytes], None], Callable[[], int]]:
+    """A counting callback (as the C peer's ``count++``) and a reader for its count."""
+    n = 0
+
+    def cb(cls: int, timestamp_us: int, payload: bytes) -> None:
+        nonlocal n
+        n += 1
+
+    def count() -> int:
+        return n
+
+    return cb, count
+
+
+async def _smdbus_workload(peers: int, messages: int, per_turn: int, depth: int) -> Run:
+    loop = asyncio.get_running_loop()
+    bus = Bus(queue_depth=depth)
+    counters = []
+    for i in range(peers):
+        cb, count = _counter()
+        bus.register(Class.INTERACTION, cb, name=f"peer{i}")
+        counters.append(count)
+    finished: asyncio.Future[None] = loop.create_future()
+    sent = queue_full = turns = most = 0
+    cls = int(Class.INTERACTION)
+    printf = bus.printf
+
+    def sender() -> None:
+        nonlocal sent, queue_full, turns, most
+        turns += 1
+        n = 0
+        stop = min(per_turn, messages - sent)
+        try:
+            while n < stop:
+                printf(cls, BENCH_FORMAT, sent + n)
+                n += 1
+        except QueueFull:
+            queue_full += 1
+        sent += n
+        most = max(most, n)
+        if sent < messages:
+            loop.call_soon(sender)
+        else:
+            finished.set_result(None)
+
+    async with bus:
+        t0 = time.perf_counter()
+        loop.call_soon(sender)
+        await finished
+        await bus.drain()
+        seconds = time.perf_counter() - t0
+    deliveries = sum(c() for c in counters)
+    if deliveries != sent * peers:
+        raise BenchError(f"smdbus delivered {deliveries}, expected {sent} x {peers}")
+    return Run("smdbus", peers, sent, deliveries, seconds, queue_full, turns, most)
+
+
+def run_smdbus(peers: int, messages: int, per_turn: int, depth: int) -> Run:
+    """One run of the same workload on smdbus, on a fresh asyncio loop."""
+    return asyncio.run(_smdbus_workload(peers, messages, per_turn, depth))
+
+
+# -- report ------------------------------------------------------------------
+
+
+def median_run(runs: Sequence[Run]) -> Run:
+    """The run with the median time (an actual run, so its counters stay consistent)."""
+    ordered = sorted(runs, key=lambda r: r.seconds)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _fmt_rate(x: float) -> str:
+    return f"{x / 1e6:7.3f} M/s" if x >= 1e6 else f"{x / 1e3:7.1f} k/s"
+
+
+def _row(label: str, r: Run, c: Run | None) -> str:
+    ratio = "" if c is None else f"{r.msgs_per_s / c.msgs_per_s:6.2f}x"
+    goal = GOALS.get(r.peers)
+    verdict = ""
+    if c is not None and goal is not None:
+        met = r.msgs_per_s / c.msgs_per_s >= goal
+        verdict = f"  (goal >= {goal:.1f}x: {'met' if met else 'NOT met'})"
+    return (
+        f"{r.peers:5d}  {label:<22} {_fmt_rate(r.msgs_per_s)} {_fmt_rate(r.deliveries_per_s)}"
+        f"  {r.seconds:7.3f} s  {r.depth:5d}  {ratio}{verdict}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--peers", default="1,4,16", help="comma-separated peer counts (1,4,16)")
+    ap.add_argument("--messages", type=int, default=1_000_000, help="messages per run (1e6)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure; medians (3)")
+    ap.add_argument("--per-turn", type=int, default=40, help="sends per loop turn (40)")
+    ap.add_argument(
+        "--matched-depth",
+        action="store_true",
+        help="also run smdbus with C's observed queue depth and sends per turn",
+    )
+    ap.add_argument("--json", action="store_true", help="print one JSON document instead")
+    args = ap.parse_args(argv)
+    try:
+        peer_counts = [int(p) for p in args.peers.split(",")]
+    except ValueError:
+        ap.error(f"--peers wants comma-separated integers, got {args.peers!r}")
+    if args.messages < 1 or args.repeat < 1 or args.per_turn < 1 or min(peer_counts) < 1:
+        ap.error("--messages, --repeat, --per-turn and every peer count must be at least 1")
+
+    try:
+        exe = build_c()
+    except BenchError as e:
+        print(f"inproc: {e}", file=sys.stderr)
+        return 2
+
+    version = lws_version()
+    results = []
+    for peers in peer_counts:
+        c = median_run(
+            [run_c(exe, peers, args.messages, args.per_turn) for _ in range(args.repeat)]
+        )
+        py = median_run(
+            [
+                run_smdbus(peers, args.messages, args.per_turn, args.per_turn)
+                for _ in range(args.repeat)
+            ]
+        )
+        matched = None
+        if args.matched_depth:
+            matched = median_run(
+                [run_smdbus(peers, args.messages, c.depth, c.depth) for _ in range(args.repeat)]
+            )
+        results.append((peers, c, py, matched))
+
+    if args.json:
+        doc = {
+            "workload": {
+                "messages": args.messages,
+                "repeat": args.repeat,
+                "per_turn": args.per_turn,
+                "payload_bytes": len(BENCH_FORMAT % (args.messages - 1)),
+                "python": sys.version.split()[0],
+                "cpus": os.cpu_count(),
+                "libwebsockets": version,
+            },
+            "results": [
+                {
+                    "peers": peers,
+                    "c": asdict(c)
+                    | {"msgs_per_s": c.msgs_per_s, "deliveries_per_s": c.deliveries_per_s},
+                    "smdbus": asdict(py)
+                    | {"msgs_per_s": py.msgs_per_s, "deliveries_per_s": py.deliveries_per_s},
+                    "ratio": py.msgs_per_s / c.msgs_per_s,
+                    "goal": GOALS.get(peers),
+                    "goal_met": None
+                    if peers not in GOALS
+                    else py.msgs_per_s / c.msgs_per_s >= GOALS[peers],
+                    "smdbus_matched_depth": None
+                    if matched is None
+                    else asdict(matched)
+                    | {
+                        "msgs_per_s": matched.msgs_per_s,
+                        "ratio": matched.msgs_per_s / c.msgs_per_s,
+                    },
+                }
+                for peers, c, py, matched in results
+            ],
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+
+    print(
+        f"inproc: {args.messages} msgs, {args.per_turn} sends per turn, "
+        f"median of {args.repeat}; Python {sys.version.split()[0]}"
+    )
+    print(
+        f"{'peers':>5}  {'impl':<22} {'msgs':>11} {'deliveries':>11}  {'time':>9}  depth  smdbus/C"
+    )
+    for _peers, c, py, matched in results:
+        print(_row(f"C lws_smd {version}", c, None))
+        print(_row(f"smdbus ({args.per_turn}/turn)", py, c))
+        if matched is not None:
+            print(_row(f"smdbus ({c.depth}/turn, as C)", matched, c))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
