@@ -287,6 +287,8 @@ class Bus:
         return False
 
     def _refuse_full(self, cls: int) -> None:
+        if len(self._queue) - len(self._discarded) < self.queue_depth:
+            return  # discarded messages wait for removal by the loop: they hold no place
         with self._lock:
             self._count(cls)[_FULL] += 1
         raise QueueFull(cls, self.queue_depth)
@@ -543,12 +545,14 @@ class Bus:
     @property
     def queue_length(self) -> int:
         """Messages waiting for delivery (a send fails at ``queue_depth``)."""
-        return len(self._queue)
+        return len(self._queue) - len(self._discarded)
 
     def stats(self) -> dict[int, ClassStats]:
         """Counters per class value, including what is queued right now."""
         queued: dict[int, int] = {}
         for m in list(self._queue):
+            if id(m) in self._discarded:
+                continue
             queued[m[0]] = queued.get(m[0], 0) + 1
         out: dict[int, ClassStats] = {}
         for cls in sorted(set(self._counters) | set(queued)):
