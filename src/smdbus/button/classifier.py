@@ -234,6 +234,11 @@ class Classifier:
         return self._origin_ms is not None
 
     @property
+    def ticks_run(self) -> int:
+        """Monitor ticks so far (C's ``mon_timer_count``, which wraps at 65536; ours does not)."""
+        return self._count
+
+    @property
     def now_ms(self) -> float | None:
         """The latest time fed (edge, tick or advance); None before anything."""
         return self._now

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smdbus.button.controller import Controller
-from smdbus.button.errors import ConfigError
+from smdbus.button.errors import ConfigError, SourceUnavailable
 from smdbus.button.events import Edge
 from smdbus.button.sources._optional import require
 
@@ -93,9 +93,13 @@ class EvdevSource:
         if self._dev is not None:
             return self._dev
         evdev = require("evdev")
-        dev: InputDevice[str] = (
-            evdev.InputDevice(self.device) if isinstance(self.device, str) else self.device
-        )
+        if isinstance(self.device, str):
+            try:
+                dev: InputDevice[str] = evdev.InputDevice(self.device)
+            except OSError as e:
+                raise SourceUnavailable(f"cannot open input device {self.device}: {e}") from e
+        else:
+            dev = self.device
         try:
             fcntl.ioctl(dev.fd, EVIOCSCLOCKID, struct.pack("i", time.CLOCK_MONOTONIC))
             self.monotonic = True

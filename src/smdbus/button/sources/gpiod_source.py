@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smdbus.button.controller import Controller
-from smdbus.button.errors import ConfigError
+from smdbus.button.errors import ConfigError, SourceUnavailable
 from smdbus.button.events import Edge
 from smdbus.button.sources._optional import require
 
@@ -122,9 +122,13 @@ class GpiodSource:
         if self._request is not None:
             return self._request
         gpiod = require("gpiod")
-        request: LineRequest = gpiod.request_lines(
-            self.chip, consumer=self.consumer, config=self.settings()
-        )
+        try:
+            request: LineRequest = gpiod.request_lines(
+                self.chip, consumer=self.consumer, config=self.settings()
+            )
+        except (OSError, ValueError) as e:
+            lines = ", ".join(str(spec.line) for spec in self.lines)
+            raise SourceUnavailable(f"cannot request lines {lines} on {self.chip}: {e}") from e
         for line, offset in zip(request.lines, request.offsets, strict=True):
             self._offsets[offset] = self._by_line[line]
         self._request = request

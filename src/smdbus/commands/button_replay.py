@@ -1,0 +1,182 @@
+"""``smd button-replay``: what a regime makes of a press pattern, before a device is flashed.
+
+The pattern is replayed through the same classifier the daemon runs, with
+computed time (no sleeping), and every event is printed with the time a
+device running libwebsockets' C classifier would stamp it::
+
+    $ smd button-replay 0-102,158-262
+       20 ms  bc/btn  down
+      105 ms  bc/btn  up
+      180 ms  bc/btn  down
+      185 ms  bc/btn  doubleclick
+      265 ms  bc/btn  up
+
+``--send`` then publishes the events through the proxy, so the device's
+participants can be exercised from a desk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from smdbus.button.controller import Controller
+from smdbus.button.errors import ButtonError
+from smdbus.button.events import ButtonEvent
+from smdbus.button.regime import DEFAULT_REGIME, Regime
+from smdbus.button.replay import replay
+from smdbus.button.sources.scripted import ScriptedSource, controller_for, parse_pattern
+from smdbus.classes import Class
+
+CONNECT_TIMEOUT_S = 3.0
+"""As the C client: three seconds for the proxy's CREATE_RESULT."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "pattern",
+        metavar="PATTERN",
+        help='presses as FROM-TO in ms, e.g. "0-102,158-262"; NAME:FROM-TO presses button NAME',
+    )
+    parser.add_argument(
+        "--regime",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="regime setting, repeatable or comma-separated: " + ", ".join(Regime.setting_names()),
+    )
+    parser.add_argument("--controller", default="bc", metavar="NAME", help="controller name")
+    parser.add_argument(
+        "--button", default="btn", metavar="NAME", help="button of unnamed presses (btn)"
+    )
+    parser.add_argument(
+        "--doubleclick",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="classify doubleclicks (default: on, as the regime says)",
+    )
+    parser.add_argument(
+        "--active-low",
+        action="store_true",
+        help="buttons pull the line low when pressed (changes nothing in the events)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the exact payload after each event"
+    )
+    parser.add_argument("--send", action="store_true", help="also publish the events via the proxy")
+    parser.add_argument(
+        "--socket",
+        default="@proxy.ss.lws",
+        metavar="ADDR",
+        help="proxy address for --send (@abstract or /path; default @proxy.ss.lws)",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="with --send, space the messages as the events are spaced",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        regime = DEFAULT_REGIME.with_settings(args.regime)
+        if args.doubleclick is not None:
+            regime = regime.with_settings([f"classify_doubleclick={int(args.doubleclick)}"])
+        presses = parse_pattern(args.pattern)
+        controller = controller_for(
+            presses,
+            name=args.controller,
+            default_button=args.button,
+            regime=regime,
+            active_high=not args.active_low,
+        )
+    except (ButtonError, ValueError) as e:
+        print(f"smd button-replay: {e}", file=sys.stderr)
+        return 2
+    events = replay_pattern(args.pattern, controller)
+    for note in regime.notes():
+        print(f"note: {note}", file=sys.stderr)
+    for line in format_events(events, with_json=args.json):
+        print(line)
+    if args.send:
+        try:
+            sent = asyncio.run(send_events(args.socket, events, realtime=args.realtime))
+        except (OSError, TimeoutError, ConnectionError, ValueError) as e:
+            print(f"smd button-replay: --send to {args.socket}: {e}", file=sys.stderr)
+            return 1
+        print(f"sent {sent} events to {args.socket}", file=sys.stderr)
+    return 0
+
+
+def replay_pattern(pattern: str, controller: Controller) -> list[ButtonEvent]:
+    """The events of ``pattern`` on ``controller``; unnamed presses go to its first button."""
+    return replay(controller, ScriptedSource(pattern, controller).edges())
+
+
+def format_events(events: Sequence[ButtonEvent], *, with_json: bool = False) -> list[str]:
+    """One line per event, ``"   20 ms  bc/btn  down"``; ``(no events)`` when there are none."""
+    if not events:
+        return ["(no events: no press held for ms_min_down, or presses were lost while settling)"]
+    if not with_json:
+        return [str(ev) for ev in events]
+    width = max(len(str(ev)) for ev in events)
+    return [f"{ev!s:<{width}}  {ev.to_json()}" for ev in events]
+
+
+async def send_events(address: str, events: Sequence[ButtonEvent], *, realtime: bool) -> int:
+    """Publish ``events`` on INTERACTION through a proxy speaking the ``_lws_smd`` wire."""
+    from smdbus.wire import (
+        SMD_STREAMTYPE,
+        CreateResult,
+        DecodeError,
+        Decoder,
+        Role,
+        parse_address,
+        stream_type_frame,
+        tx_payload_frame,
+    )
+
+    target = parse_address(address)
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(target), CONNECT_TIMEOUT_S)
+    try:
+        # Mask 0: we only publish, we want nothing back.
+        writer.write(stream_type_frame(SMD_STREAMTYPE, 0, pid=os.getpid() & 0xFFFFFFFF))
+        decoder = Decoder(Role.CLIENT)
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        created: CreateResult | None = None
+        while created is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no CREATE_RESULT within {CONNECT_TIMEOUT_S:g} s")
+            data = await asyncio.wait_for(reader.read(4096), left)
+            if not data:
+                raise ConnectionError("the proxy closed the connection before CREATE_RESULT")
+            for event in decoder.feed(data):
+                if isinstance(event, DecodeError):
+                    raise ConnectionError(f"bad frame from the proxy: {event}")
+                if isinstance(event, CreateResult):
+                    created = event
+                    break
+        if not created.ok:
+            raise ConnectionError(f"the proxy refused the stream (result {created.result})")
+        start = time.monotonic()
+        first = events[0].time_ms if events else 0.0
+        for ev in events:
+            if realtime:
+                delay = start + (ev.time_ms - first) / 1000 - time.monotonic()
+                if delay > 0:
+                    await writer.drain()
+                    await asyncio.sleep(delay)
+            now_us = time.monotonic_ns() // 1000
+            writer.write(tx_payload_frame(Class.INTERACTION, now_us, ev.payload(), time_us=now_us))
+        await writer.drain()
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):  # the proxy went first: we had drained already
+            await writer.wait_closed()
+    return len(events)
