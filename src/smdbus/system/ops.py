@@ -101,7 +101,7 @@ class OtaOps:
         """Prepare to receive a new image (erase the spare slot, ...)."""
         return _need(self._start, "ota.start")()
 
-    def queue(self, chunk: bytes) -> object:
+    def queue(self, chunk: bytes | bytearray | memoryview) -> object:
         """Write the next chunk of the image."""
         return _need(self._queue, "ota.queue")(bytes(chunk))
 

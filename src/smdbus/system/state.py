@@ -595,6 +595,8 @@ class StateManager:
             for link in tuple(self._links):
                 try:
                     refused = link.callback(self, link, current, target)
+                except ReentrantTransition:
+                    raise
                 except Exception as e:
                     self.held_by = link
                     raise NotifierError(link, current, target) from e
@@ -627,10 +629,21 @@ class StateManager:
             self._busy = False
 
     def _publish(self, state: State) -> None:
+        """Announce in order; a full bus queue delays announcements, never drops them."""
         if self.bus is None:
             return
-        self._outbox.append({"state": state.published_name})
-        self._flush()
+        message = {"state": state.published_name}
+        self._outbox.append(message)
+        if not self._flush_pending:
+            self._flush()
+        if self._outbox and self._outbox[-1] is message:
+            self.publish_delays += 1
+            if len(self._outbox) == 1:
+                log.warning(
+                    "%s: bus queue full; announcing %s when there is room",
+                    self.name,
+                    message["state"],
+                )
 
     def _flush(self) -> None:
         self._flush_pending = False
@@ -640,25 +653,14 @@ class StateManager:
             try:
                 bus.send_json(self.smd_class, self._outbox[0])
             except QueueFull:
-                self.publish_delays += 1
-                log.warning(
-                    "%s: bus queue full; announcing %s when there is room",
-                    self.name,
-                    self._outbox[0]["state"],
-                )
-                self._flush_later()
+                self._flush_pending = True
+                when_room = getattr(bus, "when_room", None)
+                if callable(when_room):
+                    when_room(self._flush)
+                else:
+                    self.scheduler.call_later(self.publish_retry, self._flush)
                 return
             self._outbox.popleft()
-
-    def _flush_later(self) -> None:
-        if self._flush_pending:
-            return
-        self._flush_pending = True
-        when_room = getattr(self.bus, "when_room", None)
-        if callable(when_room):
-            when_room(self._flush)
-        else:
-            self.scheduler.call_later(self.publish_retry, self._flush)
 
     def _after_change(self, previous: State, new: State) -> None:
         modal = self._modal
