@@ -1,0 +1,233 @@
+"""The client's side of the wire against a scripted proxy on a real Unix socket.
+
+The scripted proxy lets a test decide when CREATE_RESULT comes (or whether),
+so the ordering rules are checked byte for byte: STREAMTYPE first, nothing
+before CREATE_RESULT, TX_PAYLOAD layout, reconnect and re-creation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import time
+
+import pytest
+
+from smdbus.classes import Class, user_class
+from smdbus.client import (
+    BufferFull,
+    ClientClosed,
+    ProxyUnavailable,
+    State,
+    connect,
+)
+from smdbus.client.connection import Client
+from smdbus.errors import PayloadTooLarge
+from smdbus.wire import (
+    ConnStateCode,
+    Decoder,
+    Role,
+    StreamType,
+    TxPayload,
+    conn_state_frame,
+    create_result_frame,
+    rx_payload_frame,
+)
+
+_names = itertools.count()
+
+GREETING = (
+    create_result_frame(0)
+    + conn_state_frame(ConnStateCode.CREATING)
+    + conn_state_frame(ConnStateCode.CONNECTING)
+    + conn_state_frame(ConnStateCode.CONNECTED)
+)
+
+
+def unique_address() -> str:
+    return f"@smdbus-test-client-{os.getpid()}-{next(_names)}"
+
+
+class ScriptedProxy:
+    """A Unix server that decodes what clients send and answers only when told."""
+
+    def __init__(self, address: str, *, greet: bool = True) -> None:
+        self.address = address
+        self.greet = greet
+        self.events: list[object] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.accepted = 0
+        self.changed = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def __aenter__(self) -> ScriptedProxy:
+        self.server = await asyncio.start_unix_server(self._serve, "\0" + self.address[1:])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for w in self.writers:
+                w.close()
+            await self.server.wait_closed()
+            self.server = None
+            self.writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.writers.append(writer)
+        decoder = Decoder(Role.PROXY)
+        while data := await reader.read(65536):
+            for ev in decoder.feed(data):
+                self.events.append(ev)
+                if isinstance(ev, StreamType) and self.greet:
+                    writer.write(GREETING)
+                self.changed.set()
+
+    async def wait_for(self, predicate: object, timeout: float = 3.0) -> None:
+        assert callable(predicate)
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self.changed.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out; events so far: {self.events!r}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+
+    def payloads(self) -> list[TxPayload]:
+        return [e for e in self.events if isinstance(e, TxPayload)]
+
+
+async def test_streamtype_first_and_payload_layout() -> None:
+    address = unique_address()
+    async with ScriptedProxy(address) as proxy:
+        client = await connect(address, Class.NETWORK | Class.METRICS)
+        client.send(Class.NETWORK, b'{"x":0}', timestamp_us=1234)
+        await proxy.wait_for(lambda: proxy.payloads())
+        first = proxy.events[0]
+        assert first == StreamType("_lws_smd", 0x0C, os.getpid(), 1)
+        (tx,) = proxy.payloads()
+        assert (tx.cls, tx.timestamp, tx.body, tx.flags) == (4, 1234, b'{"x":0}', 3)
+        now_us = time.monotonic_ns() // 1000
+        assert 0 <= now_us - tx.time_us < 5_000_000
+        await client.close()
+
+
+async def test_no_payload_before_create_result() -> None:
+    address = unique_address()
+    async with ScriptedProxy(address, greet=False) as proxy:
+        client = await connect(address, Class.NETWORK, wait=False)
+        client.send(Class.NETWORK, b"early")
+        await proxy.wait_for(lambda: proxy.events)
+        await asyncio.sleep(0.05)  # give a wrong client the chance to write
+        assert [type(e) for e in proxy.events] == [StreamType]
+        assert client.state is State.CREATING
+        proxy.writers[0].write(GREETING)
+        await proxy.wait_for(lambda: proxy.payloads())
+        assert proxy.payloads()[0].body == b"early"
+        await client.close()
+
+
+async def test_create_result_timeout_reconnects_and_recreates() -> None:
+    address = unique_address()
+    async with ScriptedProxy(address, greet=False) as proxy:
+        client = Client(address, Class.NETWORK, create_timeout=0.05, reconnect_delay=0.01)
+        await client.start(wait=False)
+        await proxy.wait_for(lambda: proxy.accepted >= 3)
+        streamtypes = [e for e in proxy.events if isinstance(e, StreamType)]
+        assert len(streamtypes) >= 3  # a fresh STREAMTYPE on every connection
+        assert "CREATE_RESULT" in (client.stats().last_error or "")
+        await client.close()
+
+
+async def test_first_connect_fails_clearly() -> None:
+    address = unique_address()
+    with pytest.raises(ProxyUnavailable, match=address[1:]):
+        await connect(address, Class.NETWORK)
+
+
+async def test_refused_stream_is_an_error() -> None:
+    address = unique_address()
+    async with ScriptedProxy(address, greet=False) as proxy:
+        task = asyncio.create_task(connect(address, Class.NETWORK))
+        await proxy.wait_for(lambda: proxy.events)
+        proxy.writers[0].write(create_result_frame(1))
+        with pytest.raises(ProxyUnavailable, match="refused"):
+            await task
+
+
+async def test_receives_in_order_with_timestamps() -> None:
+    address = unique_address()
+    async with ScriptedProxy(address) as proxy:
+        client = await connect(address, Class.NETWORK)
+        frames = b"".join(rx_payload_frame(4, 1000 + i, b"m%d" % i, 5) for i in range(500))
+        # split awkwardly: frames cut across writes
+        for i in range(0, len(frames), 777):
+            proxy.writers[0].write(frames[i : i + 777])
+            await asyncio.sleep(0)
+        got = [await client.receive() for _ in range(500)]
+        assert [(m.cls, m.timestamp_us, m.payload) for m in got] == [
+            (4, 1000 + i, b"m%d" % i) for i in range(500)
+        ]
+        await client.close()
+        with pytest.raises(ClientClosed):
+            await client.receive()
+
+
+async def test_bad_frame_from_proxy_drops_connection_and_reconnects() -> None:
+    address = unique_address()
+    async with ScriptedProxy(address) as proxy:
+        client = await connect(address, Class.NETWORK, reconnect_delay=0.01)
+        proxy.writers[0].write(b"\x99\x00\x00")
+        await proxy.wait_for(lambda: proxy.accepted == 2)
+        await client.wait_connected(3)
+        assert "unknown frame type 0x99" in (client.stats().last_error or "")
+        await client.close()
+
+
+async def test_oversize_and_bad_class_refused_at_send() -> None:
+    address = unique_address()
+    async with ScriptedProxy(address):
+        client = await connect(address, Class.NETWORK)
+        with pytest.raises(PayloadTooLarge, match="384 bytes"):
+            client.send(Class.NETWORK, bytes(384))
+        client.send(Class.NETWORK, bytes(383))
+        with pytest.raises(ValueError, match="class"):
+            client.send(0, b"x")
+        await client.close()
+        with pytest.raises(ClientClosed):
+            client.send(Class.NETWORK, b"x")
+
+
+async def test_outage_buffer_bound_and_delivery_after_reconnect() -> None:
+    address = unique_address()
+    proxy = ScriptedProxy(address)
+    client = Client(address, user_class(1), reconnect_delay=0.02, max_buffered=5)
+    await client.start(wait=False)
+    for i in range(5):
+        client.send(user_class(1), b"%d" % i)
+    with pytest.raises(BufferFull) as info:
+        client.send(user_class(1), b"over")
+    err = info.value
+    assert (err.count, err.max_messages, err.connected) == (5, 5, False)
+    assert "unreachable" in str(err) and "USER1" in str(err)
+    assert client.stats().refused == 1
+    async with proxy:
+        await proxy.wait_for(lambda: len(proxy.payloads()) == 5)
+        assert [p.body for p in proxy.payloads()] == [b"0", b"1", b"2", b"3", b"4"]
+    await client.close()
+
+
+async def test_byte_bound() -> None:
+    client = Client(unique_address(), Class.NETWORK, max_buffered_bytes=400)
+    await client.start(wait=False)
+    client.send(Class.NETWORK, bytes(300))
+    with pytest.raises(BufferFull, match="bytes"):
+        client.send(Class.NETWORK, bytes(100))
+    await client.close(timeout=0)
