@@ -1,0 +1,413 @@
+"""The proxy: a Unix socket whose connections become participants of one bus.
+
+Rules:
+
+- One :class:`~smdbus.proxy.connection.Connection` per client; this module
+  owns what spans connections: listening and its security, admission, the
+  shared RX frame cache, batching writes per loop pass, congestion (which
+  classes are held back because a subscriber is behind) and the stall timer,
+  counters, and the record of closed connections for ``smd peers``.
+- Publishing is lossless: a full bus queue or a congested subscriber pauses
+  the publisher; nothing is dropped and no publisher is disconnected.
+- A subscriber is disconnected only when it stops reading (see
+  :mod:`smdbus.proxy.flow`) or its buffer passes ``max_buffer``; the reason
+  is logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import json
+import logging
+import os
+import socket
+import stat
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from smdbus.bus import Bus
+from smdbus.classes import format_mask
+from smdbus.proxy.connection import Connection
+from smdbus.proxy.flow import Verdict
+from smdbus.proxy.settings import ProxySettings
+from smdbus.wire import format_address, is_abstract, rx_payload_frame
+
+log = logging.getLogger("smdbus.proxy")
+
+COUNTERS = (
+    "accepted",
+    "refused_max_connections",
+    "protocol_errors",
+    "first_frame_timeouts",
+    "published",
+    "held_queue",
+    "held_congestion",
+    "stalled",
+    "slow_disconnects",
+    "stall_disconnects",
+)
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """One connection as ``smd peers`` shows it (open, or recently closed)."""
+
+    id: int
+    state: str
+    streamtype: str
+    pid: int | None
+    uid: int | None
+    gid: int | None
+    client_pid: int
+    mask: int
+    mask_names: str
+    connected_at: float
+    published: int
+    delivered: int
+    queued: int
+    buffered: int
+    dropped: int
+    held: str | None
+    congested: bool
+    stalled: bool
+    reason: str | None
+    closed_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _peer_info(c: Connection) -> PeerInfo:
+    return PeerInfo(
+        id=c.id,
+        state=c.state,
+        streamtype=c.streamtype,
+        pid=c.pid,
+        uid=c.uid,
+        gid=c.gid,
+        client_pid=c.client_pid,
+        mask=c.mask,
+        mask_names=format_mask(c.mask),
+        connected_at=c.connected_at,
+        published=c.published,
+        delivered=c.delivered if c.state == "closed" else c.msgs_out + c.out_msgs - c.queued(),
+        queued=0 if c.state == "closed" else c.queued(),
+        buffered=c.buffered(),
+        dropped=c.dropped,
+        held=c.held,
+        congested=c.congested,
+        stalled=c.stalled,
+        reason=c.close_reason,
+        closed_at=c.closed_at,
+    )
+
+
+class Proxy:
+    """The cross-process bus broker.
+
+    ``bus``: share an existing bus (the daemon does, so local participants see
+    the proxy's traffic); by default the proxy makes its own. ``clock``:
+    monotonic seconds for the stall checks (tests inject one).
+    """
+
+    def __init__(
+        self,
+        settings: ProxySettings | None = None,
+        *,
+        bus: Bus | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or ProxySettings()
+        self.bus = bus if bus is not None else Bus(queue_depth=self.settings.queue_depth)
+        self.clock = clock
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.congested_mask = 0
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._server: asyncio.AbstractServer | None = None
+        self._bound_bus = False
+        self._next_id = 1
+        self._connections: dict[int, Connection] = {}
+        self._history: deque[PeerInfo] = deque(maxlen=self.settings.history)
+        self._dirty: list[Connection] = []
+        self._flush_scheduled = False
+        self._congested: set[Connection] = set()
+        self._held: list[Connection] = []
+        self._stall_timer: asyncio.TimerHandle | None = None
+        # one RX frame built per message, shared by every subscriber it goes to
+        self._rx_key: tuple[int, int] = (0, 0)
+        self._rx_payload: bytes | None = None
+        self._rx_frame = b""
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.settings.address
+
+    async def start(self) -> None:
+        """Bind the bus to this loop and start listening."""
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        if self.bus.loop is None:
+            self.bus.bind(loop)
+            self._bound_bus = True
+        elif self.bus.loop is not loop:
+            raise RuntimeError("the proxy's bus is bound to another event loop")
+        sock = self._listen()
+        self._server = await loop.create_unix_server(self._new_connection, sock=sock)
+        log.info(
+            "proxy listening on %s (mode %s)",
+            format_address(self.address),
+            "abstract" if is_abstract(self.address) else oct(self.settings.mode),
+        )
+
+    async def close(self) -> None:
+        """Stop listening, hang up every connection, release the address."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections.values()):
+            conn.close("proxy shutting down")
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+            if not is_abstract(self.address):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.address)
+        if self._bound_bus:
+            self.bus.unbind()
+            self._bound_bus = False
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> Proxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _listen(self) -> socket.socket:
+        """A bound, listening socket with the configured permissions."""
+        address = self.address
+        shown = format_address(address)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if not is_abstract(address):
+                self._clear_stale(address)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {shown}: {exc.strerror}") from None
+            if not is_abstract(address):
+                os.chmod(address, self.settings.mode)
+                group = self.settings.group
+                if group is not None:
+                    gid = group if isinstance(group, int) else grp.getgrnam(group).gr_gid
+                    os.chown(address, -1, gid)
+            sock.listen(128)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    @staticmethod
+    def _clear_stale(path: str) -> None:
+        """Remove a socket file left by a dead proxy; refuse to take a live one's."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise FileExistsError(f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody answers: stale
+            return
+        finally:
+            probe.close()
+        raise OSError(f"{path} is in use by a running proxy")
+
+    # -- connections -------------------------------------------------------
+
+    def _new_connection(self) -> Connection:
+        conn = Connection(self, self._next_id)
+        self._next_id += 1
+        return conn
+
+    def admit(self, conn: Connection) -> bool:
+        """Called by a new connection: False (and the connection closed) when full."""
+        limit = self.settings.max_connections
+        if len(self._connections) >= limit:
+            self.count("refused_max_connections")
+            conn.abort(f"refused: {limit} connections already (max_connections)")
+            return False
+        self._connections[conn.id] = conn
+        self.count("accepted")
+        return True
+
+    def forget(self, conn: Connection) -> None:
+        """A connection has closed: keep its record, drop it from every set."""
+        if self._connections.pop(conn.id, None) is None:
+            return
+        if conn in self._congested:
+            self._congested.discard(conn)
+            self._recompute_congestion()
+        if conn in self._held:
+            self._held.remove(conn)
+        self._history.append(_peer_info(conn))
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def published_now(self) -> None:
+        """A message went onto the bus from a connection: flush after its delivery."""
+        self.counters["published"] += 1
+        if not self._flush_scheduled and self.loop is not None:
+            # The bus scheduled its delivery already; this runs right after it,
+            # in the same loop pass, so the frames go out without another pass.
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_all)
+
+    # -- delivery ----------------------------------------------------------
+
+    def rx_frame(self, cls: int, timestamp_us: int, payload: bytes) -> bytes:
+        """The RX_PAYLOAD frame of a message, built once for all its subscribers."""
+        if payload is self._rx_payload and self._rx_key == (cls, timestamp_us):
+            return self._rx_frame
+        frame = rx_payload_frame(cls, timestamp_us, payload, time.monotonic_ns() // 1000)
+        self._rx_payload = payload
+        self._rx_key = (cls, timestamp_us)
+        self._rx_frame = frame
+        return frame
+
+    def mark_dirty(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._flush_scheduled and self.loop is not None:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+        self._rx_payload = None  # do not pin the last payload
+
+    # -- congestion: lossless towards subscribers that keep reading ----------
+
+    def congestion_changed(self, conn: Connection) -> None:
+        if conn.congested:
+            self._congested.add(conn)
+        else:
+            self._congested.discard(conn)
+        self._recompute_congestion()
+
+    def _recompute_congestion(self) -> None:
+        mask = 0
+        for c in self._congested:
+            if not c.stalled:
+                mask |= c.mask
+        released = self.congested_mask & ~mask
+        self.congested_mask = mask
+        if released and self._held:
+            held, self._held = self._held, []
+            loop = self.loop
+            for c in held:
+                if loop is not None:
+                    loop.call_soon(c.resume)
+        if self._congested and self._stall_timer is None and self.loop is not None:
+            self._stall_timer = self.loop.call_later(self._check_interval(), self._check_stalls)
+
+    def _check_interval(self) -> float:
+        return min(self.settings.stall_grace, self.settings.stall_timeout) / 2
+
+    def hold_for_congestion(self, conn: Connection) -> None:
+        if conn not in self._held:
+            self._held.append(conn)
+
+    def _check_stalls(self) -> None:
+        """Every few tenths of a second while some subscriber is over high water."""
+        self._stall_timer = None
+        now = self.clock()
+        changed = False
+        for c in list(self._congested):
+            verdict = c.outflow.check(now, c.bytes_sent())
+            if verdict is Verdict.DEAD:
+                self.count("stall_disconnects")
+                c.abort(
+                    f"stalled subscriber: read nothing for {c.outflow.idle(now):.1f} s "
+                    f"with {c.buffered()} bytes waiting (stall_timeout "
+                    f"{self.settings.stall_timeout:g} s)"
+                )
+                changed = True  # forget() recomputed already; keep looking
+            elif verdict is Verdict.STALLED and not c.stalled:
+                c.stalled = True
+                self.count("stalled")
+                log.warning(
+                    "%s stopped reading (%d bytes waiting): no longer holding publishers back",
+                    c.describe(),
+                    c.buffered(),
+                )
+                changed = True
+            elif verdict is Verdict.FLOWING and c.stalled:
+                c.stalled = False
+                changed = True
+        if changed:
+            self._recompute_congestion()
+        if self._congested and self._stall_timer is None and self.loop is not None:
+            self._stall_timer = self.loop.call_later(self._check_interval(), self._check_stalls)
+
+    # -- introspection -----------------------------------------------------
+
+    def peers(self, *, include_closed: bool = True) -> list[PeerInfo]:
+        """Open connections, then (by default) the recently closed ones."""
+        out = [_peer_info(c) for c in self._connections.values()]
+        if include_closed:
+            out.extend(self._history)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "address": format_address(self.address),
+            "connections": len(self._connections),
+            "congested_mask": self.congested_mask,
+            "bus_queue": self.bus.queue_length,
+            **self.counters,
+        }
+
+    def control_query(self, conn: Connection, body: bytes) -> None:
+        """Answer a tool on the control stream: one RX_PAYLOAD per JSON reply."""
+        try:
+            query = json.loads(body)
+            op = query["op"]
+        except (ValueError, KeyError, TypeError):
+            self._reply(conn, {"error": f"not a query: {body[:80]!r}", "end": True})
+            return
+        if op == "peers":
+            peers = self.peers(include_closed=bool(query.get("closed", True)))
+            for info in peers:
+                self._reply(conn, {"peer": info.to_json()})
+            self._reply(conn, {"end": True, "count": len(peers), "stats": self.stats()})
+        elif op == "stats":
+            self._reply(conn, {"end": True, "stats": self.stats()})
+        else:
+            self._reply(conn, {"error": f"unknown op {op!r} (known: peers, stats)", "end": True})
+
+    def _reply(self, conn: Connection, obj: dict[str, Any]) -> None:
+        body = json.dumps(obj, separators=(",", ":")).encode()
+        conn.on_message(0, time.monotonic_ns() // 1000, body)

@@ -1,0 +1,64 @@
+"""The proxy's settings, each with the default we ship and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smdbus.wire import DEFAULT_ADDRESS, MAX_BODY
+
+CONTROL_STREAMTYPE = "_smdbus_ctl"
+"""Our own streamtype on the same socket, for tools (``smd peers``).
+
+C clients only ever ask for ``_lws_smd``, so they never meet it.
+"""
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """Everything the proxy can be told. All sizes are bytes, all times seconds."""
+
+    address: str = DEFAULT_ADDRESS
+    """Kernel form: ``"\\0name"`` for an abstract socket, else a filesystem path."""
+    mode: int = 0o660
+    """Permissions of a filesystem socket (connecting needs write permission)."""
+    group: str | int | None = None
+    """Group owning a filesystem socket (name or gid); None keeps the process's."""
+
+    max_connections: int = 1024
+    """Connections beyond this are closed at once, with a logged reason."""
+    max_frame: int = 1024
+    """Largest len field accepted in a frame (a TX_PAYLOAD of a 383-byte body is 415)."""
+    max_body: int = MAX_BODY
+    """Largest SMD body (383, as the C proxy): a larger one closes that connection."""
+    first_frame_timeout: float = 3.0
+    """A connection that has not sent STREAMTYPE by then is closed (C: 3 s)."""
+
+    queue_depth: int = 256
+    """Depth of the proxy's own bus queue; a full queue pauses the publisher, never drops."""
+    high_water: int = 256 * 1024
+    """Outbound bytes buffered for a subscriber above which it holds back publishers."""
+    stall_grace: float = 0.2
+    """A subscriber over high water that reads nothing this long stops holding publishers."""
+    stall_timeout: float = 2.0
+    """A subscriber over high water that reads nothing this long is disconnected."""
+    max_buffer: int = 4 * 1024 * 1024
+    """Outbound bytes for one subscriber past which it is disconnected at once."""
+    history: int = 64
+    """Closed connections remembered (with their reason) for ``smd peers``."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("max_connections", self.max_connections >= 1),
+            ("max_frame", 32 <= self.max_frame <= 0xFFFF),
+            ("max_body", 0 <= self.max_body <= 0xFFFF - 32),
+            ("first_frame_timeout", self.first_frame_timeout > 0),
+            ("queue_depth", self.queue_depth >= 1),
+            ("high_water", self.high_water >= 1),
+            ("stall_grace", self.stall_grace > 0),
+            ("stall_timeout", self.stall_timeout >= self.stall_grace),
+            ("max_buffer", self.max_buffer >= self.high_water),
+            ("history", self.history >= 0),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"proxy setting {name}={getattr(self, name)!r} is out of range")
