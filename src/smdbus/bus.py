@@ -145,6 +145,7 @@ class Bus:
 
     def register(self, mask: int, callback: Callback, name: str | None = None) -> Participant:
         """Add a participant; it also gets already-queued messages it matches."""
+        mask = int(mask)  # an IntFlag here would make every send's mask test slow Python code
         if mask <= 0:
             raise ValueError(f"a participant's mask must have a bit set, got {mask:#x}")
         label = name or str(getattr(callback, "__qualname__", "participant"))
@@ -228,6 +229,8 @@ class Bus:
 
         Nothing is formatted when nobody listens.
         """
+        if type(cls) is not int:
+            cls = int(cls)
         if not cls & self._union:
             return self._refuse_nobody(cls)
         payload = (fmt % args).encode()
@@ -247,6 +250,7 @@ class Bus:
 
     def send_json(self, cls: int, obj: Any) -> bool:
         """Send ``obj`` as compact JSON (no spaces, as lws's own messages)."""
+        cls = int(cls)
         if not cls & self._union:
             return self._refuse_nobody(cls)
         return self.send(cls, json.dumps(obj, separators=(",", ":")).encode())
@@ -263,6 +267,7 @@ class Bus:
         ``exclude`` (the participant that brought it in) does not get it back,
         as C does for messages from a proxied stream.
         """
+        cls = int(cls)
         if not cls & self._union:
             return self._refuse_nobody(cls)
         payload = bytes(payload)
