@@ -205,6 +205,8 @@ class Bus:
         Returns False, doing nothing, when nobody listens to ``cls``. Raises
         :class:`PayloadTooLarge` or :class:`QueueFull`; nothing is dropped silently.
         """
+        if type(cls) is not int:
+            cls = int(cls)  # Class members are IntFlags: their & is slow Python code
         if not cls & self._union:
             return self._refuse_nobody(cls)
         if type(payload) is not bytes:
