@@ -18,6 +18,7 @@ from smdbus.system.blobs import (
     BlobType,
 )
 from smdbus.system.ops import OTA_PERIODIC_CHECK_SECS, MissingOp, OtaOps, SystemOps, TrustQuery
+from smdbus.system.query import QUERY, StateReport, StateResponder, parse_state_message
 from smdbus.system.scheduler import LoopScheduler, ManualScheduler, Scheduler, Timer
 from smdbus.system.state import (
     JUMPS,
@@ -41,6 +42,7 @@ __all__ = [
     "JUMPS",
     "MAX_HEAP_BLOB",
     "OTA_PERIODIC_CHECK_SECS",
+    "QUERY",
     "SECRET_TYPES",
     "SLOT_COUNT",
     "AttachCallback",
@@ -68,7 +70,10 @@ __all__ = [
     "State",
     "StateError",
     "StateManager",
+    "StateReport",
+    "StateResponder",
     "SystemOps",
     "Timer",
     "TrustQuery",
+    "parse_state_message",
 ]

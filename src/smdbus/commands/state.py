@@ -1,0 +1,149 @@
+"""``smd state``: the system state, read through the proxy, from any process.
+
+The state is only announced when it changes, so the command first asks:
+it sends ``{"query":"state"}`` on SYSTEM_STATE, which the daemon's
+:class:`~smdbus.system.query.StateResponder` answers at once. Without a
+responder (a C daemon, an older one) the command prints the next change,
+or says after ``--timeout`` seconds that none came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterable
+from typing import TextIO
+
+from smdbus.classes import Class
+from smdbus.system.query import QUERY, StateReport, parse_state_message
+from smdbus.wire import format_address, parse_address
+
+DEFAULT_TIMEOUT = 3.0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--watch", "-w", action="store_true", help="keep printing each change until interrupted"
+    )
+    parser.add_argument(
+        "--socket",
+        default="@proxy.ss.lws",
+        metavar="ADDR",
+        help="proxy address (@abstract or /path; default @proxy.ss.lws)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"how long to wait for the state without --watch (default {DEFAULT_TIMEOUT} s)",
+    )
+    parser.add_argument(
+        "--no-query",
+        dest="query",
+        action="store_false",
+        help="do not ask for the current state; only print announced changes",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.timeout <= 0:
+        print(f"smd state: --timeout must be > 0 s, got {args.timeout}", file=sys.stderr)
+        return 2
+    try:
+        address = parse_address(args.socket)
+    except ValueError as e:
+        print(f"smd state: {e}", file=sys.stderr)
+        return 2
+    return asyncio.run(
+        state_command(
+            address,
+            watch=args.watch,
+            timeout=args.timeout,
+            query=args.query,
+            as_json=args.json,
+            out=sys.stdout,
+        )
+    )
+
+
+async def state_command(
+    address: str,
+    *,
+    watch: bool,
+    timeout: float,
+    query: bool = True,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Connect, ask, print; returns the exit status."""
+    from smdbus.client import ProxyUnavailable, connect
+
+    try:
+        client = await connect(address, Class.SYSTEM_STATE)
+    except ProxyUnavailable as e:
+        print(f"smd state: no proxy at {format_address(address)}: {e}", file=sys.stderr)
+        return 1
+    try:
+        if query:
+            client.send_json(Class.SYSTEM_STATE, QUERY)
+        messages = ((m.timestamp_us, m.payload) async for m in client)
+        return await report(messages, watch=watch, timeout=timeout, as_json=as_json, out=out)
+    finally:
+        await client.close(timeout=0)
+
+
+async def report(
+    messages: AsyncIterable[tuple[int, bytes]],
+    *,
+    watch: bool,
+    timeout: float,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print the first state seen (and, watching, each change) from SYSTEM_STATE payloads.
+
+    Without ``watch``, gives up after ``timeout`` seconds with status 1.
+    Answers to other processes' queries are printed only if they differ from
+    the last state printed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: str | None = None
+    it = aiter(messages)
+    while True:
+        wait = None if watch else max(deadline - loop.time(), 0.0)
+        try:
+            timestamp_us, payload = await asyncio.wait_for(anext(it), wait)
+        except TimeoutError:
+            print(
+                f"smd state: no state within {timeout:g} s (no answer to "
+                '{"query":"state"} and no change announced; is the daemon running?)',
+                file=sys.stderr,
+            )
+            return 1
+        except StopAsyncIteration:
+            return 0 if last is not None else 1
+        found = parse_state_message(payload)
+        if found is None or (not found.change and found.name == last):
+            continue
+        out.write(_line(found, timestamp_us, as_json))
+        out.flush()
+        last = found.name
+        if not watch:
+            return 0
+
+
+def _line(found: StateReport, timestamp_us: int, as_json: bool) -> str:
+    if not as_json:
+        return found.name + "\n"
+    obj = {
+        "state": found.name,
+        "n": None if found.state is None else int(found.state),
+        "change": found.change,
+        "timestamp_us": timestamp_us,
+    }
+    return json.dumps(obj, separators=(",", ":")) + "\n"
