@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from smdbus.bus import Bus
-from smdbus.classes import format_mask
+from smdbus.classes import ALL_CLASSES, format_mask
 from smdbus.proxy.connection import Connection
 from smdbus.proxy.flow import Verdict
 from smdbus.proxy.settings import ProxySettings
@@ -82,6 +82,15 @@ class PeerInfo:
         return asdict(self)
 
 
+def mask_label(mask: int) -> str:
+    """Class names for a mask of a few bits, ``ALL``, or hex (a C client's 0x1dcd6500)."""
+    if mask == ALL_CLASSES:
+        return "ALL"
+    if mask.bit_count() <= 4:
+        return format_mask(mask)
+    return f"{mask:#010x}"
+
+
 def _peer_info(c: Connection) -> PeerInfo:
     return PeerInfo(
         id=c.id,
@@ -92,7 +101,7 @@ def _peer_info(c: Connection) -> PeerInfo:
         gid=c.gid,
         client_pid=c.client_pid,
         mask=c.mask,
-        mask_names=format_mask(c.mask),
+        mask_names=mask_label(c.mask),
         connected_at=c.connected_at,
         published=c.published,
         delivered=c.delivered if c.state == "closed" else c.msgs_out + c.out_msgs - c.queued(),

@@ -1,0 +1,132 @@
+"""``smd proxy``: run the cross-process bus on a Unix socket.
+
+C libwebsockets programs join with ``-i +@proxy.ss.lws`` (the default address);
+Python programs with :mod:`smdbus.client`. See docs/proxy.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from smdbus.proxy import Proxy, ProxySettings
+from smdbus.wire import DEFAULT_ADDRESS, format_address, parse_address
+
+_D = ProxySettings()
+
+
+def _mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"mode must be octal like 0660, got {text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"mode {text} is not a permission mode")
+    return mode
+
+
+def _address(text: str) -> str:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _group(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--socket",
+        type=_address,
+        default=DEFAULT_ADDRESS,
+        metavar="ADDR",
+        help="@name (abstract), +@name (C spelling) or /path "
+        f"(default {format_address(DEFAULT_ADDRESS)})",
+    )
+    add("--mode", type=_mode, default=_D.mode, help="filesystem socket permissions (default 0660)")
+    add("--group", type=_group, default=None, help="group owning a filesystem socket")
+    add("--max-connections", type=int, default=_D.max_connections, metavar="N")
+    add("--max-frame", type=int, default=_D.max_frame, metavar="BYTES", help="largest frame len")
+    add(
+        "--first-frame-timeout",
+        type=float,
+        default=_D.first_frame_timeout,
+        metavar="S",
+        help="seconds a new connection has to send STREAMTYPE (default 3, as C)",
+    )
+    add("--queue-depth", type=int, default=_D.queue_depth, metavar="N", help="bus queue depth")
+    add(
+        "--high-water",
+        type=int,
+        default=_D.high_water,
+        metavar="BYTES",
+        help="a subscriber with more unread bytes holds publishers back",
+    )
+    add(
+        "--max-buffer",
+        type=int,
+        default=_D.max_buffer,
+        metavar="BYTES",
+        help="a subscriber with more unread bytes is disconnected",
+    )
+    add(
+        "--stall-grace",
+        type=float,
+        default=_D.stall_grace,
+        metavar="S",
+        help="a subscriber reading nothing this long stops holding publishers",
+    )
+    add(
+        "--stall-timeout",
+        type=float,
+        default=_D.stall_timeout,
+        metavar="S",
+        help="a subscriber reading nothing this long is disconnected",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> ProxySettings:
+    return ProxySettings(
+        address=args.socket,
+        mode=args.mode,
+        group=args.group,
+        max_connections=args.max_connections,
+        max_frame=args.max_frame,
+        first_frame_timeout=args.first_frame_timeout,
+        queue_depth=args.queue_depth,
+        high_water=args.high_water,
+        max_buffer=args.max_buffer,
+        stall_grace=args.stall_grace,
+        stall_timeout=args.stall_timeout,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from(args)
+    except ValueError as exc:
+        print(f"smd proxy: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(settings))
+    except OSError as exc:
+        print(f"smd proxy: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(settings: ProxySettings) -> None:
+    proxy = Proxy(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with proxy:
+        print(f"smd proxy: listening on {format_address(settings.address)}", flush=True)
+        await stop.wait()
+    print("smd proxy: stopped", flush=True)

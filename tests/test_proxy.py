@@ -1,0 +1,328 @@
+"""The proxy over real Unix sockets, driven by raw C-style clients speaking golden bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import stat
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from smdbus.proxy import Proxy, ProxySettings
+from smdbus.proxy.flow import Outflow, Verdict
+from smdbus.wire import (
+    MASK_ZERO_QUIRK,
+    Decoder,
+    Role,
+    RxPayload,
+    decode,
+    encode,
+    stream_type_frame,
+    tx_payload_frame,
+)
+from smdbus.wire.events import OnwardConnect, PayloadLengthHint, TimeoutUpdate, TxCreditUpdate
+from smdbus.wire.stream import WireStream
+
+GOLDEN_STREAMTYPE = bytes.fromhex("aa0011 01 00003a7e 0000000e") + b"_lws_smd"
+GOLDEN_GREETING = bytes.fromhex(
+    "5600050000000000 5700050100000000 5700050600000000 5700050500000000"
+)
+BODY = b'{"class":"NETWORK","x":0}'
+GOLDEN_TX = (
+    bytes.fromhex("ad0039 00000003 2db94914 000000002db94914 0000000000000004 0000000000000000")
+    + BODY
+)
+
+
+def _address() -> str:
+    return f"\0smdbus-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[Proxy]:
+    async with Proxy(ProxySettings(address=_address(), first_frame_timeout=0.3)) as p:
+        yield p
+
+
+class Raw:
+    """A client that speaks bytes, as the C client does."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.decoder = Decoder(Role.CLIENT)
+
+    @classmethod
+    async def open(cls, address: str) -> Raw:
+        return cls(*await asyncio.open_unix_connection(address))
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def exactly(self, n: int) -> bytes:
+        return await asyncio.wait_for(self.reader.readexactly(n), 2)
+
+    async def message(self) -> RxPayload:
+        while True:
+            for event in self.decoder.events():
+                if isinstance(event, RxPayload):
+                    return event
+            data = await asyncio.wait_for(self.reader.read(65536), 2)
+            assert data, "proxy hung up"
+            self.decoder.feed(data)
+
+    async def closed_by_proxy(self) -> bytes:
+        """Everything left until EOF (the proxy must hang up within 2 s)."""
+        return await asyncio.wait_for(self.reader.read(), 2)
+
+    async def joined(self, mask: int) -> Raw:
+        self.write(stream_type_frame("_lws_smd", mask, 1234))
+        assert await self.exactly(len(GOLDEN_GREETING)) == GOLDEN_GREETING
+        return self
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_golden_handshake_and_own_message_back(proxy: Proxy) -> None:
+    c = await Raw.open(proxy.address)
+    c.write(GOLDEN_STREAMTYPE)
+    assert await c.exactly(len(GOLDEN_GREETING)) == GOLDEN_GREETING
+    before = time.monotonic_ns() // 1000
+    c.write(GOLDEN_TX)
+    raw = await c.exactly(3 + 0x39)
+    after = time.monotonic_ns() // 1000
+    [msg] = decode(raw, Role.CLIENT)
+    assert isinstance(msg, RxPayload)
+    assert (msg.cls, msg.body, msg.flags, msg.latency_us) == (4, BODY, 3, 0)
+    # stamped at the proxy with real monotonic time (the sender left it 0)
+    assert before <= msg.timestamp <= msg.time_us <= after
+    assert raw[:7] == bytes.fromhex("55003900000003") and raw[7:11] == bytes(4)
+    [peer] = proxy.peers()
+    assert (peer.pid, peer.uid, peer.client_pid, peer.mask) == (
+        os.getpid(),
+        os.getuid(),
+        0x3A7E,
+        14,
+    )
+    assert (peer.published, peer.delivered) == (1, 1)
+    c.close()
+
+
+async def test_mask_zero_quirk_taken_literally(proxy: Proxy) -> None:
+    """A C client asking for mask 0 sends 0x1DCD6500: bit 24 (USER0) is in it, NETWORK is not."""
+    quirk = await Raw.open(proxy.address)
+    await quirk.joined(MASK_ZERO_QUIRK)
+    sender = await WireStream.connect(proxy.address, 0)
+    await sender.send(4, b"network")
+    await sender.send(1 << 24, b"user0")
+    msg = await quirk.message()
+    assert (msg.cls, msg.body) == (1 << 24, b"user0")
+    assert proxy.peers()[0].mask == 0x1DCD6500 and proxy.peers()[0].mask_names == "0x1dcd6500"
+    await sender.close()
+    quirk.close()
+
+
+async def test_delivery_follows_masks_in_queue_order(proxy: Proxy) -> None:
+    net = await (await Raw.open(proxy.address)).joined(4)
+    both = await (await Raw.open(proxy.address)).joined(6)
+    pub = await (await Raw.open(proxy.address)).joined(0)
+    for i in range(100):
+        pub.write(tx_payload_frame(2 if i % 3 else 4, 0, b"%d" % i))
+    got_both = [await both.message() for _ in range(100)]
+    assert [m.body for m in got_both] == [b"%d" % i for i in range(100)]
+    got_net = [await net.message() for _ in range(34)]
+    assert [m.body for m in got_net] == [b"%d" % i for i in range(0, 100, 3)]
+    assert all(m.cls == 4 for m in got_net)
+    ts = [m.timestamp for m in got_both]
+    assert ts == sorted(ts)
+    for c in (net, both, pub):
+        c.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("oversize body", tx_payload_frame(4, 0, bytes(384)), "over the limit of 383"),
+        ("unknown frame type", b"\x42\x00\x00", "unknown frame type 0x42"),
+        ("proxy-bound frame type from client", b"\x55\x00\x00", "never sent by a client"),
+        ("second streamtype", stream_type_frame("_lws_smd", 4), "second STREAMTYPE"),
+        ("metadata", b"\xae\x00\x03\x01ab", "METADATA"),
+        ("frame over max_frame", b"\xb3\x08\x00", "over the limit of 1024"),
+    ],
+)
+async def test_bad_frames_close_only_that_connection(
+    proxy: Proxy, caplog: pytest.LogCaptureFixture, name: str, data: bytes, reason: str
+) -> None:
+    caplog.set_level(logging.WARNING, "smdbus.proxy")
+    good = await (await Raw.open(proxy.address)).joined(4)
+    bad = await (await Raw.open(proxy.address)).joined(4)
+    bad.write(data)
+    assert await bad.closed_by_proxy() == b""
+    assert reason in caplog.text
+    closed = [p for p in proxy.peers() if p.state == "closed"]
+    assert len(closed) == 1 and reason in (closed[0].reason or "")
+    assert proxy.counters["protocol_errors"] == 1
+    # the other connection is undisturbed
+    good.write(tx_payload_frame(4, 0, b"still here"))
+    assert (await good.message()).body == b"still here"
+    good.close()
+
+
+@pytest.mark.parametrize(
+    "first",
+    [tx_payload_frame(4, 0, b"early"), encode(OnwardConnect()), b"\xac\x00\x00"],
+    ids=["tx", "onward", "destroying"],
+)
+async def test_frame_before_streamtype_is_refused(
+    proxy: Proxy, caplog: pytest.LogCaptureFixture, first: bytes
+) -> None:
+    caplog.set_level(logging.WARNING, "smdbus.proxy")
+    c = await Raw.open(proxy.address)
+    c.write(first)
+    assert await c.closed_by_proxy() == b""
+    assert "before STREAMTYPE" in caplog.text
+
+
+async def test_unknown_streamtype_gets_failure_result(proxy: Proxy) -> None:
+    c = await Raw.open(proxy.address)
+    c.write(stream_type_frame("mintest", 0))
+    assert await c.closed_by_proxy() == bytes.fromhex("5600050100000000")
+
+
+async def test_accepted_and_ignored_frames(proxy: Proxy) -> None:
+    c = await (await Raw.open(proxy.address)).joined(4)
+    for event in (OnwardConnect(), TimeoutUpdate(5000), PayloadLengthHint(40), TxCreditUpdate(9)):
+        c.write(encode(event))
+    c.write(b"\xb3\x00\x00")  # link validity probe
+    c.write(tx_payload_frame(4, 0, b"after"))
+    assert (await c.message()).body == b"after"
+    c.close()
+
+
+async def test_destroying_hangs_up(proxy: Proxy) -> None:
+    c = await (await Raw.open(proxy.address)).joined(4)
+    c.write(b"\xac\x00\x00")
+    assert await c.closed_by_proxy() == b""
+    [peer] = proxy.peers()
+    assert peer.reason == "client destroyed its stream"
+
+
+async def test_first_frame_timeout(proxy: Proxy, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "smdbus.proxy")
+    c = await Raw.open(proxy.address)
+    started = time.monotonic()
+    assert await c.closed_by_proxy() == b""
+    assert 0.25 <= time.monotonic() - started < 1.5
+    assert proxy.counters["first_frame_timeouts"] == 1
+    assert "no STREAMTYPE within 0.3 s" in caplog.text
+
+
+async def test_max_connections() -> None:
+    async with Proxy(ProxySettings(address=_address(), max_connections=2)) as p:
+        a = await (await Raw.open(p.address)).joined(4)
+        b = await (await Raw.open(p.address)).joined(4)
+        c = await Raw.open(p.address)
+        assert await c.closed_by_proxy() == b""
+        assert p.counters["refused_max_connections"] == 1
+        a.close()
+        b.close()
+
+
+async def test_filesystem_socket_mode_group_and_stale_file(tmp_path: Path) -> None:
+    path = tmp_path / "smd.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # a socket file nobody listens on, as a killed proxy leaves
+    gid = os.getgroups()[-1] if os.getgroups() else os.getgid()
+    async with Proxy(ProxySettings(address=str(path), group=gid)) as p:
+        st = path.stat()
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o660
+        assert st.st_gid == gid
+        c = await (await Raw.open(str(path))).joined(4)
+        with pytest.raises(OSError, match="in use by a running proxy"):
+            await Proxy(ProxySettings(address=str(path))).start()
+        c.close()
+        assert p.peers()[0].pid == os.getpid()
+    assert not path.exists(), "the socket file is removed at close"
+
+
+async def test_abstract_address_in_use(proxy: Proxy) -> None:
+    with pytest.raises(OSError, match="cannot listen on @smdbus-test"):
+        await Proxy(ProxySettings(address=proxy.address)).start()
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_buffer"):
+        ProxySettings(high_water=10_000, max_buffer=100)
+
+
+def test_outflow_verdicts_with_an_injected_clock() -> None:
+    flow = Outflow(grace=0.2, timeout=2.0)
+    flow.start(10.0, sent=1000)
+    assert flow.check(10.1, 1000) is Verdict.FLOWING
+    assert flow.check(10.25, 1000) is Verdict.STALLED
+    assert flow.check(10.3, 1500) is Verdict.FLOWING  # it read something: slow, not stopped
+    assert flow.check(12.2, 1500) is Verdict.STALLED
+    assert flow.check(12.3, 1500) is Verdict.DEAD
+    assert flow.idle(12.3) == pytest.approx(2.0)
+
+
+async def test_full_bus_queue_pauses_the_publisher_without_loss() -> None:
+    """A queue of 4: the publisher is held again and again, nothing is lost or reordered."""
+    async with Proxy(ProxySettings(address=_address(), queue_depth=4)) as p:
+        sub = await (await Raw.open(p.address)).joined(4)
+        pub = await (await Raw.open(p.address)).joined(0)
+        pub.write(b"".join(tx_payload_frame(4, 0, b"%d" % i) for i in range(2000)))
+        got = [(await sub.message()).body for _ in range(2000)]
+        assert got == [b"%d" % i for i in range(2000)]
+        assert p.counters["held_queue"] > 100
+        assert p.counters["published"] == 2000
+        sub.close()
+        pub.close()
+
+
+async def test_slow_reader_holds_publisher_then_catches_up() -> None:
+    """A subscriber that reads late (but reads) gets everything: publishers wait for it."""
+    settings = ProxySettings(address=_address(), high_water=16_384, stall_grace=5, stall_timeout=10)
+    async with Proxy(settings) as p:
+        sub = await (await Raw.open(p.address)).joined(4)
+        pub = await (await Raw.open(p.address)).joined(0)
+        n = 20_000
+        writer = asyncio.create_task(_publish(pub, n))
+        await asyncio.sleep(0.3)  # sub reads nothing meanwhile
+        assert p.congested_mask == 4 and p.counters["held_congestion"] >= 1
+        assert p.peers()[0].buffered < settings.max_buffer
+        got = [(await sub.message()).body for _ in range(n)]
+        assert got == [b"%d" % i for i in range(n)]
+        await writer
+        assert p.counters["slow_disconnects"] == p.counters["stall_disconnects"] == 0
+        sub.close()
+        pub.close()
+
+
+async def _publish(c: Raw, n: int) -> None:
+    for i in range(n):
+        c.write(tx_payload_frame(4, 0, b"%d" % i))
+        if i % 500 == 0:
+            await c.writer.drain()
+    await c.writer.drain()
+
+
+async def test_peers_over_the_control_stream(proxy: Proxy) -> None:
+    from smdbus.commands.peers import format_table, query_peers
+
+    c = await (await Raw.open(proxy.address)).joined(6)
+    peers, summary = await query_peers(proxy.address)
+    smd = [p for p in peers if p["streamtype"] == "_lws_smd"]
+    assert len(smd) == 1 and smd[0]["pid"] == os.getpid() and smd[0]["mask"] == 6
+    assert summary["stats"]["accepted"] == 2
+    table = format_table(peers, summary["stats"])
+    assert "SYSTEM_STATE|NETWORK" in table and "_smdbus_ctl" in table
+    c.close()
