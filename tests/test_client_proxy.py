@@ -1,0 +1,371 @@
+"""The client against the real proxy, each in its own process, on real Unix sockets.
+
+The proxy runs as a subprocess (so it can be killed with SIGKILL and started
+again); peers are asyncio clients in this process, threaded clients, or
+separate Python processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from smdbus.bus import Bus
+from smdbus.classes import Class, user_class
+from smdbus.client import BufferFull, Client, Message, State, connect, connect_threaded
+
+_names = itertools.count()
+
+PROXY_SCRIPT = """
+import asyncio, sys
+from smdbus.proxy import Proxy, ProxySettings
+from smdbus.wire import parse_address
+async def main():
+    async with Proxy(ProxySettings(address=parse_address(sys.argv[1]))) as proxy:
+        await proxy.serve_forever()
+asyncio.run(main())
+"""
+
+
+def unique_address() -> str:
+    return f"@smdbus-test-proxy-{os.getpid()}-{next(_names)}"
+
+
+def _kernel(address: str) -> str:
+    return "\0" + address[1:]
+
+
+def _answers(address: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(_kernel(address))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class ProxyProcess:
+    """``smdbus.proxy`` in a child process on an abstract socket."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", PROXY_SCRIPT, self.address])
+        deadline = time.monotonic() + 10
+        while not _answers(self.address):  # bounded poll for a real process start
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"proxy exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("proxy did not start listening within 10 s")
+            time.sleep(0.01)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def proxy() -> Iterator[ProxyProcess]:
+    p = ProxyProcess(unique_address())
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    async with Bus() as b:
+        yield b
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Bounded poll for something another process does."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+async def take(client: Client, n: int, timeout: float = 5.0) -> list[Message]:
+    return [await asyncio.wait_for(client.receive(), timeout) for _ in range(n)]
+
+
+# -- basic traffic -----------------------------------------------------------
+
+
+async def test_send_and_receive_sender_included(proxy: ProxyProcess) -> None:
+    a = await connect(proxy.address, Class.NETWORK)
+    b = await connect(proxy.address, Class.NETWORK | Class.METRICS)
+    c = await connect(proxy.address, Class.INTERACTION)
+    a.send_json(Class.NETWORK, {"up": True})
+    b.send(Class.METRICS, b"m1")
+    got_b = await take(b, 2)
+    assert sorted(m.payload for m in got_b) == sorted([b'{"up":true}', b"m1"])
+    (echo,) = await take(a, 1)  # the sender gets its own message back
+    assert (echo.cls, echo.payload) == (Class.NETWORK, b'{"up":true}')
+    now = time.monotonic_ns() // 1000
+    assert 0 <= now - echo.timestamp_us < 2_000_000  # real monotonic µs, comparable here
+    await asyncio.sleep(0.05)
+    assert c.stats().received == 0
+    for x in (a, b, c):
+        await x.close()
+
+
+async def test_many_messages_in_order(proxy: ProxyProcess) -> None:
+    pub = await connect(proxy.address, 0)
+    sub = await connect(proxy.address, user_class(0))
+    n = 20_000
+    for i in range(n):
+        pub.send(user_class(0), i.to_bytes(4, "big") + bytes(96))
+        if i % 256 == 255:
+            await pub.drain()
+    seqs = [int.from_bytes(m.payload[:4], "big") for m in await take(sub, n, timeout=20)]
+    assert seqs == list(range(n))
+    assert pub.stats().sent == n
+    await pub.close()
+    await sub.close()
+
+
+async def test_threaded_client(proxy: ProxyProcess) -> None:
+    def work() -> tuple[list[bytes], str]:
+        with connect_threaded(proxy.address, Class.SYSTEM_STATE) as t:
+            for i in range(100):
+                t.send(Class.SYSTEM_STATE, b"s%d" % i)
+            got = [t.receive(timeout=5).payload for _ in range(100)]
+            try:
+                t.receive(timeout=0.01)
+                extra = "got an extra message"
+            except TimeoutError as exc:
+                extra = str(exc)
+            return got, extra
+
+    got, extra = await asyncio.to_thread(work)
+    assert got == [b"s%d" % i for i in range(100)]
+    assert "no message within" in extra
+
+
+# -- separate processes ------------------------------------------------------
+
+PEER_SCRIPT = """
+import asyncio, json, sys
+from smdbus.client import connect
+from smdbus.classes import user_class
+
+async def main():
+    address, index, peers, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    c = await connect(address, user_class(3))
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    for i in range(count):
+        c.send(user_class(3), json.dumps([index, i]).encode())
+    seen = {}
+    order_ok = True
+    for _ in range(peers * count):
+        m = await asyncio.wait_for(c.receive(), 20)
+        who, seq = json.loads(m.payload)
+        order_ok &= seq == seen.get(who, -1) + 1
+        seen[who] = seq
+    await asyncio.sleep(0.1)
+    extra = c.stats().received - peers * count
+    seen_n = {str(k): v + 1 for k, v in seen.items()}
+    print(json.dumps({"seen": seen_n, "order": order_ok, "extra": extra}), flush=True)
+    await c.close()
+
+asyncio.run(main())
+"""
+
+
+def test_n_processes_each_receive_everything(proxy: ProxyProcess) -> None:
+    """The C multi-process test's shape: 4 processes, 64 messages each, all see 256."""
+    peers, count = 4, 64
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PEER_SCRIPT, proxy.address, str(i), str(peers), str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for i in range(peers)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            assert p.stdout.readline().strip() == b"ready"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(b"go\n")
+            p.stdin.flush()
+        results: list[dict[str, Any]] = []
+        for p in procs:
+            out, _ = p.communicate(timeout=30)
+            results.append(json.loads(out.splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for r in results:
+        assert r["seen"] == {str(i): count for i in range(peers)}
+        assert r["order"] is True
+        assert r["extra"] == 0
+
+
+# -- bridging ----------------------------------------------------------------
+
+
+async def test_bridge_both_ways_no_double_delivery(proxy: ProxyProcess, bus: Bus) -> None:
+    local: list[tuple[int, int, bytes]] = []
+    bus.register(Class.NETWORK, lambda c, t, p: local.append((c, t, p)), name="local")
+    bridged = await connect(proxy.address, Class.NETWORK, bus=bus)
+    remote = await connect(proxy.address, Class.NETWORK)
+
+    remote.send(Class.NETWORK, b"from-remote")
+    (r_echo,) = await take(remote, 1)
+    await until(lambda: len(local) == 1)
+    # the remote message arrives with the timestamp the proxy gave it
+    assert local[0] == (Class.NETWORK, r_echo.timestamp_us, b"from-remote")
+
+    assert bus.send(Class.NETWORK, b"from-local")
+    (got,) = await take(remote, 1)
+    assert got.payload == b"from-local"
+    await until(lambda: bridged.stats().echoes_suppressed == 1)
+    await bus.drain()
+    await asyncio.sleep(0.05)
+    await bus.drain()
+    assert [p for _, _, p in local] == [b"from-remote", b"from-local"]  # each once
+    assert bridged.bridge_obj is not None
+    assert (bridged.bridge_obj.forwarded_in, bridged.bridge_obj.forwarded_out) == (1, 1)
+    await bridged.close()
+    await remote.close()
+
+
+async def test_two_bridged_buses_see_each_message_once(proxy: ProxyProcess) -> None:
+    """Two local buses joined through the proxy: no loops, no duplicates, both directions."""
+    async with Bus() as bus_a, Bus() as bus_b:
+        seen_a: list[bytes] = []
+        seen_b: list[bytes] = []
+        bus_a.register(user_class(2), lambda c, t, p: seen_a.append(p))
+        bus_b.register(user_class(2), lambda c, t, p: seen_b.append(p))
+        ca = await connect(proxy.address, user_class(2), bus=bus_a)
+        cb = await connect(proxy.address, user_class(2), bus=bus_b)
+        for i in range(100):
+            while True:
+                try:
+                    bus_a.send(user_class(2), b"a%d" % i)
+                    bus_b.send(user_class(2), b"b%d" % i)
+                    break
+                except Exception:  # QueueFull: let the loop deliver
+                    await asyncio.sleep(0.001)
+        expected = sorted([b"a%d" % i for i in range(100)] + [b"b%d" % i for i in range(100)])
+        await until(lambda: len(seen_a) >= 200 and len(seen_b) >= 200, timeout=10)
+        await asyncio.sleep(0.1)
+        assert sorted(seen_a) == expected
+        assert sorted(seen_b) == expected
+        # order per sender is kept on both sides
+        assert [p for p in seen_b if p[:1] == b"a"] == [b"a%d" % i for i in range(100)]
+        assert ca.stats().echoes_suppressed == 100 and cb.stats().echoes_suppressed == 100
+        await ca.close()
+        await cb.close()
+
+
+async def test_bridge_backpressure_on_small_local_queue(proxy: ProxyProcess) -> None:
+    """A local bus much smaller than the burst: the bridge waits for room, nothing is lost."""
+    async with Bus(queue_depth=4) as small:
+        seen: list[bytes] = []
+        small.register(Class.METRICS, lambda c, t, p: seen.append(p))
+        await connect(proxy.address, Class.METRICS, bus=small, export_mask=0)
+        pub = await connect(proxy.address, 0)
+        for i in range(2000):
+            pub.send(Class.METRICS, b"%d" % i)
+            if i % 200 == 199:
+                await pub.drain()
+        await until(lambda: len(seen) == 2000, timeout=10)
+        assert seen == [b"%d" % i for i in range(2000)]
+
+
+# -- the proxy dies ------------------------------------------------------------
+
+
+async def test_kill9_proxy_reconnect_and_outage_buffer(proxy: ProxyProcess) -> None:
+    cls = user_class(5)
+    sub = await connect(proxy.address, cls, reconnect_delay=0.05)
+    pub = await connect(proxy.address, 0, max_buffered=50)  # default 1 s reconnect, as C
+    got: list[int] = []
+
+    async def collect() -> None:
+        async for m in sub:
+            got.append(int(m.payload))
+
+    collector = asyncio.create_task(collect())
+    for i in range(20):
+        pub.send(cls, b"%d" % i)
+    await until(lambda: len(got) == 20)
+
+    proxy.kill9()  # mid-stream: the same streams go on after the restart
+    await until(lambda: pub.state is not State.READY and sub.state is not State.READY)
+    accepted = 20
+    with pytest.raises(BufferFull) as info:
+        for i in range(20, 200):
+            pub.send(cls, b"%d" % i)
+            accepted += 1
+    assert accepted == 70  # exactly the outage bound of 50 was taken
+    assert "unreachable" in str(info.value)
+
+    proxy.start()
+    restarted = time.monotonic()
+    await until(lambda: pub.connected and sub.connected, timeout=5)
+    reconnect_s = time.monotonic() - restarted
+    assert reconnect_s < 1.5  # the publisher retries every 1 s
+    for i in range(70, 80):
+        pub.send(cls, b"%d" % i)
+    await until(lambda: len(got) >= 80)
+    await asyncio.sleep(0.05)
+    assert got == list(range(80))  # every accepted message once, in order
+    assert pub.stats().disconnects == 1 and pub.stats().connects == 2
+    collector.cancel()
+    await pub.close()
+    await sub.close()
+
+
+async def test_default_reconnect_delay_is_about_one_second(proxy: ProxyProcess) -> None:
+    c = await connect(proxy.address, Class.NETWORK)
+    proxy.kill9()
+    proxy.start()  # back at once: the client waits its 1 s anyway
+    t0 = time.monotonic()
+    await until(lambda: c.connected and c.stats().connects == 2, timeout=5)
+    assert 0.5 <= time.monotonic() - t0 <= 1.6
+    c.send(Class.NETWORK, b"again")
+    (m,) = await take(c, 1)
+    assert m.payload == b"again"
+    await c.close()
+
+
+def test_injected_settings_validated() -> None:
+    with pytest.raises(ValueError, match="mask"):
+        Client("@x", 1 << 40)
+    with pytest.raises(ValueError, match="reconnect_delay"):
+        Client("@x", 1, reconnect_delay=-1)
+    with pytest.raises(ValueError, match="abstract"):
+        Client("@", 1)
