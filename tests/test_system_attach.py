@@ -186,3 +186,31 @@ def test_attach_from_a_worker_onto_a_bus_running_its_own_loop_thread() -> None:
         queue.attach(on_loop, State.OPERATIONAL)
         assert done.wait(5)
         assert seen and seen[0] != threading.get_ident()
+
+
+async def test_system_context_boots_attaches_answers_and_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from smdbus.system import SystemContext, SystemOps
+
+    got: list[bytes] = []
+    async with Bus() as bus:
+        bus.register(Class.SYSTEM_STATE, lambda c, t, p: got.append(bytes(p)), name="w")
+        ctx = SystemContext(bus, ops=SystemOps(wake_latency_us=10))
+        ran: list[str] = []
+        ctx.attach(ran.append, State.OPERATIONAL, "early")
+        late = ctx.attach(ran.append, State.MODAL_UPDATING, "never")
+        assert ctx.boot() is True
+        assert await ctx.wait_operational(5) is State.OPERATIONAL
+        await settle()
+        assert ran == ["early"]
+        bus.send_json(Class.SYSTEM_STATE, {"query": "state"})
+        await bus.drain()
+        await bus.drain()
+        assert b'{"current":"OPERATIONAL","n":15}' in got
+        assert ctx.blobs.ntp_server() == "pool.ntp.org" and ctx.ops.wake_latency_us == 10
+        assert ctx.close() == [late]
+        assert ctx.state is State.CONTEXT_DESTROYING
+        await bus.drain()
+    assert got[-1] == b'{"state":"DESTROYING"}'
+    assert "dropping" in caplog.text

@@ -17,6 +17,7 @@ from smdbus.system.blobs import (
     BlobTooLarge,
     BlobType,
 )
+from smdbus.system.context import SystemContext
 from smdbus.system.ops import OTA_PERIODIC_CHECK_SECS, MissingOp, OtaOps, SystemOps, TrustQuery
 from smdbus.system.query import QUERY, StateReport, StateResponder, parse_state_message
 from smdbus.system.scheduler import LoopScheduler, ManualScheduler, Scheduler, Timer
@@ -72,6 +73,7 @@ __all__ = [
     "StateManager",
     "StateReport",
     "StateResponder",
+    "SystemContext",
     "SystemOps",
     "Timer",
     "TrustQuery",

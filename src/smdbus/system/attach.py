@@ -77,6 +77,8 @@ class AttachQueue:
         self._closed = False
         self.ran = 0
         """Callbacks run so far."""
+        self.dropped: list[AttachItem] = []
+        """Items dropped at shutdown (each was logged)."""
         self._remove_listener = manager.add_listener(self._on_state)
 
     def attach(
@@ -119,6 +121,7 @@ class AttachQueue:
         with self._lock:
             self._closed = True
             dropped, self._items = self._items, []
+            self.dropped.extend(dropped)
         self._remove_listener()
         for item in dropped:
             log.warning(
