@@ -517,3 +517,23 @@ def test_manager_without_a_bus_still_moves_and_tells_listeners() -> None:
         (State.CONTEXT_CREATED, State.PRE_PRIV_DROP),
         (State.PRE_PRIV_DROP, State.INITIALIZED),
     ]
+
+
+def test_forced_destroy_survives_a_raising_notifier_and_bad_targets_are_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(m: StateManager, link: NotifyLink, cur: State, tgt: State) -> int:
+        if cur != tgt:
+            raise RuntimeError("driver gone")
+        return 0
+
+    mgr = StateManager(Recorder(), notifiers=[("broken", broken)], initial=State.OPERATIONAL)
+    with pytest.raises(NotifierError):
+        mgr.destroy()
+    assert mgr.destroy(force=True) is True
+    assert mgr.state is State.CONTEXT_DESTROYING
+    assert "a notifier raised during shutdown" in caplog.text
+    with pytest.raises(ValueError, match="no system state numbered 42"):
+        StateManager().transition(42)
+    with pytest.raises(ValueError, match="publish_retry"):
+        StateManager(publish_retry=0)

@@ -288,6 +288,8 @@ class StateManager:
     ) -> None:
         if modal_retry_interval <= 0:
             raise ValueError(f"modal_retry_interval must be > 0 s, got {modal_retry_interval}")
+        if publish_retry <= 0:
+            raise ValueError(f"publish_retry must be > 0 s, got {publish_retry}")
         if modal_retry_limit < 0:
             raise ValueError(f"modal_retry_limit must be >= 0 s, got {modal_retry_limit}")
         self.bus = bus
@@ -389,7 +391,7 @@ class StateManager:
         does nothing during a modal update). Returns True when at or above
         ``target``, False when a notifier holds the way.
         """
-        target = State(target)
+        target = State.parse(target)
         if not State.CONTEXT_CREATED <= target <= State.CONTEXT_DESTROYING:
             raise IllegalTransition(
                 self._state, target, "steps only walk CONTEXT_CREATED..CONTEXT_DESTROYING"
@@ -398,7 +400,7 @@ class StateManager:
 
     def transition(self, target: State | int) -> bool:
         """Jump straight to ``target`` (either direction); False if a notifier refused."""
-        target = State(target)
+        target = State.parse(target)
         self._check_jump(self._state, target)
         return self._start([Move(_Kind.JUMP, target)])
 
@@ -424,7 +426,7 @@ class StateManager:
         ``modal_retry_limit`` seconds after the first attempt, then gives up
         (state unchanged). The returned request tells how it went.
         """
-        target = State(target)
+        target = State.parse(target)
         if target not in _MODAL:
             raise IllegalTransition(self._state, target, "enter_modal() targets a modal state")
         self._check_jump(self._state, target)
@@ -451,10 +453,14 @@ class StateManager:
         manager then goes to CONTEXT_DESTROYING anyway (confirmation pass and
         announcement still happen), for a daemon that must exit.
         """
-        if self._state in _MODAL:
-            moved = self._start([Move(_Kind.JUMP, State.CONTEXT_DESTROYING)])
-        else:
-            moved = self._start([Move(_Kind.STEPS, State.CONTEXT_DESTROYING)])
+        kind = _Kind.JUMP if self._state in _MODAL else _Kind.STEPS
+        try:
+            moved = self._start([Move(kind, State.CONTEXT_DESTROYING)])
+        except NotifierError:
+            if not force:
+                raise
+            log.exception("%s: a notifier raised during shutdown", self.name)
+            moved = False
         if not moved and force:
             log.warning(
                 "%s: shutdown held by %r at %s; forced",
@@ -532,7 +538,7 @@ class StateManager:
         states count as "past OPERATIONAL". Shutdown never satisfies a wait for
         an earlier state: such a wait raises :class:`ShutdownError`.
         """
-        target = State(target)
+        target = State.parse(target)
         if self._satisfies(target, exact):
             return self._state
         if self._state == State.CONTEXT_DESTROYING:
