@@ -23,10 +23,10 @@ it never pushes a plan some other notifier is holding. Confirmation calls
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from smdbus.net.cpd import CaptivePortalDetector, CpdResult, CpdState
-from smdbus.net.routes import RouteMonitor
 
 log = logging.getLogger("smdbus.net.gates")
 
@@ -42,6 +42,15 @@ class ManagerLike(Protocol):
     held_by: Any
 
     def resume(self) -> bool: ...
+
+
+class DumpSource(Protocol):
+    """What the coldplug gate needs of :class:`smdbus.net.routes.RouteMonitor`."""
+
+    @property
+    def dump_done(self) -> bool: ...
+
+    def add_dump_listener(self, listener: Callable[[Any], None]) -> Callable[[], None]: ...
 
 
 class _Gate:
@@ -77,7 +86,7 @@ class ColdplugGate(_Gate):
 
     name = "routes-coldplug"
 
-    def __init__(self, monitor: RouteMonitor) -> None:
+    def __init__(self, monitor: DumpSource) -> None:
         super().__init__()
         self.monitor = monitor
         monitor.add_dump_listener(lambda _m: self._resume())

@@ -167,7 +167,8 @@ class RouteMonitor:
         try:
             from pyroute2 import AsyncIPRoute
 
-            self._ipr = AsyncIPRoute(netns=self.netns, groups=_groups())
+            # flags=0: open an existing namespace, never create one by a typo.
+            self._ipr = AsyncIPRoute(netns=self.netns, flags=0, groups=_groups())
             await self._ipr.bind()
             self.table.load(await self._dump())
         except BaseException as e:
@@ -299,7 +300,7 @@ async def dump_routes(netns: str | None = None) -> RouteTable:
     try:
         from pyroute2 import AsyncIPRoute
 
-        monitor._ipr = AsyncIPRoute(netns=netns)
+        monitor._ipr = AsyncIPRoute(netns=netns, flags=0)
         monitor.table.load(await monitor._dump())
     finally:
         monitor._close_socket()

@@ -15,8 +15,9 @@ Rules of this module:
   route went. If anything in the batch added or removed a route with a
   gateway, the batch ends with one ``{"trigger":"cpdcheck","src":"gw-change"}``.
 - The kernel removes some routes without telling (IPv4 routes when the last
-  IPv4 address of their link goes or the link goes down, and routes using a
-  removed address as preferred source), so the cache does the same itself.
+  IPv4 address of their link goes, and routes using a removed address as
+  preferred source; a link's routes, but its local ones, when it goes down),
+  so the cache does the same itself.
 - The initial dump (:meth:`RouteTable.load`) fills the cache silently.
 
 Theory of operation: routes are keyed like the kernel keys them (family,
@@ -335,7 +336,8 @@ class RouteTable:
             self._links[ev.ifindex] = Link(ev.ifindex, ev.name, ev.up)
             if ev.up:
                 return [], False
-            return self._drop(lambda r: r.ifindex == ev.ifindex)
+            # The kernel keeps the link's local (own address) routes while it is down.
+            return self._drop(lambda r: r.ifindex == ev.ifindex and r.type != RTN_LOCAL)
         # LinkRemoved
         self._links.pop(ev.ifindex, None)
         for k in [k for k, a in self._addresses.items() if a.ifindex == ev.ifindex]:
@@ -364,7 +366,5 @@ class RouteTable:
         gone = [k for k, r in self._routes.items() if goes(r)]
         if not gone:
             return [], False
-        gateway = False
-        for k in gone:
-            gateway = gateway or self._routes.pop(k).gateway is not None
-        return [MSG_DEL], gateway
+        dropped = [self._routes.pop(k) for k in gone]
+        return [MSG_DEL], any(r.gateway is not None for r in dropped)

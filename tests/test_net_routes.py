@@ -1,0 +1,293 @@
+"""The route monitor against a real kernel table, in a network namespace made by the test.
+
+Every change is made with ``ip`` inside the namespace; the monitor watches
+that namespace through pyroute2. After each change the test renames a
+sentinel (``ip link set ... alias``): netlink keeps order, so once the
+monitor has seen the sentinel it has seen everything before it, and the
+bus messages can be compared exactly. IPv6 is switched off in the namespace
+so its link-local routes do not join in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import pytest
+
+from smdbus import Bus, Class
+from smdbus.net.gates import ColdplugGate
+from smdbus.net.routes import RouteMonitor, dump_routes
+from smdbus.net.routetable import LinkChanged, NetEvent, Route
+
+pytest.importorskip("pyroute2")
+
+ADD = b'{"rt":"add"}'
+DEL = b'{"rt":"del"}'
+GW = b'{"trigger":"cpdcheck","src":"gw-change"}'
+
+_names = itertools.count()
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh namespace with up links ``d0`` and ``s0`` (dummy, else veth pairs)."""
+    if shutil.which("ip") is None:
+        pytest.skip("network namespaces need the ip command (iproute2), not installed")
+    name = f"smdtest{os.getpid()}x{next(_names)}"
+    try:
+        _ip("netns", "add", name)
+    except subprocess.CalledProcessError as e:
+        pytest.skip(f"cannot create a network namespace here: {e.stderr.strip()}")
+    try:
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6;"
+                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        for link in ("d0", "s0"):  # s0: the sentinel, always up
+            try:
+                _ip("-n", name, "link", "add", link, "type", "dummy")
+            except subprocess.CalledProcessError:
+                _ip("-n", name, "link", "add", link, "type", "veth", "peer", "name", f"{link}p")
+                _ip("-n", name, "link", "set", f"{link}p", "up")
+            _ip("-n", name, "link", "set", link, "up")
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+class Watch:
+    """A monitor on a real bus, with the sentinel handshake and the messages it published."""
+
+    def __init__(self, netns: str, bus: Bus) -> None:
+        self.netns = netns
+        self.bus = bus
+        self.messages: list[bytes] = []
+        self.aliases: list[str] = []
+        self._seen = asyncio.Event()
+        self._marks = itertools.count()
+        bus.register(Class.NETWORK, lambda c, t, p: self.messages.append(p), name="watch")
+        self.monitor = RouteMonitor(bus, netns=netns, observer=self._observe)
+
+    def _observe(self, events: Sequence[NetEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, LinkChanged) and ev.alias:
+                self.aliases.append(ev.alias)
+                self._seen.set()
+
+    async def do(self, *commands: Sequence[str]) -> list[bytes]:
+        """Run ``ip -n NS ...`` commands; return what the monitor published because of them."""
+        self.messages.clear()
+        for cmd in commands:
+            _ip("-n", self.netns, *cmd)
+        mark = f"m{next(self._marks)}"
+        # The kernel tells alias changes of up links only: s0 stays up.
+        _ip("-n", self.netns, "link", "set", "s0", "alias", mark)
+
+        async def sentinel() -> None:
+            while mark not in self.aliases:
+                self._seen.clear()
+                await self._seen.wait()
+
+        await asyncio.wait_for(sentinel(), 5)
+        await self.bus.drain()
+        return list(self.messages)
+
+    async def agrees_with_kernel(self) -> None:
+        """The cache holds what a fresh dump of the namespace holds."""
+        fresh = await dump_routes(self.netns)
+        assert sorted(map(repr, self.monitor.table.routes)) == sorted(map(repr, fresh.routes))
+
+    def routes(self, table: int = 254) -> list[Route]:
+        return [r for r in self.monitor.table.routes if r.table == table]
+
+
+@pytest.fixture
+async def watch(netns: str) -> AsyncIterator[Watch]:
+    async with Bus() as bus:
+        w = Watch(netns, bus)
+        await w.monitor.start()
+        yield w
+        await w.monitor.stop()
+
+
+def ifindex(netns: str, name: str) -> int:
+    out = json.loads(_ip("-n", netns, "-j", "link", "show", name).stdout)
+    return int(out[0]["ifindex"])
+
+
+async def test_initial_dump_of_an_empty_namespace(watch: Watch) -> None:
+    assert watch.monitor.dump_done and watch.monitor.dump_error is None
+    assert watch.monitor.table.routes == []
+    assert watch.monitor.table.link_names()[ifindex(watch.netns, "d0")] == "d0"
+
+
+async def test_route_changes_give_exact_messages(watch: Watch) -> None:
+    ns = watch.netns
+    d0 = ifindex(ns, "d0")
+
+    # An address brings its local and prefix routes (the broadcast one is not cached).
+    assert await watch.do(("addr", "add", "10.9.0.2/24", "dev", "d0")) == [ADD, ADD]
+    assert watch.routes() == [
+        Route(
+            socket.AF_INET,
+            "10.9.0.0",
+            24,
+            ifindex=d0,
+            table=254,
+            protocol=2,
+            scope=253,
+            prefsrc="10.9.0.2",
+        )
+    ]
+
+    # A route via a gateway: added, and CPD is asked to look again.
+    assert await watch.do(("route", "add", "10.20.0.0/16", "via", "10.9.0.1")) == [ADD, GW]
+    assert await watch.do(("route", "add", "default", "via", "10.9.0.1", "metric", "5")) == [
+        ADD,
+        GW,
+    ]
+    default = [r for r in watch.routes() if r.is_default]
+    assert default == [
+        Route(
+            socket.AF_INET,
+            None,
+            0,
+            gateway="10.9.0.1",
+            ifindex=d0,
+            priority=5,
+            table=254,
+            protocol=3,
+            scope=0,
+        )
+    ]
+    # A route without a gateway: no trigger.
+    assert await watch.do(("route", "add", "10.30.0.0/16", "dev", "d0")) == [ADD]
+
+    assert await watch.do(("route", "del", "10.20.0.0/16")) == [DEL, GW]
+    assert await watch.do(("route", "del", "default", "via", "10.9.0.1", "metric", "5")) == [
+        DEL,
+        GW,
+    ]
+    assert await watch.do(("route", "del", "10.30.0.0/16")) == [DEL]
+    assert [r.dst for r in watch.routes()] == ["10.9.0.0"]
+    await watch.agrees_with_kernel()
+
+    # Several changes in one go: one message per route, one trigger per kernel batch.
+    assert await watch.do(
+        ("route", "add", "default", "via", "10.9.0.1"),
+        ("route", "add", "10.40.0.0/16", "via", "10.9.0.1"),
+    ) == [ADD, GW, ADD, GW]
+
+    # Removing the address takes every route that hung on it, the gateway ones included,
+    # which the kernel drops without a word: one del, one trigger.
+    assert await watch.do(("addr", "del", "10.9.0.2/24", "dev", "d0")) == [DEL, GW]
+    assert watch.monitor.table.routes == []
+    assert watch.monitor.table.addresses == []
+    await watch.agrees_with_kernel()
+
+
+async def test_link_down_takes_its_routes(watch: Watch) -> None:
+    await watch.do(("addr", "add", "10.9.0.2/24", "dev", "d0"))
+    await watch.do(("route", "add", "default", "via", "10.9.0.1"))
+    assert await watch.do(("link", "set", "d0", "down")) == [DEL, GW]
+    # Only the local route of the address stays, as in the kernel.
+    assert [(r.dst, r.table) for r in watch.monitor.table.routes] == [("10.9.0.2", 255)]
+    await watch.agrees_with_kernel()
+    # Up again: the kernel restores the prefix route, not the default route.
+    assert await watch.do(("link", "set", "d0", "up")) == [ADD]
+    assert [r.gateway for r in watch.monitor.table.routes] == [None, None]
+    await watch.agrees_with_kernel()
+
+
+async def test_dump_sees_what_was_there_before(netns: str) -> None:
+    _ip("-n", netns, "addr", "add", "10.9.0.2/24", "dev", "d0")
+    _ip("-n", netns, "route", "add", "default", "via", "10.9.0.1")
+    async with Bus() as bus:
+        got: list[bytes] = []
+        bus.register(Class.NETWORK, lambda c, t, p: got.append(p))
+        monitor = RouteMonitor(bus, netns=netns)
+        await monitor.start()
+        await bus.drain()
+        await monitor.stop()
+    assert got == []  # the dump is silent
+    gw = monitor.table.gateways()
+    assert [(r.gateway, r.is_default) for r in gw] == [("10.9.0.1", True)]
+    assert len(monitor.table.routes) == 3  # local, prefix, default
+
+
+async def test_coldplug_gate_holds_until_the_dump(netns: str) -> None:
+    from smdbus.system.state import State, StateManager
+
+    async with Bus() as bus:
+        states: list[bytes] = []
+        bus.register(Class.SYSTEM_STATE, lambda c, t, p: states.append(p))
+        monitor = RouteMonitor(bus, netns=netns)
+        gate = ColdplugGate(monitor)
+        manager = StateManager(bus, notifiers=[("routes-coldplug", gate)])
+        assert manager.steps(State.OPERATIONAL) is False
+        assert manager.state == State.COLLECTING_STDIN
+        assert gate.refusals == 1
+        await monitor.start()
+        assert manager.state.name == "OPERATIONAL"
+        await bus.drain()
+        await monitor.stop()
+    names = [json.loads(s)["state"] for s in states]
+    assert names[names.index("COLLECTING_STDIN") :][:3] == [
+        "COLLECTING_STDIN",
+        "IFACE_COLDPLUG",
+        "DHCP",
+    ]
+    assert names[-1] == "OPERATIONAL"
+
+
+def test_smd_routes_command_in_the_namespace(netns: str) -> None:
+    _ip("-n", netns, "addr", "add", "10.9.0.2/24", "dev", "d0")
+    _ip("-n", netns, "route", "add", "default", "via", "10.9.0.1", "metric", "7")
+    smd = [sys.executable, "-m", "smdbus", "routes", "--netns", netns]
+    lines = subprocess.run(smd, check=True, capture_output=True, text=True).stdout.splitlines()
+    assert "default via 10.9.0.1 dev d0 proto boot scope global metric 7" in lines
+    assert "10.9.0.0/24 dev d0 proto kernel scope link src 10.9.0.2" in lines
+    assert len(lines) == 3
+    out = json.loads(
+        subprocess.run([*smd, "--json"], check=True, capture_output=True, text=True).stdout
+    )
+    default = next(r for r in out if r["dst"] is None)
+    assert (default["gateway"], default["priority"], default["dev"], default["family"]) == (
+        "10.9.0.1",
+        7,
+        "d0",
+        "inet",
+    )
+
+
+def test_smd_routes_names_a_missing_namespace() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "smdbus", "routes", "--netns", "smd-no-such-ns"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1
+    assert "network namespace 'smd-no-such-ns'" in r.stderr
+    assert "smd-no-such-ns" not in _ip("netns", "list").stdout  # and it was not created
