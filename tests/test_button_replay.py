@@ -104,20 +104,24 @@ class FakeProxy:
         self.streamtypes: list[StreamType] = []
         self.payloads: list[TxPayload] = []
         self.closed = asyncio.Event()
+        self.clean_end = False
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder = Decoder(Role.PROXY)
-        while data := await reader.read(65536):
-            for event in decoder.feed(data):
-                if isinstance(event, StreamType):
-                    self.streamtypes.append(event)
-                    writer.write(create_result_frame())
-                    for state in (1, 6, 5):
-                        writer.write(conn_state_frame(state))
-                elif isinstance(event, TxPayload):
-                    self.payloads.append(event)
-        writer.close()
-        self.closed.set()
+        try:
+            while data := await reader.read(65536):
+                for event in decoder.feed(data):
+                    if isinstance(event, StreamType):
+                        self.streamtypes.append(event)
+                        writer.write(create_result_frame())
+                        for state in (1, 6, 5):
+                            writer.write(conn_state_frame(state))
+                    elif isinstance(event, TxPayload):
+                        self.payloads.append(event)
+            self.clean_end = True
+        finally:
+            writer.close()
+            self.closed.set()
 
 
 async def test_send_publishes_through_the_wire() -> None:
@@ -150,6 +154,7 @@ async def test_send_publishes_through_the_wire() -> None:
         (1, b'{"type":"button","src":"bc/btn","event":"click"}'),
     ]
     assert all(p.timestamp > 0 for p in proxy.payloads)
+    assert proxy.clean_end, "the publisher should end with EOF, not a reset"
 
 
 def test_send_without_a_proxy_says_so() -> None:

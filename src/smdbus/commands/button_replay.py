@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -32,9 +30,6 @@ from smdbus.button.regime import DEFAULT_REGIME, Regime
 from smdbus.button.replay import replay
 from smdbus.button.sources.scripted import ScriptedSource, controller_for, parse_pattern
 from smdbus.classes import Class
-
-CONNECT_TIMEOUT_S = 3.0
-"""As the C client: three seconds for the proxy's CREATE_RESULT."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -130,53 +125,18 @@ def format_events(events: Sequence[ButtonEvent], *, with_json: bool = False) -> 
 
 async def send_events(address: str, events: Sequence[ButtonEvent], *, realtime: bool) -> int:
     """Publish ``events`` on INTERACTION through a proxy speaking the ``_lws_smd`` wire."""
-    from smdbus.wire import (
-        SMD_STREAMTYPE,
-        CreateResult,
-        DecodeError,
-        Decoder,
-        Role,
-        parse_address,
-        stream_type_frame,
-        tx_payload_frame,
-    )
+    from smdbus.button.wire_publisher import WirePublisher
 
-    target = parse_address(address)
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(target), CONNECT_TIMEOUT_S)
+    publisher = await WirePublisher.connect(address)
     try:
-        # Mask 0: we only publish, we want nothing back.
-        writer.write(stream_type_frame(SMD_STREAMTYPE, 0, pid=os.getpid() & 0xFFFFFFFF))
-        decoder = Decoder(Role.CLIENT)
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        created: CreateResult | None = None
-        while created is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no CREATE_RESULT within {CONNECT_TIMEOUT_S:g} s")
-            data = await asyncio.wait_for(reader.read(4096), left)
-            if not data:
-                raise ConnectionError("the proxy closed the connection before CREATE_RESULT")
-            for event in decoder.feed(data):
-                if isinstance(event, DecodeError):
-                    raise ConnectionError(f"bad frame from the proxy: {event}")
-                if isinstance(event, CreateResult):
-                    created = event
-                    break
-        if not created.ok:
-            raise ConnectionError(f"the proxy refused the stream (result {created.result})")
         start = time.monotonic()
         first = events[0].time_ms if events else 0.0
         for ev in events:
             if realtime:
                 delay = start + (ev.time_ms - first) / 1000 - time.monotonic()
                 if delay > 0:
-                    await writer.drain()
                     await asyncio.sleep(delay)
-            now_us = time.monotonic_ns() // 1000
-            writer.write(tx_payload_frame(Class.INTERACTION, now_us, ev.payload(), time_us=now_us))
-        await writer.drain()
+            publisher.send(Class.INTERACTION, ev.payload())
     finally:
-        writer.close()
-        with contextlib.suppress(OSError):  # the proxy went first: we had drained already
-            await writer.wait_closed()
-    return len(events)
+        await publisher.close()
+    return publisher.sent
