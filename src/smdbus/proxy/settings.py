@@ -37,7 +37,7 @@ class ProxySettings:
     """Depth of the proxy's own bus queue; a full queue pauses the publisher, never drops."""
     high_water: int = 256 * 1024
     """Outbound bytes buffered for a subscriber above which it holds back publishers."""
-    stall_grace: float = 0.2
+    stall_grace: float = 0.05
     """A subscriber over high water that reads nothing this long stops holding publishers."""
     stall_timeout: float = 2.0
     """A subscriber over high water that reads nothing this long is disconnected."""

@@ -13,7 +13,7 @@ import contextlib
 import os
 from types import TracebackType
 
-from smdbus.wire.address import DEFAULT_ADDRESS, format_address
+from smdbus.wire.address import DEFAULT_ADDRESS, format_address, parse_address
 from smdbus.wire.decoder import Decoder, Role
 from smdbus.wire.events import CreateResult, DecodeError, RxPayload
 from smdbus.wire.frames import MAX_BODY, SMD_STREAMTYPE, stream_type_frame, tx_payload_frame
@@ -49,6 +49,7 @@ class WireStream:
         Raises ``ConnectionError`` (naming the address) when there is no proxy,
         it refuses the stream, or it does not answer within ``timeout`` (C: 3 s).
         """
+        address = parse_address(address)  # "@name", "+@name" or a kernel address
         shown = format_address(address)
         try:
             reader, writer = await asyncio.wait_for(
