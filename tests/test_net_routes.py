@@ -291,3 +291,32 @@ def test_smd_routes_names_a_missing_namespace() -> None:
     assert r.returncode == 1
     assert "network namespace 'smd-no-such-ns'" in r.stderr
     assert "smd-no-such-ns" not in _ip("netns", "list").stdout  # and it was not created
+
+
+async def test_a_gateway_change_in_the_kernel_makes_cpd_look_again(watch: Watch) -> None:
+    from smdbus.net.cpd import CaptivePortalDetector
+    from smdbus.net.policy import CaptivePortalDetect
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = CaptivePortalDetect(endpoint="127.0.0.1", port=port, http_expect=204)
+    detector = CaptivePortalDetector(settings, bus=watch.bus)
+    try:
+        assert await watch.do(("addr", "add", "10.9.0.2/24", "dev", "d0")) == [ADD, ADD]
+        assert detector.checks == 0
+        assert await watch.do(("route", "add", "default", "via", "10.9.0.1")) == [ADD, GW]
+        assert detector.checks == 1
+        report = await detector.check()  # joins the check the trigger started
+        assert report.trigger == "cpdcheck:gw-change"
+        await watch.bus.drain()
+        assert watch.messages[-1] == b'{"type":"cpd","result":"OK"}'
+    finally:
+        await detector.aclose()
+        server.close()
+        await server.wait_closed()
