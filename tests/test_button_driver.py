@@ -179,3 +179,32 @@ async def test_close_stops_the_timer() -> None:
         assert not driver.timer_running
         await asyncio.sleep(1)
     assert driver.classifier.ticks_run == 0
+
+
+async def test_runner_serves_a_live_pattern_in_virtual_time() -> None:
+    import io
+
+    from smdbus.button.config import Configured
+    from smdbus.button.runner import serve
+
+    loop = asyncio.get_running_loop()
+    presses = parse_pattern("0-102,mode:37-82")
+    controller = controller_for(presses)
+    out = io.StringIO()
+    with virtual_time(loop):
+
+        class VirtualScripted(ScriptedSource):
+            def clock(self) -> float:
+                return loop.time() * 1000
+
+        source = VirtualScripted(presses, controller)
+        drivers = await serve([Configured(controller, source)], out=out)
+    assert out.getvalue().splitlines() == [
+        "   20 ms  bc/btn  down",
+        "   55 ms  bc/mode  down",
+        "   85 ms  bc/mode  up",
+        "  105 ms  bc/btn  up",
+        "  205 ms  bc/mode  click",
+        "  225 ms  bc/btn  click",
+    ]
+    assert not drivers[0].timer_running

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -105,12 +106,19 @@ class ScriptedSource:
         out.sort(key=lambda x: x[:3])
         return [e for *_, e in out]
 
-    async def run(self, sink: Callable[[Edge], None], *, clock: Callable[[], float]) -> None:
+    def clock(self) -> float:
+        """CLOCK_MONOTONIC in ms, the loop's clock: what :meth:`run` stamps edges with."""
+        return time.monotonic_ns() / 1e6
+
+    async def run(
+        self, sink: Callable[[Edge], None], *, clock: Callable[[], float] | None = None
+    ) -> None:
         """Play the pattern live: each edge is handed to ``sink`` at its time on ``clock`` (ms).
 
         Edges carry their planned times, so the events are the same as a replay's,
-        shifted by the start time.
+        shifted by the start time. ``clock`` defaults to :meth:`clock`.
         """
+        clock = clock or self.clock
         start = clock()
         for edge in self.edges(start):
             delay = (edge.time_ms - clock()) / 1000

@@ -1,0 +1,20 @@
+"""``python -m smdbus.button``: run button sources live (see :mod:`smdbus.button.runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from smdbus.button.runner import configure, run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m smdbus.button", description="classify real button presses live"
+    )
+    configure(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
