@@ -276,3 +276,16 @@ def test_smd_cpd_bad_policy_names_the_field(tmp_path: Path) -> None:
     r = smd_cpd("--policy", str(f))
     assert r.returncode == 2
     assert f'{f}: s[0].captive_portal_detect.port: expected int 1..65535, got "80"' in r.stderr
+
+
+async def test_lws_41_rule_lets_a_captive_device_through(portal: PortalServer) -> None:
+    async with Bus() as bus:
+        rec = Record(bus)
+        detector = CaptivePortalDetector(SPEC, url=url_of(portal), bus=bus)
+        manager = StateManager(bus, notifiers=[("cpd", CpdGate(detector, require_ok=False))])
+        manager.steps(State.OPERATIONAL)
+        await asyncio.wait_for(manager.wait_for(State.OPERATIONAL), 5)
+        await bus.drain()
+        await detector.aclose()
+    assert detector.state is CpdState.CAPTIVE
+    assert rec.lines.index(CAPTIVE) < rec.lines.index('{"state":"CPD_PRE_TIME"}')

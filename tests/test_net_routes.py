@@ -24,6 +24,7 @@ import pytest
 
 from smdbus import Bus, Class
 from smdbus.net.gates import ColdplugGate
+from smdbus.net.policy import Policy, parse_policy
 from smdbus.net.routes import RouteMonitor, dump_routes
 from smdbus.net.routetable import LinkChanged, NetEvent, Route
 
@@ -320,3 +321,69 @@ async def test_a_gateway_change_in_the_kernel_makes_cpd_look_again(watch: Watch)
         await detector.aclose()
         server.close()
         await server.wait_closed()
+
+
+def _policy_for(port: int) -> Policy:
+    return parse_policy(
+        {
+            "s": [
+                {
+                    "captive_portal_detect": {
+                        "endpoint": "127.0.0.1",
+                        "port": port,
+                        "http_url": "generate_204",
+                        "http_expect": 204,
+                        "http_fail_redirect": True,
+                    }
+                }
+            ]
+        }
+    )
+
+
+async def _ok_server() -> asyncio.Server:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+async def test_network_services_boot_a_device(netns: str) -> None:
+    from smdbus.net.service import NetworkServices
+    from smdbus.system.state import State, StateManager
+
+    server = await _ok_server()
+    port = server.sockets[0].getsockname()[1]
+    async with Bus() as bus:
+        net = NetworkServices(bus, policy=_policy_for(port), netns=netns)
+        manager = StateManager(bus, notifiers=net.notifiers())
+        assert [name for name, _ in net.notifiers()] == ["routes-coldplug", "cpd"]
+        manager.steps(State.OPERATIONAL)
+        assert manager.state.name == "COLLECTING_STDIN"
+        await net.start()
+        await asyncio.wait_for(manager.wait_for(State.OPERATIONAL), 5)
+        assert net.route_error is None and net.monitor is not None and net.monitor.running
+        await net.stop()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_network_services_boot_without_a_routing_table() -> None:
+    from smdbus.net.service import NetworkServices
+    from smdbus.system.state import State, StateManager
+
+    server = await _ok_server()
+    port = server.sockets[0].getsockname()[1]
+    async with Bus() as bus:
+        net = NetworkServices(bus, policy=_policy_for(port), netns="smd-no-such-ns")
+        manager = StateManager(bus, notifiers=net.notifiers())
+        await net.start()
+        assert isinstance(net.route_error, OSError)
+        manager.steps(State.OPERATIONAL)
+        await asyncio.wait_for(manager.wait_for(State.OPERATIONAL), 5)
+        await net.stop()
+    server.close()
+    await server.wait_closed()

@@ -1,8 +1,91 @@
 """Network events: the Secure Streams policy, captive portal detection, the routing table.
 
-``policy`` loads and validates the policy document; ``cpd`` probes for a
-captive portal and publishes the result; ``routetable`` is the sans-IO
-routing cache and ``routes`` feeds it from rtnetlink (pyroute2); ``gates``
-are the state-manager notifiers that hold the boot for them. httpx and
-pyroute2 are imported only by the modules that need them (the ``net`` extra).
+``policy`` loads and validates the policy document (stdlib only); ``cpd``
+probes for a captive portal and publishes the result (httpx);
+``routetable`` is the sans-IO routing cache and ``routes`` feeds it from
+rtnetlink (pyroute2); ``gates`` are the state-manager notifiers that hold
+the boot for them; ``service`` composes all of it for the daemon.
+
+The names below are imported on first use, so ``from smdbus.net import
+load_policy`` does not pull in httpx or pyroute2 (the ``net`` extra).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from smdbus.net.cpd import (
+        CaptivePortalDetector,
+        CheckReport,
+        CpdResult,
+        CpdState,
+        ProbeOutcome,
+    )
+    from smdbus.net.gates import ColdplugGate, CpdGate
+    from smdbus.net.policy import (
+        CaptivePortalDetect,
+        Policy,
+        PolicyError,
+        RetryPolicy,
+        default_policy,
+        load_policy,
+        parse_policy,
+    )
+    from smdbus.net.routes import RouteMonitor, dump_routes
+    from smdbus.net.routetable import Address, Route, RouteTable
+    from smdbus.net.service import NetworkServices
+
+_WHERE = {
+    "CaptivePortalDetector": "cpd",
+    "CheckReport": "cpd",
+    "CpdResult": "cpd",
+    "CpdState": "cpd",
+    "ProbeOutcome": "cpd",
+    "ColdplugGate": "gates",
+    "CpdGate": "gates",
+    "CaptivePortalDetect": "policy",
+    "Policy": "policy",
+    "PolicyError": "policy",
+    "RetryPolicy": "policy",
+    "default_policy": "policy",
+    "load_policy": "policy",
+    "parse_policy": "policy",
+    "RouteMonitor": "routes",
+    "dump_routes": "routes",
+    "Address": "routetable",
+    "Route": "routetable",
+    "RouteTable": "routetable",
+    "NetworkServices": "service",
+}
+
+__all__ = [
+    "Address",
+    "CaptivePortalDetect",
+    "CaptivePortalDetector",
+    "CheckReport",
+    "ColdplugGate",
+    "CpdGate",
+    "CpdResult",
+    "CpdState",
+    "NetworkServices",
+    "Policy",
+    "PolicyError",
+    "ProbeOutcome",
+    "RetryPolicy",
+    "Route",
+    "RouteMonitor",
+    "RouteTable",
+    "default_policy",
+    "dump_routes",
+    "load_policy",
+    "parse_policy",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smdbus.net' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"smdbus.net.{module}"), name)

@@ -11,7 +11,8 @@ Two gates, as lws has them:
   the manager asks the gate again, and only OK lets it through. So a device
   behind a captive portal, or with no internet, stays in DHCP, with the
   result on the bus, until a later check (a ``cpdcheck`` trigger, an
-  ``ipacq``, a gateway change, a call) answers OK.
+  ``ipacq``, a gateway change, a call) answers OK. (That is lws 4.3's rule;
+  ``CpdGate(require_ok=False)`` gives 4.1's, where any result passes.)
 
 A gate answers its notifier call with nonzero to refuse; it then owns the
 retry and calls ``manager.resume()`` when its condition may have changed,
@@ -105,20 +106,26 @@ class CpdGate(_Gate):
     one of CPD's triggers). After a Captive or No internet result it does not
     start another by itself (that would probe the portal in a loop); the
     other triggers do.
+
+    ``require_ok=False`` gives libwebsockets 4.1's rule instead (the one in
+    Debian's 4.1.6): any result lets the boot through, so a captive device
+    reaches OPERATIONAL and finds its TLS connections failing. The default
+    is lws 4.3's rule: only OK passes.
     """
 
     name = "cpd"
 
-    def __init__(self, detector: CaptivePortalDetector) -> None:
+    def __init__(self, detector: CaptivePortalDetector, *, require_ok: bool = True) -> None:
         super().__init__()
         self.detector = detector
+        self.require_ok = require_ok
         detector.add_result_listener(self._on_result)
 
     def __call__(self, manager: ManagerLike, link: Any, current: int, target: int) -> int:
         if target != CPD_PRE_TIME or current == target:
             return 0
         d = self.detector
-        if d.state is CpdState.OK:
+        if d.state is CpdState.OK or (not self.require_ok and d.state is not CpdState.UNKNOWN):
             return 0
         if d.state is CpdState.UNKNOWN and not d.running and d.last is None:
             try:
