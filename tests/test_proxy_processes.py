@@ -218,7 +218,8 @@ def test_stopped_subscriber_does_not_slow_the_others(strict_proxy_process: Proxy
     gap = max(r["max_gap"] for r in stopped["results"])
     print(
         f"\nhealthy subscribers: {base_rate:.0f} msg/s alone, {rate:.0f} msg/s beside a "
-        f"stopped one (longest gap {gap * 1000:.0f} ms)"
+        f"stopped one (longest gap {gap * 1000:.0f} ms, proxy RSS "
+        f"+{stopped['rss_growth_kib']} KiB)"
     )
     assert all(r["in_order"] for r in stopped["results"])
     assert rate >= 0.9 * base_rate
