@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import errno
 import json
 import logging
 import os
@@ -590,7 +591,7 @@ class Client:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
-            await loop.sock_connect(sock, self.address)
+            await self._connect_unix(sock)
             sock.send(stream_type_frame(self.stream_name, self.mask, os.getpid()))
         except OSError as exc:
             sock.close()
@@ -612,6 +613,26 @@ class Client:
         if not self._input_paused:
             self._reader_added = True
             loop.add_reader(self._fd, self._on_readable)
+
+    async def _connect_unix(self, sock: socket.socket) -> None:
+        """Connect a non-blocking Unix socket.
+
+        A Unix connect completes at once or fails, except when the proxy's
+        listen backlog is full (many clients at once): then the kernel says
+        EAGAIN and the right thing is to try again shortly, within the
+        create timeout.
+        """
+        deadline = time.monotonic() + self.create_timeout
+        delay = 0.001
+        while True:
+            try:
+                sock.connect(self.address)
+                return
+            except BlockingIOError:
+                if time.monotonic() + delay > deadline:
+                    raise OSError(errno.EAGAIN, "the proxy's listen backlog stayed full") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
     def _create_timed_out(self) -> None:
         self._timer = None

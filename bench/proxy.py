@@ -1,0 +1,368 @@
+"""Benchmark: the smdbus proxy against ZeroMQ and mosquitto, in one run, on this machine.
+
+    .venv/bin/python bench/proxy.py [--messages 50000] [--repeat 3] [--json]
+
+What is measured (Python clients everywhere, every client its own process):
+
+- throughput: 1 publisher -> 4 subscribers, 100-byte messages, lossless
+  (every subscriber must get every message, in order); msgs/s and
+  deliveries/s from the publisher's first send to the last subscriber's last
+  message;
+- latency: the same topology paced at 1 000 msgs/s; p50/p99 of
+  (arrival - send), both CLOCK_MONOTONIC;
+- fan-out (smdbus only): 1 000 connected subscribers, the proxy's RSS and the
+  time for one message to reach all of them.
+
+Anchors: ZeroMQ ``zmq.proxy(XSUB, XPUB)`` over ``ipc://`` with high-water
+marks 0, and mosquitto on a Unix socket with ``max_queued_messages 0``.
+Figures are medians over ``--repeat`` runs; ratios are against ZeroMQ in
+the same run. Goals (issue 3): >= 2x ZeroMQ msgs/s, p50 <= 80 us,
+p99 <= 300 us, 1 000 subscribers in <= 64 MiB and <= 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from _anchors import Mosquitto, ZeroMQ
+from _anchors_harness import (
+    MP,
+    Plan,
+    RunResult,
+    System,
+    Tally,
+    median,
+    percentile,
+    publish_async,
+    run_once,
+)
+from smdbus.classes import user_class
+
+CLS = user_class(0)
+PROXY_SCRIPT = """
+import asyncio, sys
+from smdbus.proxy import Proxy, ProxySettings
+from smdbus.wire import parse_address
+async def main():
+    async with Proxy(ProxySettings(address=parse_address(sys.argv[1]), max_connections=4096)) as p:
+        await p.serve_forever()
+asyncio.run(main())
+"""
+
+
+def _answers(address: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect("\0" + address[1:])
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class SmdBus:
+    """Our proxy in its own process; asyncio clients (``smdbus.client``)."""
+
+    name = "smdbus"
+
+    def __init__(self) -> None:
+        self.address = f"@smdbench-{os.getpid()}-{time.monotonic_ns()}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen([sys.executable, "-c", PROXY_SCRIPT, self.address])
+        deadline = time.monotonic() + 10
+        while not _answers(self.address):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("smdbus proxy did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def broker_pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def run_publisher(self, plan: Plan) -> None:
+        from smdbus.client import connect
+
+        async def main() -> None:
+            c = await connect(self.address, 0, max_buffered=4096, max_buffered_bytes=1 << 20)
+            await publish_async(plan, lambda p: c.send(CLS, p), c.drain)
+            await c.close(timeout=30)
+
+        asyncio.run(main())
+
+    def run_subscriber(self, index: int, plan: Plan) -> None:
+        from smdbus.client import connect
+
+        async def main() -> None:
+            tally = Tally(index, plan)
+            c = await connect(self.address, CLS)
+            feed = tally.feed
+            async for m in c:
+                if not feed(m.payload):
+                    break
+            await c.close(timeout=0)
+
+        asyncio.run(main())
+
+
+# -- fan-out: 1 000 subscribers ------------------------------------------------
+
+
+def _fanout_subscribers(address: str, n: int, probes: int, reports: Any) -> None:
+    """``n`` connections in one process; report each probe's last arrival."""
+    from smdbus.client import Client
+
+    async def main() -> None:
+        last: dict[int, int] = {}
+        counts: dict[int, int] = {}
+
+        def on_message(cls: int, ts: int, payload: bytes) -> None:
+            seq = payload[0]
+            now = time.monotonic_ns()
+            counts[seq] = counts.get(seq, 0) + 1
+            if now > last.get(seq, 0):
+                last[seq] = now
+
+        clients = [Client(address, CLS, on_message=on_message) for _ in range(n)]
+        await asyncio.gather(*(c.start() for c in clients))
+        reports.put(("ready", n))
+        while len(counts) < probes or any(v < n for v in counts.values()):
+            await asyncio.sleep(0.005)
+        reports.put(("done", last, counts))
+        await asyncio.gather(*(c.close(timeout=0) for c in clients))
+
+    asyncio.run(main())
+
+
+def _fanout_publisher(address: str, probes: int, go: Any, reports: Any) -> None:
+    from smdbus.client import connect
+
+    async def main() -> None:
+        c = await connect(address, 0)
+        go.wait()
+        sent: dict[int, int] = {}
+        for seq in range(probes):
+            sent[seq] = time.monotonic_ns()
+            c.send(CLS, bytes([seq]) + bytes(99))
+            await asyncio.sleep(0.2)
+        reports.put(("sent", sent))
+        await c.close()
+
+    asyncio.run(main())
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def fanout(subscribers: int = 1000, processes: int = 4, probes: int = 5) -> dict[str, float]:
+    """Proxy RSS with ``subscribers`` connections and the time for one message to reach all."""
+    system = SmdBus()
+    system.start()
+    try:
+        rss_idle = _rss_kib(system.broker_pid())
+        reports: Any = MP.Queue()
+        go = MP.Event()
+        per = subscribers // processes
+        subs = [
+            MP.Process(
+                target=_fanout_subscribers, args=(system.address, per, probes, reports), daemon=True
+            )
+            for _ in range(processes)
+        ]
+        for p in subs:
+            p.start()
+        ready = 0
+        while ready < per * processes:
+            kind, n, *_ = reports.get(timeout=60)
+            assert kind == "ready"
+            ready += n
+        rss_connected = _rss_kib(system.broker_pid())
+        pub = MP.Process(
+            target=_fanout_publisher, args=(system.address, probes, go, reports), daemon=True
+        )
+        pub.start()
+        go.set()
+        sent: dict[int, int] = {}
+        lasts: list[dict[int, int]] = []
+        while not sent or len(lasts) < processes:
+            msg = reports.get(timeout=60)
+            if msg[0] == "sent":
+                sent = msg[1]
+            elif msg[0] == "done":
+                lasts.append(msg[1])
+        rss_after = _rss_kib(system.broker_pid())
+        for p in [pub, *subs]:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+        spans = [(max(d[seq] for d in lasts) - sent[seq]) / 1e6 for seq in range(probes)]
+        return {
+            "subscribers": per * processes,
+            "proxy_rss_idle_mib": rss_idle / 1024,
+            "proxy_rss_connected_mib": rss_connected / 1024,
+            "proxy_rss_after_mib": rss_after / 1024,
+            "reach_all_ms_median": median(spans),
+            "reach_all_ms_max": max(spans),
+        }
+    finally:
+        system.stop()
+
+
+# -- driver --------------------------------------------------------------------
+
+
+def measure(system: System, args: argparse.Namespace) -> tuple[list[RunResult], list[RunResult]]:
+    system.start()
+    try:
+        tput = [
+            run_once(
+                system,
+                count=args.messages,
+                size=args.size,
+                subscribers=args.subscribers,
+                rate=None,
+                timeout=args.timeout,
+            )
+            for _ in range(args.repeat)
+        ]
+        lat = [
+            run_once(
+                system,
+                count=args.latency_messages,
+                size=args.size,
+                subscribers=args.subscribers,
+                rate=args.rate,
+                timeout=args.timeout,
+            )
+            for _ in range(args.repeat)
+        ]
+    finally:
+        system.stop()
+    return tput, lat
+
+
+def summarize(tput: list[RunResult], lat: list[RunResult]) -> dict[str, Any]:
+    errors = [r.error for r in tput + lat if r.error]
+    ok_t = [r for r in tput if r.error is None]
+    ok_l = [r for r in lat if r.error is None]
+    return {
+        "msgs_per_s": median([r.msgs_per_s for r in ok_t]),
+        "deliveries_per_s": median([r.deliveries_per_s for r in ok_t]),
+        "p50_us": median([percentile(r.latencies_ns, 50) / 1000 for r in ok_l]),
+        "p99_us": median([percentile(r.latencies_ns, 99) / 1000 for r in ok_l]),
+        "out_of_order": sum(r.disorder for r in ok_t + ok_l),
+        "runs": {"throughput": [r.msgs_per_s for r in ok_t]},
+        "errors": errors,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=50_000, help="throughput run size")
+    ap.add_argument("--latency-messages", type=int, default=2000, help="paced run size")
+    ap.add_argument("--rate", type=float, default=1000.0, help="paced rate, msgs/s")
+    ap.add_argument("--size", type=int, default=100, help="payload bytes")
+    ap.add_argument("--subscribers", type=int, default=4)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
+    ap.add_argument("--fanout", type=int, default=1000, help="subscribers for fan-out; 0 skips")
+    ap.add_argument(
+        "--only", default="smdbus,zeromq,mosquitto", help="systems to run, comma-separated"
+    )
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < min(hard, args.fanout * 2 + 256):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    wanted = args.only.split(",")
+    systems: list[System] = []
+    if "smdbus" in wanted:
+        systems.append(SmdBus())
+    if "zeromq" in wanted:
+        systems.append(ZeroMQ())
+    if "mosquitto" in wanted:
+        why = Mosquitto.available()
+        if why is None:
+            systems.append(Mosquitto())
+        elif not args.json:
+            print(f"mosquitto skipped: {why}")
+
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "settings": {
+            "messages": args.messages,
+            "latency_messages": args.latency_messages,
+            "rate": args.rate,
+            "size": args.size,
+            "subscribers": args.subscribers,
+            "repeat": args.repeat,
+        },
+        "systems": {},
+    }
+    for system in systems:
+        if not args.json:
+            print(f"measuring {system.name} ...", flush=True)
+        tput, lat = measure(system, args)
+        results["systems"][system.name] = summarize(tput, lat)
+    zmq = results["systems"].get("zeromq")
+    if zmq and zmq["msgs_per_s"] == zmq["msgs_per_s"]:
+        for s in results["systems"].values():
+            s["vs_zeromq"] = s["msgs_per_s"] / zmq["msgs_per_s"]
+    if args.fanout and "smdbus" in wanted:
+        if not args.json:
+            print(f"fan-out to {args.fanout} subscribers ...", flush=True)
+        results["fanout"] = fanout(args.fanout)
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print()
+    print(f"{args.subscribers} subscribers, {args.size}-byte messages, medians of {args.repeat}")
+    print(
+        f"{'system':<10} {'msgs/s':>10} {'deliv/s':>10} {'vs zmq':>7} "
+        f"{'p50 us':>8} {'p99 us':>8}  (latency at {args.rate:g} msgs/s)"
+    )
+    for name, s in results["systems"].items():
+        print(
+            f"{name:<10} {s['msgs_per_s']:>10.0f} {s['deliveries_per_s']:>10.0f} "
+            f"{s.get('vs_zeromq', float('nan')):>7.2f} {s['p50_us']:>8.0f} {s['p99_us']:>8.0f}"
+        )
+        for e in s["errors"]:
+            print(f"   error: {e}")
+    if "fanout" in results:
+        f = results["fanout"]
+        print(
+            f"fan-out {f['subscribers']}: proxy RSS {f['proxy_rss_connected_mib']:.1f} MiB "
+            f"connected ({f['proxy_rss_idle_mib']:.1f} idle, "
+            f"{f['proxy_rss_after_mib']:.1f} after); "
+            f"one message reaches all in {f['reach_all_ms_median']:.1f} ms "
+            f"(median of 5, max {f['reach_all_ms_max']:.1f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
