@@ -19,6 +19,8 @@ from smdbus.wire import (
     create_result_frame,
 )
 
+SMD = [sys.executable, "-m", "smdbus"]
+
 
 def smd(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -163,3 +165,46 @@ def test_send_without_a_proxy_says_so() -> None:
     assert "--send to @smdbus-none-" in out.stderr
     assert "Connection refused" in out.stderr or "No such file" in out.stderr
     assert "   20 ms  bc/btn  down" in out.stdout  # the replay itself is still printed
+
+
+def test_send_reaches_a_monitor_through_the_real_proxy() -> None:
+    import json
+    import time
+
+    address = f"@smdbus-button-{uuid.uuid4().hex[:10]}"
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "smdbus", "proxy", "--socket", address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proxy.stdout is not None
+        assert "listening on" in proxy.stdout.readline()
+        monitor = subprocess.Popen(
+            [*SMD, "monitor", "--socket", address, "--json", "--class", "INTERACTION", "--count=5"],
+            stdout=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 20
+        while (
+            True
+        ):  # until the monitor has joined (else the proxy's bus has nobody for INTERACTION)
+            peers = subprocess.run(
+                [*SMD, "peers", "--socket", address, "--json", "--open"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            ).stdout.splitlines()[:-1]
+            if any(json.loads(p).get("pid") == monitor.pid for p in peers):
+                break
+            assert time.monotonic() < deadline, "the monitor never joined"
+        out = smd("0-102,158-262", "--send", "--socket", address)
+        assert out.returncode == 0, out.stderr
+        records = [json.loads(x) for x in monitor.communicate(timeout=20)[0].splitlines()]
+    finally:
+        proxy.terminate()
+        proxy.wait(5)
+    assert [(r["classes"], r["payload"]) for r in records] == [
+        (["INTERACTION"], {"type": "button", "src": "bc/btn", "event": e})
+        for e in ("down", "up", "down", "doubleclick", "up")
+    ]

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from smdbus.button.classifier import Classifier
 from smdbus.button.config import Configured, Source, load_file
@@ -26,6 +26,10 @@ from smdbus.button.regime import DEFAULT_REGIME
 from smdbus.button.sources.evdev_source import EvdevSource
 from smdbus.button.sources.gpiod_source import BIASES, GpiodSource, LineSpec
 from smdbus.button.sources.scripted import ScriptedSource, controller_for, parse_pattern
+from smdbus.errors import SmdError
+
+if TYPE_CHECKING:
+    from smdbus.client import Client
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         try:
             asyncio.run(serve(configured, send_to=args.socket if args.send else None))
-        except (ButtonError, OSError, ConnectionError) as e:
+        except (ButtonError, SmdError, OSError) as e:
             print(f"buttons: {e}", file=sys.stderr)
             return 1
     return 0
@@ -106,12 +110,12 @@ async def serve(
     """Run every source until they all end (a pattern) or the task is cancelled (devices)."""
     loop = asyncio.get_running_loop()
     publisher: Publisher | None = None
-    wire = None
+    client = None
     if send_to is not None:
-        from smdbus.button.wire_publisher import WirePublisher
+        from smdbus.client import connect
 
-        wire = await WirePublisher.connect(send_to)
-        publisher = wire
+        client = await connect(send_to, 0)  # publish only: mask 0 receives nothing
+        publisher = _ClientPublisher(client)
     drivers: list[ButtonDriver] = []
     tasks = []
     try:
@@ -135,9 +139,20 @@ async def serve(
             t.cancel()
         for d in drivers:
             d.close()
-        if wire is not None:
-            await wire.close()
+        if client is not None:
+            await client.close()
     return drivers
+
+
+class _ClientPublisher:
+    """:class:`smdbus.client.Client` as a driver's publisher (its ``send`` returns nothing)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def send(self, cls: int, payload: bytes) -> bool:
+        self.client.send(cls, payload)  # raises ClientError (an SmdError) if refused
+        return True
 
 
 def _first_noted(first: list[float], driver: ButtonDriver) -> Callable[[Edge], None]:

@@ -30,6 +30,7 @@ from smdbus.button.regime import DEFAULT_REGIME, Regime
 from smdbus.button.replay import replay
 from smdbus.button.sources.scripted import ScriptedSource, controller_for, parse_pattern
 from smdbus.classes import Class
+from smdbus.errors import SmdError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.send:
         try:
             sent = asyncio.run(send_events(args.socket, events, realtime=args.realtime))
-        except (OSError, TimeoutError, ConnectionError, ValueError) as e:
+        except (SmdError, OSError, ValueError) as e:
             print(f"smd button-replay: --send to {args.socket}: {e}", file=sys.stderr)
             return 1
         print(f"sent {sent} events to {args.socket}", file=sys.stderr)
@@ -124,10 +125,10 @@ def format_events(events: Sequence[ButtonEvent], *, with_json: bool = False) -> 
 
 
 async def send_events(address: str, events: Sequence[ButtonEvent], *, realtime: bool) -> int:
-    """Publish ``events`` on INTERACTION through a proxy speaking the ``_lws_smd`` wire."""
-    from smdbus.button.wire_publisher import WirePublisher
+    """Publish ``events`` on INTERACTION through the proxy (a publish-only client, mask 0)."""
+    from smdbus.client import connect
 
-    publisher = await WirePublisher.connect(address)
+    client = await connect(address, 0)
     try:
         start = time.monotonic()
         first = events[0].time_ms if events else 0.0
@@ -136,7 +137,8 @@ async def send_events(address: str, events: Sequence[ButtonEvent], *, realtime: 
                 delay = start + (ev.time_ms - first) / 1000 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            publisher.send(Class.INTERACTION, ev.payload())
+            client.send(Class.INTERACTION, ev.payload())
+        await client.drain()
     finally:
-        await publisher.close()
-    return publisher.sent
+        await client.close()
+    return len(events)
