@@ -132,7 +132,13 @@ class Proxy:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings or ProxySettings()
-        self.bus = bus if bus is not None else Bus(queue_depth=self.settings.queue_depth)
+        # Its own bus carries no more than the wire's body limit (383, one below
+        # the in-process 384): a larger message could not reach any client.
+        self.bus = (
+            bus
+            if bus is not None
+            else Bus(queue_depth=self.settings.queue_depth, max_payload=self.settings.max_body)
+        )
         self.clock = clock
         self.loop: asyncio.AbstractEventLoop | None = None
         self.congested_mask = 0
