@@ -291,6 +291,15 @@ def test_c_peer_test_facts(clib: CLib) -> None:
     assert 'deliver\tB\t2\t{"s":1}' in log
 
 
+def test_sender_gets_its_own_message(clib: CLib) -> None:
+    """lws_smd has no notion of a sender: a participant that sends is delivered to as well."""
+    log = c_log(clib, "send_from_callback")
+    assert "deliver\tA\t1\techo-x1" in log
+    # and not recursively: the echo is sent during A's delivery, delivered after D's turn
+    assert log.index("send\t1\techo-x1\tok") < log.index("deliver\tD\t1\tx1")
+    assert log.index("deliver\tA\t1\techo-x1") > log.index("deliver\tD\t1\tx2")
+
+
 def test_round_robin_is_per_pass(clib: CLib) -> None:
     """C gives each participant one message per pass, not one participant all of its queue."""
     delivered = [line.split("\t")[1] for line in c_log(clib, "rr_mixed") if "deliver" in line]
