@@ -254,3 +254,15 @@ def test_top_level_must_be_an_object() -> None:
         PolicyError, match=r"x.json: expected a JSON object at the top level, got \[\]"
     ):
         parse_policy("[]", source="x.json")
+
+
+def test_the_policy_loader_does_not_need_httpx_or_pyroute2() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from smdbus.net import load_policy, default_policy; default_policy(); "
+        "print(sorted(m for m in ('httpx', 'pyroute2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -147,6 +147,8 @@ async def test_initial_dump_of_an_empty_namespace(watch: Watch) -> None:
 async def test_route_changes_give_exact_messages(watch: Watch) -> None:
     ns = watch.netns
     d0 = ifindex(ns, "d0")
+    changes: list[list[dict[str, str]]] = []
+    watch.monitor.add_change_listener(changes.append)
 
     # An address brings its local and prefix routes (the broadcast one is not cached).
     assert await watch.do(("addr", "add", "10.9.0.2/24", "dev", "d0")) == [ADD, ADD]
@@ -194,6 +196,9 @@ async def test_route_changes_give_exact_messages(watch: Watch) -> None:
     assert await watch.do(("route", "del", "10.30.0.0/16")) == [DEL]
     assert [r.dst for r in watch.routes()] == ["10.9.0.0"]
     await watch.agrees_with_kernel()
+    assert changes[-1] == [{"rt": "del"}]
+    assert watch.monitor.table.lookup("10.30.1.1") is None  # no longer routable
+    assert watch.monitor.table.lookup("10.9.0.7") == watch.routes()[0]
 
     # Several changes in one go: one message per route, one trigger per kernel batch.
     assert await watch.do(

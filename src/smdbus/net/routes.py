@@ -47,6 +47,7 @@ RTM_F_CLONED = 0x200
 
 Observer = Callable[[Sequence[NetEvent]], None]
 DumpListener = Callable[["RouteMonitor"], None]
+ChangeListener = Callable[[list[dict[str, str]]], None]
 
 
 def _groups() -> int:
@@ -150,6 +151,7 @@ class RouteMonitor:
         self.dump_error: BaseException | None = None
         self.resyncs = 0
         self._dump_listeners: list[DumpListener] = []
+        self._change_listeners: list[ChangeListener] = []
         self._ipr: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -210,6 +212,21 @@ class RouteMonitor:
         def remove() -> None:
             if listener in self._dump_listeners:
                 self._dump_listeners.remove(listener)
+
+        return remove
+
+    def add_change_listener(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call ``listener(messages)`` after each batch that changed the cache.
+
+        For owners of connections (the broker's TCP side, an MQTT bridge):
+        after a ``{"rt":"del"}`` they ask ``monitor.table.lookup(peer)`` and
+        close what is no longer routable.
+        """
+        self._change_listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._change_listeners:
+                self._change_listeners.remove(listener)
 
         return remove
 
@@ -275,15 +292,24 @@ class RouteMonitor:
                 self.observer(events)
             except Exception:
                 log.exception("route monitor observer raised")
-        for message in self.table.feed(events):
+        messages = self.table.feed(events)
+        self._announce(messages)
+
+    def _announce(self, messages: list[dict[str, str]]) -> None:
+        for message in messages:
             self.announcer.announce(self.smd_class, message)
+        if messages:
+            for listener in tuple(self._change_listeners):
+                try:
+                    listener(messages)
+                except Exception:
+                    log.exception("route change listener %r raised", listener)
 
     async def _resync(self) -> None:
         """The kernel dropped messages (socket overrun): dump again and announce the difference."""
         self.resyncs += 1
         log.warning("route monitor: netlink overrun, dumping the table again")
-        for message in self.table.resync(await self._dump()):
-            self.announcer.announce(self.smd_class, message)
+        self._announce(self.table.resync(await self._dump()))
 
     def _close_socket(self) -> None:
         ipr, self._ipr = self._ipr, None
