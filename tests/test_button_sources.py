@@ -300,3 +300,90 @@ def test_gpiod_real_gpio_sim_line() -> None:
             assert before - 1 <= edges[0].time_ms <= edges[1].time_ms <= src.clock() + 1
         finally:
             src.close()
+
+
+# -- the run() plumbing, with the device side replaced at the library boundary -------------
+
+
+class _FakeRequest:
+    """A gpiod LineRequest stand-in: a real pipe fd that is readable while events wait."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        self.fd = self._r
+        self.pending: list[object] = []
+        self.released = False
+
+    def push(self, *events: object) -> None:
+        self.pending += events
+        os.write(self._w, b"x")
+
+    def read_edge_events(self) -> list[object]:
+        os.read(self._r, 4096)
+        out, self.pending = self.pending, []
+        return out
+
+    def release(self) -> None:
+        self.released = True
+        os.close(self._r)
+        os.close(self._w)
+
+
+async def test_gpiod_run_reads_events_when_the_fd_is_readable() -> None:
+    c = Controller.of("bc", ["user", "mode"], active_high=True)
+    src = gpio_source(c)
+    fake = _FakeRequest()
+    src._request = fake  # type: ignore[assignment]  # as if open() had requested the lines
+    edges: list[Edge] = []
+    task = asyncio.create_task(src.run(edges.append))
+    await asyncio.sleep(0)
+    fake.push(gpio_event(0, 17, True, 1), gpio_event(3, 4, True, 2))
+    fake.push(gpio_event(102, 17, False, 3))
+    for _ in range(100):
+        if len(edges) == 3:
+            break
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    base = BASE_NS / 1e6
+    assert [(e.time_ms - base, e.button, e.level) for e in edges] == [
+        (0, 0, 1),
+        (3, 1, 1),
+        (102, 0, 0),
+    ]
+    assert fake.released and src._request is None
+
+
+class _FakeDevice:
+    """An evdev InputDevice stand-in whose async_read_loop yields real InputEvent objects."""
+
+    def __init__(self, events: list[InputEvent]) -> None:
+        self.events = events
+        self.closed = False
+
+    async def async_read_loop(self) -> object:
+        for ev in self.events:
+            await asyncio.sleep(0)
+            yield ev
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_evdev_run_feeds_translated_edges_and_closes() -> None:
+    c = Controller.of("bc", ["btn", "mode"], active_high=True)
+    src = evdev_source(c)
+    dev = _FakeDevice(
+        [
+            key(0, ecodes.KEY_ENTER, 1),
+            key(0, 0, 0, ecodes.EV_SYN),
+            key(40, ecodes.KEY_ENTER, 2),
+            key(102, ecodes.KEY_ENTER, 0),
+        ]
+    )
+    src._dev = dev  # type: ignore[assignment]  # as if open() had opened the device
+    edges: list[Edge] = []
+    await src.run(edges.append)
+    assert [(e.time_ms - BASE_S * 1000, e.level) for e in edges] == [(0, 1), (102, 0)]
+    assert dev.closed

@@ -104,19 +104,26 @@ def build(args: argparse.Namespace) -> list[Configured]:
 async def serve(
     configured: list[Configured],
     *,
+    publisher: Publisher | None = None,
     send_to: str | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = sys.stdout,
+    drivers: list[ButtonDriver] | None = None,
 ) -> list[ButtonDriver]:
-    """Run every source until they all end (a pattern) or the task is cancelled (devices)."""
+    """Run every source until they all end (a pattern) or the task is cancelled (devices).
+
+    ``publisher``: where events go (a :class:`smdbus.Bus` in the daemon);
+    ``send_to``: a proxy address to publish through instead; ``out``: where
+    to print them (None: nowhere); ``drivers``: a list to fill as the drivers
+    start, for a caller that wants their counters while this runs.
+    """
     loop = asyncio.get_running_loop()
-    publisher: Publisher | None = None
     client = None
     if send_to is not None:
         from smdbus.client import connect
 
         client = await connect(send_to, 0)  # publish only: mask 0 receives nothing
         publisher = _ClientPublisher(client)
-    drivers: list[ButtonDriver] = []
+    drivers = [] if drivers is None else drivers
     tasks = []
     try:
         for c in configured:
@@ -127,7 +134,7 @@ async def serve(
                 publisher,
                 loop=loop,
                 clock=c.source.clock,
-                on_event=_printer(first, out),
+                on_event=None if out is None else _printer(first, out),
             )
             drivers.append(driver)
             tasks.append(asyncio.create_task(c.source.run(_first_noted(first, driver))))
