@@ -68,6 +68,8 @@ class Run:
     queue_full: int
     turns: int
     depth: int
+    send_seconds: float
+    """Time inside the sender (formatting and queueing); the rest is delivery and the loop."""
 
     @property
     def msgs_per_s(self) -> float:
@@ -139,6 +141,7 @@ def run_c(exe: Path, peers: int, messages: int, per_turn: int) -> Run:
         queue_full=int(r["queue_full"]),
         turns=int(r["turns"]),
         depth=int(r["depth"]),
+        send_seconds=float(r["send_seconds"]),
     )
 
 
@@ -169,11 +172,14 @@ async def _smdbus_workload(peers: int, messages: int, per_turn: int, depth: int)
         counters.append(count)
     finished: asyncio.Future[None] = loop.create_future()
     sent = queue_full = turns = most = 0
+    send_seconds = 0.0
     cls = int(Class.INTERACTION)
     printf = bus.printf
+    clock = time.perf_counter
 
     def sender() -> None:
-        nonlocal sent, queue_full, turns, most
+        nonlocal sent, queue_full, turns, most, send_seconds
+        t = clock()
         turns += 1
         n = 0
         stop = min(per_turn, messages - sent)
@@ -185,6 +191,7 @@ async def _smdbus_workload(peers: int, messages: int, per_turn: int, depth: int)
             queue_full += 1
         sent += n
         most = max(most, n)
+        send_seconds += clock() - t
         if sent < messages:
             loop.call_soon(sender)
         else:
@@ -199,12 +206,42 @@ async def _smdbus_workload(peers: int, messages: int, per_turn: int, depth: int)
     deliveries = sum(c() for c in counters)
     if deliveries != sent * peers:
         raise BenchError(f"smdbus delivered {deliveries}, expected {sent} x {peers}")
-    return Run("smdbus", peers, sent, deliveries, seconds, queue_full, turns, most)
+    return Run("smdbus", peers, sent, deliveries, seconds, queue_full, turns, most, send_seconds)
 
 
 def run_smdbus(peers: int, messages: int, per_turn: int, depth: int) -> Run:
     """One run of the same workload on smdbus, on a fresh asyncio loop."""
     return asyncio.run(_smdbus_workload(peers, messages, per_turn, depth))
+
+
+async def _empty_turns(turns: int) -> float:
+    """Seconds per loop turn of the same shape without a bus: the sender rescheduling
+    itself and one extra callback scheduled per turn (as the bus's delivery wake-up)."""
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    left = turns
+
+    def wake() -> None:
+        pass
+
+    def sender() -> None:
+        nonlocal left
+        left -= 1
+        loop.call_soon(wake)
+        if left:
+            loop.call_soon(sender)
+        else:
+            finished.set_result(None)
+
+    t0 = time.perf_counter()
+    loop.call_soon(sender)
+    await finished
+    return (time.perf_counter() - t0) / turns
+
+
+def loop_turn_seconds(turns: int) -> float:
+    """The asyncio cost of one turn, to separate it from the bus's own per-message work."""
+    return asyncio.run(_empty_turns(turns))
 
 
 # -- report ------------------------------------------------------------------
@@ -243,6 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--matched-depth",
         action="store_true",
         help="also run smdbus with C's observed queue depth and sends per turn",
+    )
+    ap.add_argument(
+        "--split",
+        action="store_true",
+        help="also print where the time goes: sender vs delivery and loop, per message",
     )
     ap.add_argument("--json", action="store_true", help="print one JSON document instead")
     args = ap.parse_args(argv)
@@ -327,6 +369,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_row(f"smdbus ({args.per_turn}/turn)", py, c))
         if matched is not None:
             print(_row(f"smdbus ({c.depth}/turn, as C)", matched, c))
+    if args.split:
+        print()
+        print("where the time goes (ns; send = inside the sender: format + queue;")
+        print("rest = delivery + event loop; loop = an empty asyncio turn of the same shape)")
+        print(f"{'peers':>5}  {'impl':<22} {'send/msg':>9} {'rest/msg':>9} {'rest/delivery':>14}")
+        for _peers, c, py, _matched in results:
+            for label, r in ((f"C lws_smd {version}", c), ("smdbus", py)):
+                rest = r.seconds - r.send_seconds
+                print(
+                    f"{r.peers:5d}  {label:<22} {r.send_seconds / r.msgs * 1e9:9.0f}"
+                    f" {rest / r.msgs * 1e9:9.0f} {rest / r.deliveries * 1e9:14.1f}"
+                )
+        turn = loop_turn_seconds(max(1, args.messages // args.per_turn))
+        print(
+            f"asyncio turn: {turn * 1e9:.0f} ns = {turn / args.per_turn * 1e9:.0f} ns/msg "
+            f"at {args.per_turn} per turn"
+        )
     return 0
 
 

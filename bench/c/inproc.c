@@ -12,10 +12,11 @@
  * usage: inproc PEERS [MESSAGES [PER_TURN]]
  * prints one JSON object on stdout:
  *   {"impl":"c","peers":N,"msgs":M,"deliveries":D,"seconds":S,
- *    "queue_full":F,"turns":T,"depth":Q}
+ *    "queue_full":F,"turns":T,"depth":Q,"send_seconds":X}
  * where "queue_full" counts sends refused because the queue was full (the
  * sender then waits for the next turn) and "depth" is the most sends accepted
- * in one turn: Debian's 4.1.6 has a fixed queue depth of 12, so the library,
+ * in one turn and "send_seconds" the time spent in the sender (formatting
+ * and queueing; the rest is delivery and the loop): Debian's 4.1.6 has a fixed queue depth of 12, so the library,
  * not the sender, limits each turn to 12 there.
  *
  * The payload format must stay identical to BENCH_FORMAT in bench/inproc.py.
@@ -51,11 +52,14 @@ struct bench {
 	uint64_t queue_full; /* refused because the queue was full */
 	uint64_t turns;      /* sender invocations */
 	uint64_t depth;      /* most sends accepted in one turn */
+	double send_s;       /* time spent inside the sender */
 	int per_turn;
 	int done;
 };
 
 static struct bench b;
+
+static double now_s(void);
 
 static int
 peer_cb(void *opaque, lws_smd_class_t _class, lws_usec_t timestamp, void *buf,
@@ -88,6 +92,7 @@ total_deliveries(void)
 static void
 sender_cb(lws_sorted_usec_list_t *sul)
 {
+	double t0 = now_s();
 	uint64_t i;
 
 	(void)sul;
@@ -103,6 +108,7 @@ sender_cb(lws_sorted_usec_list_t *sul)
 	}
 	if (i > b.depth)
 		b.depth = i;
+	b.send_s += now_s() - t0;
 
 	if (b.sent == b.target &&
 	    total_deliveries() == b.target * (uint64_t)b.npeers)
@@ -182,9 +188,9 @@ main(int argc, char **argv)
 	printf("{\"impl\":\"c\",\"peers\":%d,\"msgs\":%" PRIu64
 	       ",\"deliveries\":%" PRIu64 ",\"seconds\":%.6f"
 	       ",\"queue_full\":%" PRIu64 ",\"turns\":%" PRIu64
-	       ",\"depth\":%" PRIu64 "}\n",
+	       ",\"depth\":%" PRIu64 ",\"send_seconds\":%.6f}\n",
 	       b.npeers, b.sent, total_deliveries(), t1 - t0, b.queue_full,
-	       b.turns, b.depth);
+	       b.turns, b.depth, b.send_s);
 
 	lws_context_destroy(b.cx);
 
