@@ -298,8 +298,14 @@ def test_time_going_backwards_is_refused() -> None:
 def test_run_until_idle_refuses_a_held_button() -> None:
     c = Classifier(Controller.of("bc", ["btn"], active_high=True))
     c.edge(0, 0, 1)
+    c.advance(400)
     with pytest.raises(IllegalMove, match=r"WAIT_UP \(bc/btn held\)"):
         c.run_until_idle()
+    assert c.now_ms == 400  # refused before running anything
+    c2 = Classifier(Controller.of("bc", ["btn"], active_high=True))
+    c2.edge(0, 0, 1)
+    with pytest.raises(IllegalMove, match=r"refused in state MIN_DOWN_QUALIFY \(bc/btn held\)"):
+        c2.run_until_idle()
 
 
 def test_bad_inputs_name_the_problem() -> None:

@@ -297,16 +297,21 @@ class Classifier:
         return events
 
     def run_until_idle(self) -> list[ButtonEvent]:
-        """Tick until every button is IDLE; refuses if a button is held (it would never end)."""
+        """Tick until every button is IDLE.
+
+        Refused up front (nothing is run) while a button is held: with no
+        release to come it would end in WAIT_UP and never be idle. A held
+        button whose press was lost (UP_SETTLE2) is fine: it goes idle.
+        """
+        for i, b in enumerate(self._buttons):
+            if b.phase not in (Phase.IDLE, Phase.UP_SETTLE2) and self.is_pressed(i):
+                raise IllegalMove(
+                    f"{b.phase.value} ({self._src(i)} held)",
+                    "run until idle",
+                    "the button is still pressed and would never be idle: release it first",
+                )
         events: list[ButtonEvent] = []
         while self.busy:
-            for i, b in enumerate(self._buttons):
-                if b.phase is Phase.WAIT_UP and self.controller.is_pressed(i, b.level):
-                    raise IllegalMove(
-                        f"{b.phase.value} ({self._src(i)} held)",
-                        "run until idle",
-                        "the button is still pressed: release it first",
-                    )
             events += self._tick()
         return events
 
