@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "peers": ("peers", "list the proxy's connections"),
     "state": ("state", "print the system state (--watch: each change)"),
     "button-replay": ("button_replay", "replay a press pattern through the classifier"),
+    "buttons": ("buttons", "classify real buttons (evdev, GPIO) live"),
     "routes": ("routes", "print the routing-table cache"),
     "cpd": ("cpd", "run one captive portal detection check"),
     "daemon": ("daemon", "the device daemon: proxy, boot states, buttons, network"),
