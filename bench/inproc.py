@@ -304,20 +304,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     version = lws_version()
     results = []
     for peers in peer_counts:
-        c = median_run(
-            [run_c(exe, peers, args.messages, args.per_turn) for _ in range(args.repeat)]
-        )
-        py = median_run(
-            [
-                run_smdbus(peers, args.messages, args.per_turn, args.per_turn)
-                for _ in range(args.repeat)
-            ]
-        )
-        matched = None
-        if args.matched_depth:
-            matched = median_run(
-                [run_smdbus(peers, args.messages, c.depth, c.depth) for _ in range(args.repeat)]
-            )
+        # Interleaved (C, smdbus, C, smdbus, ...) so a change in machine load
+        # during the run weighs on both sides alike.
+        c_runs: list[Run] = []
+        py_runs: list[Run] = []
+        matched_runs: list[Run] = []
+        for _ in range(args.repeat):
+            c_runs.append(run_c(exe, peers, args.messages, args.per_turn))
+            py_runs.append(run_smdbus(peers, args.messages, args.per_turn, args.per_turn))
+            if args.matched_depth:
+                depth = c_runs[-1].depth
+                matched_runs.append(run_smdbus(peers, args.messages, depth, depth))
+        c, py = median_run(c_runs), median_run(py_runs)
+        matched = median_run(matched_runs) if matched_runs else None
         results.append((peers, c, py, matched))
 
     if args.json:
