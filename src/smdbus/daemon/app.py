@@ -1,0 +1,623 @@
+"""The device daemon: one process composing the bus, the proxy and the system helpers.
+
+Theory of operation
+-------------------
+:func:`prepare` does everything that can fail because of what the operator
+wrote (the config is already parsed; here the policy is loaded and checked,
+button sources are built) before anything is started, so a bad file fails
+with one clear error and nothing half-started. :meth:`Daemon.run` then,
+on one asyncio loop:
+
+1. binds the bus and starts the proxy on the configured socket, or on the
+   one systemd passed (socket activation);
+2. creates the state manager (announcing on SYSTEM_STATE) and its query
+   responder, the route monitor, captive portal detection, and registers the
+   gates: IFACE_COLDPLUG waits for the route dump, DHCP for a usable
+   address, CPD_PRE_TIME for a CPD result, TIME_VALID for a sane clock
+   (SNTP), and leaving POLICY_INVALID for a reloaded policy;
+3. starts the button sources, then steps the state manager toward
+   OPERATIONAL. systemd hears READY=1 when OPERATIONAL is reached;
+4. on SIGHUP runs the POLICY_INVALID cycle (the policy is re-read while the
+   state is held in POLICY_INVALID); on SIGTERM/SIGINT announces DESTROYING,
+   lets the bus deliver it, hangs up every client and returns 0.
+
+The daemon itself publishes nothing the components do not: what a client
+sees on the bus is what each component announces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from smdbus.bus import Bus
+from smdbus.classes import ALL_CLASSES, Class
+from smdbus.daemon.config import ButtonConfig, DaemonConfig, build_controller, evdev_keys
+from smdbus.daemon.gates import CpdResultGate, DhcpGate, PolicyGate
+from smdbus.daemon.live import Status
+from smdbus.daemon.systemd import (
+    ActivationError,
+    Notifier,
+    activated_socket,
+    listen_fds,
+    socket_address,
+)
+from smdbus.daemon.timecheck import TimeGate, WallClock
+from smdbus.net.policy import Policy, PolicyError, default_policy, load_policy
+from smdbus.proxy import Proxy
+from smdbus.system.blobs import Blobs, BlobType
+from smdbus.system.ops import SystemOps
+from smdbus.system.query import StateResponder
+from smdbus.system.scheduler import LoopScheduler
+from smdbus.system.state import IllegalTransition, ShutdownError, State, StateError, StateManager
+from smdbus.wire import format_address, is_abstract
+
+log = logging.getLogger("smdbus.daemon")
+
+NoteSink = Callable[[str, str, int], None]
+MessageSink = Callable[[int, int, bytes], None]
+
+
+class DaemonError(RuntimeError):
+    """The daemon cannot start (the message says what and where); exit status in ``status``."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- preparation: everything that can fail because of the files ---------------------
+
+
+@dataclass
+class Prepared:
+    """The checked inputs of a daemon run."""
+
+    config: DaemonConfig
+    policy: Policy
+    activated_fd: int | None = None
+
+
+def read_policy(config: DaemonConfig) -> Policy:
+    """The configured policy (or the shipped one), checked for what the daemon needs."""
+    path = config.policy.file
+    policy = default_policy() if path is None else load_policy(path)
+    if config.cpd.enabled and policy.captive_portal_detect is None:
+        raise PolicyError(
+            "s",
+            "no captive_portal_detect streamtype, but cpd.enabled is true in "
+            f"{config.source} (add the streamtype, or set cpd.enabled = false)",
+            policy.source,
+        )
+    if config.cpd.enabled:
+        _make_detector(policy, config, bus=None)  # the URL and protocol are checked here
+    return policy
+
+
+def prepare(config: DaemonConfig, environ: dict[str, str] | None = None) -> Prepared:
+    """Load the policy and read socket activation; raises DaemonError (status 2) on bad input."""
+    try:
+        policy = read_policy(config)
+    except (PolicyError, ValueError) as e:
+        raise DaemonError(f"policy: {e}", 2) from None
+    fd: int | None = None
+    if config.systemd.socket_activation:
+        try:
+            fds = listen_fds(environ)
+        except ActivationError as e:
+            raise DaemonError(f"socket activation: {e}", 2) from None
+        if fds:
+            fd = fds[0]
+            if len(fds) > 1:
+                log.warning("systemd passed %d sockets; the proxy uses fd %d only", len(fds), fd)
+    return Prepared(config, policy, fd)
+
+
+def _make_detector(policy: Policy, config: DaemonConfig, bus: Any) -> Any:
+    from smdbus.net.cpd import CaptivePortalDetector
+
+    kwargs: dict[str, Any] = {"bus": bus}
+    if config.cpd.url:
+        kwargs["url"] = config.cpd.url
+    if config.cpd.timeout:
+        kwargs["timeout"] = config.cpd.timeout
+    if not config.cpd.retry:
+        kwargs["retry"] = None
+    return CaptivePortalDetector.from_policy(policy, **kwargs)
+
+
+# -- the proxy, with a socket systemd passed -----------------------------------------
+
+
+class _ActivatedProxy(Proxy):
+    """A proxy serving a socket it did not bind (systemd's), and not removing its file."""
+
+    def __init__(self, sock: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._inherited = sock
+
+    def _listen(self) -> Any:
+        return self._inherited
+
+    async def close(self) -> None:
+        if not is_abstract(self.settings.address):
+            # systemd owns the socket file: Proxy.close() must not unlink it.
+            from dataclasses import replace
+
+            self.settings = replace(self.settings, address="\0(systemd)")
+        await super().close()
+
+
+# -- the daemon ---------------------------------------------------------------------
+
+
+@dataclass
+class _Stats:
+    messages: int = 0
+    started: float = field(default_factory=time.monotonic)
+    operational_at: float | None = None
+
+
+class Daemon:
+    """One run of the device daemon. ``on_message``/``on_note`` feed a view."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        *,
+        on_message: MessageSink | None = None,
+        on_note: NoteSink | None = None,
+        notifier: Notifier | None = None,
+        wall_clock: WallClock | None = None,
+    ) -> None:
+        self.config = prepared.config
+        self.policy = prepared.policy
+        self._activated_fd = prepared.activated_fd
+        self._on_message = on_message
+        self._note_sink = on_note
+        self.notifier = notifier or Notifier(enabled=self.config.systemd.notify)
+        t = self.config.time
+        self.clock = wall_clock or WallClock(t.valid_after, mode=t.set_clock)
+        self.blobs = Blobs()
+        if t.ntp_server:
+            self.blobs[BlobType.NTP_SERVER].heap_append(t.ntp_server.encode())
+        self.ops = SystemOps(set_clock=self.clock.set_clock)
+        self.bus = Bus(queue_depth=self.config.bus.proxy.queue_depth)
+        self.proxy: Proxy | None = None
+        self.manager: StateManager | None = None
+        self.monitor: Any = None
+        self.detector: Any = None
+        self.dhcp_gate: DhcpGate | None = None
+        self.time_gate: TimeGate | None = None
+        self.policy_gate: PolicyGate | None = None
+        self._cpd_link: Any = None
+        self._responder: StateResponder | None = None
+        self._stop: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._drivers: list[Any] = []
+        self._sources: list[Any] = []
+        self.stats = _Stats()
+        self.exit_reason = ""
+
+    # -- notes ---------------------------------------------------------------
+
+    def note(self, level: str, text: str) -> None:
+        """Tell the operator (the live view, else the log).
+
+        Bus messages reach the view on the next loop pass; a note is passed on
+        the same way, so the view shows "▸ DHCP" before "DHCP: eth0 holds ...".
+        """
+        if self._note_sink is None:
+            log.log(logging.getLevelName(level.upper()), "%s", text)
+            return
+        stamp = time.monotonic_ns() // 1000
+        try:
+            asyncio.get_running_loop().call_soon(self._note_sink, level, text, stamp)
+        except RuntimeError:
+            self._note_sink(level, text, stamp)
+
+    # -- status for the view ---------------------------------------------------
+
+    def status(self) -> Status:
+        m = self.manager
+        state = m.state.published_name if m is not None else "CONTEXT_CREATED"
+        held = m.held_by.name if m is not None and m.held_by is not None else None
+        cpd = self.detector.state.value if self.detector is not None else "off"
+        if self.detector is not None and self.detector.running:
+            cpd = "checking"
+        routes = len(self.monitor.table.routes) if self.monitor is not None else 0
+        clients = 0
+        if self.proxy is not None:
+            clients = sum(1 for p in self.proxy.peers(include_closed=False) if p.state != "closed")
+        boot = None
+        if self.stats.operational_at is not None:
+            boot = self.stats.operational_at - self.stats.started
+        return Status(state, held, cpd, routes, clients, self.stats.messages, boot)
+
+    def ntp_server(self) -> str:
+        blob = self.blobs[BlobType.NTP_SERVER]
+        data = blob.get(blob.get_size()) if blob.get_size() else b""
+        return bytes(data).decode("utf-8", "replace") or "pool.ntp.org"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or :meth:`stop`); returns the exit status."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.stats.started = time.monotonic()
+        async with self.bus:
+            try:
+                await self._start_proxy()
+            except OSError as e:
+                raise DaemonError(f"cannot serve the bus: {e}", 1) from None
+            try:
+                await self._start(loop)
+                await self._stop.wait()
+            finally:
+                await self._shutdown(loop)
+        return 0
+
+    def stop(self, reason: str = "asked to stop") -> None:
+        self.exit_reason = reason
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _start_proxy(self) -> None:
+        settings = self.config.bus.proxy
+        if self._activated_fd is not None:
+            try:
+                sock = activated_socket(self._activated_fd)
+            except ActivationError as e:
+                raise OSError(str(e)) from None
+            from dataclasses import replace
+
+            settings = replace(settings, address=socket_address(sock))
+            self.proxy = _ActivatedProxy(sock, settings=settings, bus=self.bus)
+            await self.proxy.start()
+            self.note(
+                "info", f"serving the bus on {format_address(settings.address)} (from systemd)"
+            )
+        else:
+            self.proxy = Proxy(settings, bus=self.bus)
+            await self.proxy.start()
+            self.note("info", f"serving the bus on {format_address(settings.address)}")
+        self.notifier.status(f"serving the bus on {format_address(settings.address)}")
+
+    async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        cfg = self.config
+        if self._on_message is not None:
+            self.bus.register(ALL_CLASSES, self._seen, name="live-view")
+        manager = StateManager(self.bus, scheduler=LoopScheduler(loop), name="system")
+        self.manager = manager
+        manager.add_listener(self._state_changed)
+        self._responder = StateResponder(manager, self.bus)
+
+        # Network: routes first (coldplug and DHCP read its table), then CPD.
+        if cfg.routes.enabled:
+            await self._start_routes()
+        if cfg.cpd.enabled:
+            self.detector = _make_detector(self.policy, cfg, self.bus)
+            self.detector.add_result_listener(self._cpd_result)
+
+        # Gates, in boot order (each only looks at its own move).
+        if cfg.gates.coldplug and self.monitor is not None:
+            from smdbus.net.gates import ColdplugGate
+
+            manager.register(ColdplugGate(self.monitor), "routes-coldplug")
+        if cfg.gates.dhcp:
+            table = self.monitor.table if self.monitor is not None else None
+            why = None
+            if self.monitor is None:
+                why = "the route monitor is off (routes.enabled = false)"
+            elif self.monitor.dump_error is not None:
+                why = f"the route dump failed: {self.monitor.dump_error}"
+                table = None
+            self.dhcp_gate = DhcpGate(
+                table, timeout=cfg.gates.dhcp_timeout, on_note=self.note, unavailable=why
+            )
+            manager.register(self.dhcp_gate, "dhcp")
+        self._register_cpd_gate()
+        if cfg.gates.time:
+            t = cfg.time
+            self.time_gate = TimeGate(
+                self.clock,
+                self.ops.set_clock,
+                self.ntp_server,
+                port=t.ntp_port,
+                timeout=t.ntp_timeout,
+                retry_interval=t.retry_interval,
+                on_note=self.note,
+            )
+            manager.register(self.time_gate, "time")
+        elif not self.clock.valid():
+            self.note("warning", "the clock is not valid, but gates.time is off: stepping on")
+        if cfg.gates.policy:
+            self.policy_gate = PolicyGate(self._reload_policy, on_note=self.note)
+            manager.register(self.policy_gate, "policy")
+
+        for button in cfg.buttons:
+            self._start_button(button, loop)
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
+            loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
+
+        if cfg.boot.wait_for_peers:
+            await self._wait_for_peers(cfg.boot.wait_for_peers, cfg.boot.wait_for_peers_timeout)
+        self.note("info", f"booting toward OPERATIONAL (policy {self.policy.release or '?'})")
+        self._advance(lambda: manager.steps(State.OPERATIONAL))
+
+    def _advance(self, request: Callable[[], bool]) -> None:
+        try:
+            request()
+        except StateError as e:
+            self.note("error", f"state manager: {e}")
+
+    async def _start_routes(self) -> None:
+        from smdbus.net.routes import RouteMonitor
+
+        self.monitor = RouteMonitor(self.bus, observer=self._net_events)
+        try:
+            await self.monitor.start()
+        except ImportError as e:
+            self.note("warning", f"route monitor off: pyroute2 is not installed ({e})")
+        except Exception as e:
+            self.note("warning", f"route monitor off: {type(e).__name__}: {e}")
+        else:
+            table = self.monitor.table
+            self.note(
+                "info",
+                f"routing table dumped: {len(table.routes)} routes, "
+                f"{len(table.addresses)} addresses, {len(table.links)} links",
+            )
+
+    def _register_cpd_gate(self) -> None:
+        manager, mode = self.manager, self.config.gates.cpd
+        if manager is None or self.detector is None or mode == "off":
+            return
+        if self._cpd_link is not None:
+            manager.unregister(self._cpd_link)
+        gate: Any
+        if mode == "ok":
+            from smdbus.net.gates import CpdGate
+
+            gate = CpdGate(self.detector)
+        else:
+            gate = CpdResultGate(self.detector, on_note=self.note)
+        self._cpd_link = manager.register(gate, "cpd")
+
+    def _start_button(self, cfg: ButtonConfig, loop: asyncio.AbstractEventLoop) -> None:
+        from smdbus.button import ButtonDriver, Classifier, SourceUnavailable
+
+        controller = build_controller(cfg)
+        what = f"button controller {cfg.controller!r} ({cfg.source})"
+        try:
+            source: Any
+            if cfg.source == "scripted":
+                from smdbus.button.sources.scripted import ScriptedSource
+
+                source = ScriptedSource(cfg.pattern or "", controller)
+                driver = ButtonDriver(Classifier(controller), self.bus, loop=loop)
+                coro: Any = self._play(cfg, source, driver)
+            elif cfg.source == "evdev":
+                from smdbus.button.sources.evdev_source import EvdevSource
+
+                source = EvdevSource(str(cfg.device), evdev_keys(cfg), controller, grab=cfg.grab)
+                source.open()
+                driver = ButtonDriver(
+                    Classifier(controller), self.bus, loop=loop, clock=source.clock
+                )
+                coro = source.run(driver.feed)
+            else:
+                from smdbus.button.sources.gpiod_source import GpiodSource, LineSpec
+
+                specs = [
+                    LineSpec(ln.line, ln.button, ln.active_low, ln.bias, ln.debounce_ms)
+                    for ln in cfg.lines
+                ]
+                source = GpiodSource(cfg.chip or "", specs, controller)
+                source.open()
+                driver = ButtonDriver(
+                    Classifier(controller), self.bus, loop=loop, clock=source.clock
+                )
+                coro = source.run(driver.feed)
+        except (SourceUnavailable, OSError) as e:
+            self.note("warning", f"{what} skipped: {e}")
+            return
+        self._drivers.append(driver)
+        self._sources.append(source)
+        task = loop.create_task(self._guard(what, coro), name=f"button-{cfg.controller}")
+        self._tasks.append(task)
+        self.note("info", f"{what}: buttons {', '.join(cfg.buttons)}")
+
+    async def _play(self, cfg: ButtonConfig, source: Any, driver: Any) -> None:
+        assert self.manager is not None
+        try:
+            await self.manager.wait_for(cfg.start)
+        except ShutdownError:
+            return
+        if cfg.delay:
+            await asyncio.sleep(cfg.delay)
+        while True:
+            await source.run(driver.feed, clock=driver.clock)
+            if not cfg.repeat:
+                return
+            await asyncio.sleep(cfg.repeat)
+
+    async def _guard(self, what: str, coro: Any) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.note("warning", f"{what} stopped: {type(e).__name__}: {e}")
+
+    async def _wait_for_peers(self, count: int, timeout: float) -> None:
+        assert self.proxy is not None
+        proxy = self.proxy
+
+        def ready() -> int:
+            return sum(
+                1
+                for p in proxy.peers(include_closed=False)
+                if p.state != "closed" and p.mask & Class.SYSTEM_STATE
+            )
+
+        self.note("info", f"waiting for {count} client(s) on SYSTEM_STATE before booting")
+        deadline = time.monotonic() + timeout
+        while ready() < count:
+            if time.monotonic() >= deadline:
+                self.note("warning", f"only {ready()} of {count} client(s) after {timeout:g} s")
+                return
+            await asyncio.sleep(0.01)
+
+    # -- reactions ---------------------------------------------------------------
+
+    def _seen(self, cls: int, timestamp_us: int, payload: bytes) -> None:
+        self.stats.messages += 1
+        if self._on_message is not None:
+            self._on_message(cls, timestamp_us, payload)
+
+    def _state_changed(self, previous: State, new: State) -> None:
+        self.notifier.status(f"{new.published_name}")
+        if new == State.OPERATIONAL:
+            if self.stats.operational_at is None:
+                self.stats.operational_at = time.monotonic()
+            self.notifier.ready(f"OPERATIONAL, bus on {format_address(self.config.bus.socket)}")
+
+    def _net_events(self, events: Sequence[Any]) -> None:
+        from smdbus.net.routetable import AddressAdded, RouteAdded, RouteRemoved
+
+        assert self.monitor is not None
+        links = self.monitor.table.link_names()
+        for ev in events:
+            if isinstance(ev, RouteAdded | RouteRemoved):
+                sign = "+" if isinstance(ev, RouteAdded) else "-"
+                self.note("debug", f"route {sign} {ev.route.describe(links)}")
+            elif isinstance(ev, AddressAdded):
+                a = ev.address
+                self.note(
+                    "debug",
+                    f"address + {a.address}/{a.prefixlen} on {links.get(a.ifindex, a.ifindex)}",
+                )
+        if self.dhcp_gate is not None:
+            # The table sees the batch after the observer: look once it is applied.
+            asyncio.get_running_loop().call_soon(self.dhcp_gate.changed)
+
+    def _cpd_result(self, result: Any, detector: Any) -> None:
+        report = detector.last
+        why = report.probes[-1].reason if report is not None else ""
+        tries = (
+            f" after {report.attempts} probes" if report is not None and report.attempts > 1 else ""
+        )
+        text = f"CPD {result.value}{tries}: {why}"
+        m = self.manager
+        if (
+            result.value != "OK"
+            and self.config.gates.cpd == "result"
+            and m is not None
+            and m.state < State.CPD_PRE_TIME
+        ):
+            text += (
+                '; stepping on (gates.cpd = "result"; libwebsockets would hold '
+                "CPD_PRE_TIME until OK)"
+            )
+        elif (
+            result.value != "OK"
+            and self.config.gates.cpd == "ok"
+            and m is not None
+            and m.state < State.CPD_PRE_TIME
+        ):
+            text += '; holding CPD_PRE_TIME until OK (gates.cpd = "ok", as libwebsockets)'
+        self.note("info" if result.value == "OK" else "warning", text)
+
+    def reload(self) -> None:
+        """SIGHUP: the POLICY_INVALID cycle with a re-read policy."""
+        m = self.manager
+        if m is None or m.state == State.CONTEXT_DESTROYING:
+            return
+        self.note("info", "SIGHUP: policy invalid; re-reading it")
+        self.notifier.reloading(time.monotonic_ns() // 1000)
+        try:
+            m.policy_invalid()
+        except (IllegalTransition, StateError) as e:
+            self.note("error", f"cannot reload now: {e}")
+
+    async def _reload_policy(self) -> bool:
+        old = self.policy
+        try:
+            new = await asyncio.to_thread(read_policy, self.config)
+        except (PolicyError, ValueError, OSError) as e:
+            self.note("error", f"policy reload failed: {e}; keeping release {old.release!r}")
+            return True
+        self.policy = new
+        if self.detector is not None and (
+            new.captive_portal_detect != old.captive_portal_detect
+            or new.retry_for("captive_portal_detect") != old.retry_for("captive_portal_detect")
+        ):
+            await self.detector.aclose()
+            self.detector = _make_detector(new, self.config, self.bus)
+            self.detector.add_result_listener(self._cpd_result)
+            self._register_cpd_gate()
+            self.note("info", f"policy reloaded (release {new.release!r}): new CPD settings")
+        else:
+            self.note("info", f"policy reloaded (release {new.release!r})")
+        return True
+
+    # -- shutdown ---------------------------------------------------------------
+
+    async def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.notifier.stopping()
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+        m = self.manager
+        if m is not None and m.state != State.CONTEXT_DESTROYING:
+            try:
+                if m.state >= State.OPERATIONAL:
+                    m.destroy(force=True)  # steps, as C: via POLICY_INVALID
+                else:
+                    # Mid-boot: jump, so the gates are not asked to start their work now.
+                    m.transition(State.CONTEXT_DESTROYING)
+            except StateError as e:
+                log.error("announcing shutdown: %s", e)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self.bus.drain()
+        # The proxy batches its writes once per loop pass: let that pass run so
+        # DESTROYING is on the sockets before they are closed.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for driver in self._drivers:
+            driver.close()
+        for source in self._sources:
+            with contextlib.suppress(Exception):
+                if hasattr(source, "close"):
+                    source.close()
+        if self.time_gate is not None:
+            await self.time_gate.aclose()
+        if self.dhcp_gate is not None:
+            self.dhcp_gate.close()
+        if self.detector is not None:
+            await self.detector.aclose()
+        if self.monitor is not None:
+            await self.monitor.stop()
+        if self._responder is not None:
+            self._responder.close()
+        if self.proxy is not None:
+            # Clients are told by closing, as the C proxy does.
+            await self.proxy.close()
+        self.notifier.close()

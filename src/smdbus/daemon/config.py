@@ -1,0 +1,739 @@
+"""The daemon's configuration: a TOML file, every key optional, every value checked.
+
+Rules
+-----
+- The embedded defaults (:data:`DEFAULT_TOML`, the same text ``smd daemon
+  --print-config`` shows and docs/configuration.md explains) run the daemon
+  as a normal user: an abstract socket, the built-in policy, no buttons.
+- Loading is strict and stops at the first problem: an unknown section or
+  key, a value of the wrong type or out of range. The error
+  (:class:`ConfigError`) names the file and the dotted field
+  (``button[0].keys``) so an operator finds it in one look; nothing has been
+  started when it is raised.
+- Relative paths in the file (``policy.file``, ``button[n].device``) are
+  taken relative to the file's own directory, so a config and its policy can
+  travel together.
+- This module reads files and builds values; it opens no socket and starts
+  nothing. Button controllers and sources are built later by the daemon from
+  :class:`ButtonConfig`, but their settings are validated here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smdbus.button.errors import ButtonError
+from smdbus.button.regime import DEFAULT_REGIME, Regime
+from smdbus.proxy.settings import ProxySettings
+from smdbus.system.state import State
+from smdbus.wire import DEFAULT_ADDRESS, format_address, parse_address
+
+C_TIME_VALID_AFTER = 1594017754
+"""libwebsockets' sanity threshold for the clock: 2020-07-06 06:42:34 UTC.
+
+lws refuses TIME_VALID while ``lws_now_secs()`` is below this and asks its
+NTP client; we check the same instant by default.
+"""
+
+CPD_GATE_MODES = ("result", "ok", "off")
+SET_CLOCK_MODES = ("system", "process")
+BUTTON_SOURCES = ("evdev", "gpio", "scripted")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+GPIO_BIASES = ("as-is", "disabled", "pull-up", "pull-down")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; names the file and the field."""
+
+    def __init__(self, source: str, field: str, problem: str) -> None:
+        self.source, self.field, self.problem = source, field, problem
+        where = f"{field}: " if field else ""
+        super().__init__(f"{source}: {where}{problem}")
+
+
+# -- the settings ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """``[bus]``: where the proxy listens and its limits (see docs/proxy.md)."""
+
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+
+    @property
+    def socket(self) -> str:
+        return self.proxy.address
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """``[policy]``: the Secure Streams policy (None: the one shipped with smdbus)."""
+
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class GatesConfig:
+    """``[gates]``: which boot states wait for real work."""
+
+    coldplug: bool = True
+    dhcp: bool = True
+    dhcp_timeout: float = 0.0
+    cpd: str = "result"
+    time: bool = True
+    policy: bool = True
+
+
+@dataclass(frozen=True)
+class CpdConfig:
+    """``[cpd]``: captive portal detection."""
+
+    enabled: bool = True
+    url: str | None = None
+    timeout: float = 0.0
+    """Seconds for one probe; 0: the policy's ``timeout_ms``, else 3 s."""
+    retry: bool = True
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    """``[time]``: when the clock counts as valid, and where to ask when it is not."""
+
+    valid_after: int = C_TIME_VALID_AFTER
+    ntp_server: str | None = None
+    ntp_port: int = 123
+    ntp_timeout: float = 2.0
+    retry_interval: float = 5.0
+    set_clock: str = "system"
+
+
+@dataclass(frozen=True)
+class RoutesConfig:
+    """``[routes]``: the rtnetlink route monitor."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SystemdConfig:
+    """``[systemd]``: readiness notification and socket activation."""
+
+    notify: bool = True
+    socket_activation: bool = True
+
+
+@dataclass(frozen=True)
+class BootConfig:
+    """``[boot]``: when the boot sequence starts."""
+
+    wait_for_peers: int = 0
+    wait_for_peers_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """``[log]``."""
+
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class GpioLine:
+    """One ``lines`` entry of a gpio button source."""
+
+    line: int | str
+    button: str
+    active_low: bool = False
+    bias: str = "as-is"
+    debounce_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ButtonConfig:
+    """One ``[[button]]`` table: a controller, its buttons and where its edges come from."""
+
+    controller: str
+    source: str
+    buttons: tuple[str, ...]
+    active_high: int = 0
+    """Bitmap: bit n set = button n is pressed when its level is high."""
+    regime: Regime = DEFAULT_REGIME
+    device: Path | None = None
+    keys: Mapping[str, str] = field(default_factory=dict)
+    grab: bool = False
+    chip: str | None = None
+    lines: tuple[GpioLine, ...] = ()
+    pattern: str | None = None
+    start: State = State.OPERATIONAL
+    delay: float = 0.0
+    repeat: float = 0.0
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Everything the daemon is told. ``source`` names where it came from."""
+
+    source: str = "<defaults>"
+    bus: BusConfig = field(default_factory=BusConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
+    cpd: CpdConfig = field(default_factory=CpdConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
+    routes: RoutesConfig = field(default_factory=RoutesConfig)
+    systemd: SystemdConfig = field(default_factory=SystemdConfig)
+    boot: BootConfig = field(default_factory=BootConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    buttons: tuple[ButtonConfig, ...] = ()
+
+
+# -- the embedded defaults, as a documented file ------------------------------------
+
+_P = ProxySettings()
+
+DEFAULT_TOML = f"""\
+# smd daemon configuration: every key, with its default.
+# A file only needs the keys it changes. Relative paths are relative to the file.
+
+[bus]
+socket = "{format_address(DEFAULT_ADDRESS)}"  # @name: abstract (no root needed); /path: a file
+mode = "{_P.mode:04o}"             # permissions of a filesystem socket (octal string)
+group = ""                # group owning a filesystem socket ("" = the daemon's own)
+max_connections = {_P.max_connections}
+max_frame = {_P.max_frame}          # largest frame len accepted (bytes)
+first_frame_timeout = {_P.first_frame_timeout}  # seconds a new connection has to send STREAMTYPE
+queue_depth = {_P.queue_depth}         # the bus queue; a full queue pauses publishers, never drops
+high_water = {_P.high_water}      # unread bytes of a subscriber that hold publishers back
+max_buffer = {_P.max_buffer}     # unread bytes past which a subscriber is disconnected
+stall_grace = {_P.stall_grace}         # seconds a stuck subscriber may hold publishers back
+stall_timeout = {_P.stall_timeout}       # seconds a stuck subscriber is kept before disconnecting
+
+[policy]
+file = ""                 # Secure Streams policy JSON; "" = the policy shipped with smdbus
+
+[gates]
+coldplug = true           # hold IFACE_COLDPLUG until the routing table is dumped
+dhcp = true               # hold DHCP until an interface holds a usable address
+dhcp_timeout = 0.0        # seconds to wait for that address, then step on; 0 = wait forever (as C)
+cpd = "result"            # "result": hold CPD_PRE_TIME until CPD has any result;
+                          # "ok": until the result is OK (libwebsockets' rule); "off": no hold
+time = true               # hold TIME_VALID until the clock is sane (SNTP if it is not)
+policy = true             # hold POLICY_VALID until the policy is loaded and valid
+
+[cpd]
+enabled = true            # captive portal detection (on boot, cpdcheck, ipacq, gw change)
+url = ""                  # probe this URL instead of the policy's endpoint ("" = the policy's)
+timeout = 0.0             # seconds for one probe; 0 = the policy's timeout_ms, else 3 s
+retry = true              # retry failed probes along the policy's retry table
+
+[time]
+valid_after = {C_TIME_VALID_AFTER}   # Unix seconds or a TOML date-time: earlier = not valid
+ntp_server = ""           # sets the NTP_SERVER blob; "" keeps the blob's default, pool.ntp.org
+ntp_port = 123
+ntp_timeout = 2.0         # seconds to wait for one SNTP answer
+retry_interval = 5.0      # seconds between SNTP attempts while the clock is not valid
+set_clock = "system"      # "system": set the system clock (needs CAP_SYS_TIME; falls back to
+                          # "process" with a logged reason); "process": keep the time in the daemon
+
+[routes]
+enabled = true            # follow the kernel's routing table (rtnetlink) and publish changes
+
+[systemd]
+notify = true             # sd_notify READY=1, STATUS=, RELOADING=1, STOPPING=1 (NOTIFY_SOCKET)
+socket_activation = true  # listen on the socket systemd passes (LISTEN_FDS) instead of binding
+
+[boot]
+wait_for_peers = 0        # start the boot only once this many clients receive SYSTEM_STATE
+wait_for_peers_timeout = 10.0  # ... or after this many seconds
+
+[log]
+level = "info"            # debug, info, warning, error
+
+# Buttons: one [[button]] table per controller. Events go out on INTERACTION as
+# {{"type":"button","src":"<controller>/<button>","event":"click"}}.
+#
+# [[button]]
+# controller = "bc"
+# source = "evdev"              # "evdev", "gpio" or "scripted"
+# buttons = ["user"]
+# active_high = true            # or a bitmap, bit n = button n
+# regime = {{ ms_min_down = 20, ms_min_down_longpress = 300 }}
+# device = "/dev/input/event0"  # evdev: the input device
+# keys = {{ KEY_ENTER = "user" }}  # evdev: key name or code -> button
+# grab = false                  # evdev: take the device for ourselves
+# chip = "/dev/gpiochip0"       # gpio: the chip
+# lines = [{{ line = 17, button = "user", active_low = true, bias = "pull-up" }}]
+# pattern = "0-102"             # scripted: presses, held from-to ms
+# start = "OPERATIONAL"         # scripted: play once this state is reached
+# delay = 0.0                   # scripted: seconds after that
+# repeat = 0.0                  # scripted: play again every this many seconds; 0 = once
+"""
+
+
+# -- loading ------------------------------------------------------------------------
+
+
+def load_config(path: str | Path | None) -> DaemonConfig:
+    """The config in ``path`` over the defaults (None: the defaults alone)."""
+    if path is None:
+        return parse_config(DEFAULT_TOML, "<defaults>", base=Path.cwd())
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(source, "", f"cannot read the config file: {e.strerror or e}") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(source, "", f"not UTF-8 text: {e}") from e
+    return parse_config(text, source, base=Path(path).resolve().parent)
+
+
+def parse_config(text: str, source: str = "<config>", *, base: Path | None = None) -> DaemonConfig:
+    """Parse and validate TOML text; ``base`` resolves relative paths."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source, "", f"not valid TOML: {e}") from None
+    return _Reader(source, base or Path.cwd()).config(doc)
+
+
+_FIELD_IN_PROXY_ERROR = re.compile(r"proxy setting (\w+)=")
+
+
+class _Table:
+    """One table of the document being read: typed getters that remember what was read."""
+
+    def __init__(self, reader: _Reader, path: str, data: Mapping[str, Any]) -> None:
+        self.r = reader
+        self.path = path
+        self.data = data
+        self.read: set[str] = set()
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.r.source, self.at(key), problem)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def _get(self, key: str, default: Any) -> Any:
+        self.read.add(key)
+        return self.data.get(key, default)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        v = self._get(key, default)
+        if not isinstance(v, bool):
+            raise self.fail(key, f"must be true or false, got {_show(v)}")
+        return v
+
+    def integer(self, key: str, default: int, lo: int, hi: int | None = None) -> int:
+        v = self._get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(key, f"must be a whole number, got {_show(v)}")
+        if v < lo or (hi is not None and v > hi):
+            rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise self.fail(key, f"must be {rng}, got {v}")
+        return v
+
+    def number(self, key: str, default: float, lo: float, *, above: bool = False) -> float:
+        v = self._get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.fail(key, f"must be a number of seconds, got {_show(v)}")
+        v = float(v)
+        if v != v or v in (float("inf"), float("-inf")):
+            raise self.fail(key, f"must be a finite number, got {v}")
+        if (v <= lo) if above else (v < lo):
+            raise self.fail(key, f"must be {'>' if above else '>='} {lo:g}, got {v:g}")
+        return v
+
+    def string(self, key: str, default: str) -> str:
+        v = self._get(key, default)
+        if not isinstance(v, str):
+            raise self.fail(key, f"must be a string, got {_show(v)}")
+        return v
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        v = self.string(key, default)
+        if v not in choices:
+            raise self.fail(key, f"must be one of {', '.join(map(repr, choices))}, got {v!r}")
+        return v
+
+    def optional_string(self, key: str) -> str | None:
+        v = self.string(key, "")
+        return v or None
+
+    def path_value(self, key: str) -> Path | None:
+        v = self.optional_string(key)
+        if v is None:
+            return None
+        p = Path(v).expanduser()
+        return p if p.is_absolute() else self.r.base / p
+
+    def table(self, key: str) -> _Table:
+        v = self._get(key, {})
+        if not isinstance(v, dict):
+            raise self.fail(key, f"must be a table, got {_show(v)}")
+        return _Table(self.r, self.at(key), v)
+
+    def done(self) -> None:
+        """Refuse keys nobody read (typos are errors, not silently ignored)."""
+        for key in self.data:
+            if key not in self.read:
+                near = difflib.get_close_matches(key, sorted(self.read), n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                known = ", ".join(sorted(self.read)) or "none"
+                raise self.fail(key, f"unknown key{hint}; known keys here: {known}")
+
+
+class _Reader:
+    def __init__(self, source: str, base: Path) -> None:
+        self.source = source
+        self.base = base
+
+    def config(self, doc: Mapping[str, Any]) -> DaemonConfig:
+        top = _Table(self, "", doc)
+        bus = self.bus(top.table("bus"))
+        policy = self.policy(top.table("policy"))
+        gates = self.gates(top.table("gates"))
+        cpd = self.cpd(top.table("cpd"))
+        time_ = self.time(top.table("time"))
+        routes = top.table("routes")
+        routes_cfg = RoutesConfig(enabled=routes.boolean("enabled", True))
+        routes.done()
+        sd = top.table("systemd")
+        systemd = SystemdConfig(
+            notify=sd.boolean("notify", True),
+            socket_activation=sd.boolean("socket_activation", True),
+        )
+        sd.done()
+        boot_t = top.table("boot")
+        boot = BootConfig(
+            wait_for_peers=boot_t.integer("wait_for_peers", 0, 0, 1024),
+            wait_for_peers_timeout=boot_t.number("wait_for_peers_timeout", 10.0, 0, above=True),
+        )
+        boot_t.done()
+        log_t = top.table("log")
+        log = LogConfig(level=log_t.choice("level", "info", LOG_LEVELS))
+        log_t.done()
+        buttons = self.buttons(top)
+        top.done()
+        return DaemonConfig(
+            source=self.source,
+            bus=bus,
+            policy=policy,
+            gates=gates,
+            cpd=cpd,
+            time=time_,
+            routes=routes_cfg,
+            systemd=systemd,
+            boot=boot,
+            log=log,
+            buttons=buttons,
+        )
+
+    def bus(self, t: _Table) -> BusConfig:
+        d = ProxySettings()
+        spelled = t.string("socket", format_address(d.address))
+        try:
+            address = parse_address(spelled)
+        except ValueError as e:
+            raise t.fail("socket", str(e)) from None
+        if not address.startswith("\0"):
+            p = Path(address).expanduser()
+            address = str(p if p.is_absolute() else self.base / p)
+        mode_text = t.string("mode", f"{d.mode:04o}")
+        try:
+            mode = int(mode_text, 8)
+        except ValueError:
+            raise t.fail(
+                "mode", f'must be an octal string like "0660", got {mode_text!r}'
+            ) from None
+        if not 0 <= mode <= 0o777:
+            raise t.fail("mode", f"{mode_text!r} is not a permission mode")
+        group_v = t._get("group", "")
+        group: str | int | None
+        if isinstance(group_v, bool) or not isinstance(group_v, str | int):
+            raise t.fail("group", f"must be a group name or gid, got {_show(group_v)}")
+        group = group_v if group_v != "" else None
+        kw: dict[str, Any] = {
+            "max_connections": t.integer("max_connections", d.max_connections, 1),
+            "max_frame": t.integer("max_frame", d.max_frame, 32, 0xFFFF),
+            "first_frame_timeout": t.number(
+                "first_frame_timeout", d.first_frame_timeout, 0, above=True
+            ),
+            "queue_depth": t.integer("queue_depth", d.queue_depth, 1),
+            "high_water": t.integer("high_water", d.high_water, 1),
+            "max_buffer": t.integer("max_buffer", d.max_buffer, 1),
+            "stall_grace": t.number("stall_grace", d.stall_grace, 0, above=True),
+            "stall_timeout": t.number("stall_timeout", d.stall_timeout, 0, above=True),
+        }
+        t.done()
+        try:
+            proxy = ProxySettings(address=address, mode=mode, group=group, **kw)
+        except ValueError as e:
+            m = _FIELD_IN_PROXY_ERROR.search(str(e))
+            raise t.fail(m.group(1) if m else "", str(e)) from None
+        return BusConfig(proxy)
+
+    def policy(self, t: _Table) -> PolicyConfig:
+        cfg = PolicyConfig(file=t.path_value("file"))
+        t.done()
+        return cfg
+
+    def gates(self, t: _Table) -> GatesConfig:
+        cfg = GatesConfig(
+            coldplug=t.boolean("coldplug", True),
+            dhcp=t.boolean("dhcp", True),
+            dhcp_timeout=t.number("dhcp_timeout", 0.0, 0),
+            cpd=t.choice("cpd", "result", CPD_GATE_MODES),
+            time=t.boolean("time", True),
+            policy=t.boolean("policy", True),
+        )
+        t.done()
+        return cfg
+
+    def cpd(self, t: _Table) -> CpdConfig:
+        url = t.optional_string("url")
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise t.fail("url", f"must be an http:// or https:// URL with a host, got {url!r}")
+        cfg = CpdConfig(
+            enabled=t.boolean("enabled", True),
+            url=url,
+            timeout=t.number("timeout", 0.0, 0),
+            retry=t.boolean("retry", True),
+        )
+        t.done()
+        return cfg
+
+    def time(self, t: _Table) -> TimeConfig:
+        raw = t._get("valid_after", C_TIME_VALID_AFTER)
+        if isinstance(raw, _dt.datetime):
+            if raw.tzinfo is None:
+                raise t.fail("valid_after", "a date-time needs a time zone (e.g. ...Z)")
+            valid_after = int(raw.timestamp())
+        elif isinstance(raw, _dt.date):
+            raise t.fail("valid_after", "give a date-time with a time zone, or Unix seconds")
+        else:
+            valid_after = t.integer("valid_after", C_TIME_VALID_AFTER, 0)
+        server = t.optional_string("ntp_server")
+        if server is not None and (any(c.isspace() for c in server) or len(server) > 253):
+            raise t.fail("ntp_server", f"is not a host name or address: {server!r}")
+        cfg = TimeConfig(
+            valid_after=valid_after,
+            ntp_server=server,
+            ntp_port=t.integer("ntp_port", 123, 1, 65535),
+            ntp_timeout=t.number("ntp_timeout", 2.0, 0, above=True),
+            retry_interval=t.number("retry_interval", 5.0, 0, above=True),
+            set_clock=t.choice("set_clock", "system", SET_CLOCK_MODES),
+        )
+        t.done()
+        return cfg
+
+    def buttons(self, top: _Table) -> tuple[ButtonConfig, ...]:
+        raw = top._get("button", [])
+        if isinstance(raw, dict):
+            raw = [raw]
+        if not isinstance(raw, list):
+            raise top.fail("button", "must be an array of tables ([[button]])")
+        out: list[ButtonConfig] = []
+        names: set[str] = set()
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise ConfigError(self.source, f"button[{i}]", "must be a table")
+            cfg = self.button(_Table(self, f"button[{i}]", item), i)
+            if cfg.controller in names:
+                raise ConfigError(
+                    self.source, f"button[{i}].controller", f"{cfg.controller!r} is used twice"
+                )
+            names.add(cfg.controller)
+            out.append(cfg)
+        return tuple(out)
+
+    def button(self, t: _Table, index: int) -> ButtonConfig:
+        controller = t.string("controller", "bc")
+        source = t.choice("source", "", BUTTON_SOURCES) if t.has("source") else None
+        if source is None:
+            raise t.fail("source", f"is required: one of {', '.join(BUTTON_SOURCES)}")
+        names_v = t._get("buttons", None)
+        if names_v is None:
+            names: tuple[str, ...] = ("btn",) if source == "scripted" else ()
+            if not names:
+                raise t.fail("buttons", 'is required: the button names, e.g. ["user"]')
+        elif isinstance(names_v, list) and names_v and all(isinstance(n, str) for n in names_v):
+            names = tuple(names_v)
+        else:
+            raise t.fail("buttons", f"must be a non-empty list of names, got {_show(names_v)}")
+        ah = t._get("active_high", False)
+        if isinstance(ah, bool):
+            active_high = (1 << len(names)) - 1 if ah else 0
+        elif isinstance(ah, int) and ah >= 0:
+            active_high = ah
+        else:
+            raise t.fail("active_high", f"must be true/false or a bitmap, got {_show(ah)}")
+        regime = DEFAULT_REGIME
+        regime_t = t.table("regime")
+        if regime_t.data:
+            known = set(Regime.setting_names())
+            for key in regime_t.data:
+                if key not in known:
+                    raise regime_t.fail(
+                        key, f"unknown regime setting; known: {', '.join(sorted(known))}"
+                    )
+            try:
+                regime = dataclasses.replace(DEFAULT_REGIME, **regime_t.data)
+            except (ButtonError, TypeError) as e:
+                raise t.fail("regime", str(e)) from None
+        kw: dict[str, Any] = {}
+        if source == "evdev":
+            device = t.path_value("device")
+            if device is None:
+                raise t.fail("device", "is required for an evdev source, e.g. /dev/input/event0")
+            keys_t = t.table("keys")
+            if not keys_t.data:
+                raise t.fail(
+                    "keys", 'is required: key name or code -> button, e.g. {KEY_ENTER="user"}'
+                )
+            keys: dict[str, str] = {}
+            for k, v in keys_t.data.items():
+                if not isinstance(v, str) or v not in names:
+                    raise keys_t.fail(
+                        k, f"must name one of the buttons {list(names)}, got {_show(v)}"
+                    )
+                keys[k] = v
+            kw.update(device=device, keys=keys, grab=t.boolean("grab", False))
+        elif source == "gpio":
+            chip = t.optional_string("chip")
+            if chip is None:
+                raise t.fail("chip", "is required for a gpio source, e.g. /dev/gpiochip0")
+            lines_v = t._get("lines", None)
+            if not isinstance(lines_v, list) or not lines_v:
+                raise t.fail("lines", 'is required: a list of {line = N, button = "name"}')
+            lines = []
+            for j, lv in enumerate(lines_v):
+                if not isinstance(lv, dict):
+                    raise t.fail(f"lines[{j}]", "must be a table")
+                lt = _Table(self, t.at(f"lines[{j}]"), lv)
+                line_v = lt._get("line", None)
+                if (
+                    isinstance(line_v, bool)
+                    or not isinstance(line_v, int | str)
+                    or (isinstance(line_v, int) and line_v < 0)
+                ):
+                    raise lt.fail(
+                        "line", f"must be an offset >= 0 or a line name, got {_show(line_v)}"
+                    )
+                button = lt.string("button", "")
+                if button not in names:
+                    raise lt.fail(
+                        "button", f"must name one of the buttons {list(names)}, got {button!r}"
+                    )
+                lines.append(
+                    GpioLine(
+                        line=line_v,
+                        button=button,
+                        active_low=lt.boolean("active_low", False),
+                        bias=lt.choice("bias", "as-is", GPIO_BIASES),
+                        debounce_ms=lt.number("debounce_ms", 0.0, 0),
+                    )
+                )
+                lt.done()
+            kw.update(chip=chip, lines=tuple(lines))
+        else:
+            pattern = t.string("pattern", "")
+            if not pattern:
+                raise t.fail("pattern", 'is required for a scripted source, e.g. "0-102"')
+            from smdbus.button.sources.scripted import parse_pattern
+
+            try:
+                presses = parse_pattern(pattern)
+            except ButtonError as e:
+                raise t.fail("pattern", str(e)) from None
+            for p in presses:
+                if p.button is not None and p.button not in names:
+                    raise t.fail(
+                        "pattern", f"presses button {p.button!r}, not one of {list(names)}"
+                    )
+            start_text = t.string("start", "OPERATIONAL")
+            try:
+                start = State.parse(start_text)
+            except ValueError as e:
+                raise t.fail("start", str(e)) from None
+            kw.update(
+                pattern=pattern,
+                start=start,
+                delay=t.number("delay", 0.0, 0),
+                repeat=t.number("repeat", 0.0, 0),
+            )
+        t.done()
+        cfg = ButtonConfig(
+            controller=controller,
+            source=source,
+            buttons=names,
+            active_high=active_high,
+            regime=regime,
+            index=index,
+            **kw,
+        )
+        try:
+            controller = build_controller(cfg)
+        except ButtonError as e:
+            raise ConfigError(self.source, f"button[{index}]", str(e)) from None
+        _check_source(self.source, cfg, controller)
+        return cfg
+
+
+def build_controller(cfg: ButtonConfig) -> Any:
+    """The :class:`smdbus.button.Controller` a button table describes."""
+    from smdbus.button.controller import ButtonSpec, Controller
+
+    specs = tuple(ButtonSpec(n, cfg.regime) for n in cfg.buttons)
+    return Controller(cfg.controller, specs, cfg.active_high)
+
+
+def _check_source(source: str, cfg: ButtonConfig, controller: Any) -> None:
+    """Let the source classes check what they check (key names, line specs) now, not at run."""
+    from smdbus.button.errors import ConfigError as ButtonConfigError
+    from smdbus.button.errors import SourceUnavailable
+
+    where = f"button[{cfg.index}]"
+    try:
+        if cfg.source == "evdev":
+            from smdbus.button.sources.evdev_source import EvdevSource
+
+            where += ".keys"
+            EvdevSource(str(cfg.device), evdev_keys(cfg), controller, grab=cfg.grab)
+        elif cfg.source == "gpio":
+            from smdbus.button.sources.gpiod_source import GpiodSource, LineSpec
+
+            where += ".lines"
+            specs = [
+                LineSpec(ln.line, ln.button, ln.active_low, ln.bias, ln.debounce_ms)
+                for ln in cfg.lines
+            ]
+            GpiodSource(cfg.chip or "", specs, controller)
+    except SourceUnavailable:
+        return  # the library is missing: the daemon skips this source at start, saying why
+    except ButtonConfigError as e:
+        raise ConfigError(source, where, str(e)) from None
+
+
+def evdev_keys(cfg: ButtonConfig) -> dict[int | str, str]:
+    """The evdev key map as EvdevSource takes it."""
+    return {k: v for k, v in cfg.keys.items()}
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    kind = type(value).__name__
+    return f"{text[:40]}{'...' if len(text) > 40 else ''} ({kind})"
