@@ -186,7 +186,7 @@ class Daemon:
         self.clock = wall_clock or WallClock(t.valid_after, mode=t.set_clock)
         self.blobs = Blobs()
         if t.ntp_server:
-            self.blobs[BlobType.NTP_SERVER].heap_append(t.ntp_server.encode())
+            self.blobs[BlobType.NTP_SERVER].set(t.ntp_server.encode())
         self.ops = SystemOps(set_clock=self.clock.set_clock)
         self.bus = Bus(queue_depth=self.config.bus.proxy.queue_depth)
         self.proxy: Proxy | None = None
@@ -241,9 +241,8 @@ class Daemon:
         return Status(state, held, cpd, routes, clients, self.stats.messages, boot)
 
     def ntp_server(self) -> str:
-        blob = self.blobs[BlobType.NTP_SERVER]
-        data = blob.get(blob.get_size()) if blob.get_size() else b""
-        return bytes(data).decode("utf-8", "replace") or "pool.ntp.org"
+        """The NTP_SERVER blob (set from ``time.ntp_server``, else pool.ntp.org)."""
+        return self.blobs.ntp_server()
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -43,7 +43,13 @@ class Notifier:
         self.sent: list[str] = []
         """Every message sent (for logs and tests)."""
         self.errors = 0
+        self.dropped = 0
+        """Messages not sent because the receiver's queue was full."""
         self._sock: socket.socket | None = None
+
+    @property
+    def _shown(self) -> str:
+        return (self.address or "").replace("\0", "@")
 
     @property
     def enabled(self) -> bool:
@@ -56,12 +62,21 @@ class Notifier:
         message = "\n".join(f.replace("\n", " ") for f in fields)
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Non-blocking: a receiver that does not read (its queue holds
+                # net.unix.max_dgram_qlen datagrams) must never stall the daemon.
+                self._sock = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                )
             self._sock.sendto(message.encode(), self.address)
+        except BlockingIOError:
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warning("sd_notify: %r is not reading; %s dropped", self._shown, message)
+            return False
         except OSError as e:
             self.errors += 1
             if self.errors == 1:
-                log.warning("sd_notify to %r failed: %s", self.address.replace("\0", "@"), e)
+                log.warning("sd_notify to %r failed: %s", self._shown, e)
             return False
         self.sent.append(message)
         return True

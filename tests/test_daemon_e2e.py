@@ -1,0 +1,598 @@
+"""``smd daemon`` as a real process, in a network namespace made by the test.
+
+The namespace starts with ``lo`` and a dummy link ``d0`` up but no address,
+so the daemon must hold the boot at DHCP until the test gives ``d0`` an
+address. Inside the namespace the test runs (on sockets it makes there) an
+HTTP server answering 204 for captive portal detection and an SNTP
+responder; the daemon's config makes its clock "invalid" (valid_after in
+2096) so TIME_VALID really goes through SNTP. A client on the proxy wire
+(smdbus.client) watches SYSTEM_STATE, NETWORK and INTERACTION; systemd's
+notify socket is a datagram socket of the test. Every wait is for a real
+event (a message, a datagram, the process exit), bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smdbus.classes import Class
+from smdbus.client import Client
+from smdbus.daemon.sntp import build_response
+
+pytest.importorskip("pyroute2")
+
+SMD = str(Path(sys.executable).with_name("smd"))
+ROOT = Path(__file__).resolve().parents[1]
+CLONE_NEWNET = 0x40000000
+FUTURE = 4_100_000_000  # 2099: what the test's SNTP server says
+VALID_AFTER = 4_000_000_000  # 2096: the daemon's clock is "invalid" until SNTP answers
+BOOT = [
+    "PRE_PRIV_DROP",
+    "INITIALIZED",
+    "COLLECTING_STDIN",
+    "IFACE_COLDPLUG",
+    "DHCP",
+    "CPD_PRE_TIME",
+    "TIME_VALID",
+    "CPD_POST_TIME",
+    "POLICY_VALID",
+    "REGISTERED",
+    "AUTH1",
+    "AUTH2",
+    "ONE_TIME_UPDATES",
+    "OPERATIONAL",
+]
+WAIT = 10.0  # bound for any single awaited event
+
+_names = itertools.count()
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh namespace: lo up, dummy d0 up with no address, IPv6 off."""
+    if shutil.which("ip") is None:
+        pytest.skip("network namespaces need the ip command (iproute2), not installed")
+    name = f"smdd{os.getpid()}x{next(_names)}"
+    try:
+        _ip("netns", "add", name)
+    except subprocess.CalledProcessError as e:
+        pytest.skip(f"cannot create a network namespace here: {e.stderr.strip()}")
+    try:
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6;"
+                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        _ip("-n", name, "link", "set", "lo", "up")
+        try:
+            _ip("-n", name, "link", "add", "d0", "type", "dummy")
+        except subprocess.CalledProcessError:
+            _ip("-n", name, "link", "add", "d0", "type", "veth", "peer", "name", "d0p")
+            _ip("-n", name, "link", "set", "d0p", "up")
+        _ip("-n", name, "link", "set", "d0", "up")
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+def sockets_in(netns: str, *factories: Callable[[], socket.socket]) -> list[socket.socket]:
+    """Make sockets inside ``netns`` (a short-lived thread joins it; the sockets stay there)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    out: list[socket.socket] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns into {netns}: {os.strerror(err)}")
+            out.extend(f() for f in factories)
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def _tcp() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    s.setblocking(False)
+    return s
+
+
+def _udp() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.setblocking(False)
+    return s
+
+
+class Servers:
+    """An HTTP 204 server and an SNTP responder, counting what they served."""
+
+    def __init__(self) -> None:
+        self.http_requests = 0
+        self.sntp_requests = 0
+        self.http_port = 0
+        self.sntp_port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+
+    async def start(self, tcp: socket.socket, udp: socket.socket) -> None:
+        self.http_port = tcp.getsockname()[1]
+        self.sntp_port = udp.getsockname()[1]
+        self._server = await asyncio.start_server(self._http, sock=tcp)
+        loop = asyncio.get_running_loop()
+        servers = self
+        started = time.monotonic()
+
+        class Sntp(asyncio.DatagramProtocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                servers.sntp_requests += 1
+                now = FUTURE + (time.monotonic() - started)
+                reply = build_response(data, receive_unix=now, transmit_unix=now + 0.0001)
+                self.transport.sendto(reply, addr)
+
+        transport, _ = await loop.create_datagram_endpoint(Sntp, sock=udp)
+        self._udp = transport
+
+    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.readuntil(b"\r\n\r\n")
+            self.http_requests += 1
+            writer.write(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            await writer.drain()
+        writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._udp is not None:
+            self._udp.close()
+
+
+class Watcher:
+    """What a client of the daemon's bus saw, with bounded waits for more."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[int, dict[str, Any]]] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, cls: int, timestamp_us: int, payload: bytes) -> None:
+        self.messages.append((cls, json.loads(payload)))
+        self._changed.set()
+
+    def states(self) -> list[str]:
+        return [m["state"] for c, m in self.messages if c == Class.SYSTEM_STATE and "state" in m]
+
+    async def until(self, what: str, pred: Callable[[], bool], timeout: float = WAIT) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while not pred():
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"waited {timeout} s for {what}; saw {self.messages}") from None
+
+
+class NotifySocket:
+    """systemd's side of sd_notify: a datagram socket, read all the time, as systemd does."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.messages: list[str] = []
+        self._changed = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.sock_recv(self.sock, 4096)
+            self.messages.append(data.decode())
+            self._changed.set()
+
+    async def until(self, field: str, start: int = 0, timeout: float = WAIT) -> list[str]:
+        """Wait for a message with ``field`` among those from index ``start`` on."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not any(field in m.split("\n") for m in self.messages[start:]):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"no {field} from the daemon; got {self.messages}") from None
+        return self.messages[start:]
+
+    def close(self) -> None:
+        self._task.cancel()
+        self.sock.close()
+
+
+def _policy(path: Path, release: str) -> None:
+    doc = {
+        "release": release,
+        "product": "smdbus-test",
+        "schema-version": 1,
+        "retry": [{"cpd": {"backoff": [100], "conceal": 1, "jitterpc": 0}}],
+        "certs": [],
+        "trust_stores": [],
+        "s": [
+            {
+                "captive_portal_detect": {
+                    "endpoint": "connectivitycheck.invalid",
+                    "http_url": "generate_204",
+                    "port": 80,
+                    "protocol": "h1",
+                    "http_method": "GET",
+                    "http_expect": 204,
+                    "http_fail_redirect": True,
+                    "retry": "cpd",
+                }
+            }
+        ],
+    }
+    path.write_text(json.dumps(doc))
+
+
+@contextlib.contextmanager
+def _output_on_failure(*files: Path) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        for f in files:
+            if f.exists():
+                print(f"--- {f.name} ---\n{f.read_text(errors='replace')}")
+        raise
+
+
+async def _exit(proc: subprocess.Popen[bytes], timeout: float = WAIT) -> int:
+    async with asyncio.timeout(timeout):
+        while proc.poll() is None:
+            await asyncio.sleep(0.02)
+    return proc.returncode
+
+
+@pytest.fixture
+async def servers(netns: str) -> AsyncIterator[Servers]:
+    tcp, udp = sockets_in(netns, _tcp, _udp)
+    s = Servers()
+    await s.start(tcp, udp)
+    yield s
+    await s.close()
+
+
+async def test_daemon_boot_network_buttons_reload_and_stop(
+    netns: str, servers: Servers, tmp_path: Path
+) -> None:
+    sock_path = tmp_path / "smd.sock"
+    policy = tmp_path / "policy.json"
+    _policy(policy, "test-1")
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f"""
+[bus]
+socket = "{sock_path}"
+[policy]
+file = "policy.json"
+[boot]
+wait_for_peers = 1
+[cpd]
+url = "http://127.0.0.1:{servers.http_port}/generate_204"
+[time]
+valid_after = {VALID_AFTER}
+ntp_server = "127.0.0.1"
+ntp_port = {servers.sntp_port}
+set_clock = "process"
+[[button]]
+controller = "bc"
+source = "scripted"
+pattern = "0-102"
+active_high = true
+"""
+    )
+    notify = NotifySocket(tmp_path / "notify.sock")
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path), NO_COLOR="1")
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, SMD, "daemon", "--live", "--config", str(config)],
+            stdout=o,
+            stderr=e,
+            env=env,
+        )
+    watcher = Watcher()
+    client: Client | None = None
+    try:
+        with _output_on_failure(out, err):
+            await notify.until(f"STATUS=serving the bus on {sock_path}")
+            client = Client(
+                str(sock_path),
+                Class.SYSTEM_STATE | Class.NETWORK | Class.INTERACTION,
+                on_message=watcher,
+            )
+            await client.start(wait=True)
+
+            # The boot runs to IFACE_COLDPLUG and holds: d0 has no address yet.
+            await watcher.until("IFACE_COLDPLUG", lambda: "IFACE_COLDPLUG" in watcher.states())
+            client.send_json(Class.SYSTEM_STATE, {"query": "state"})
+            await watcher.until(
+                "the answer to the state query",
+                lambda: any("current" in m for _, m in watcher.messages),
+            )
+            answer = next(m for _, m in watcher.messages if "current" in m)
+            assert answer["current"] == "IFACE_COLDPLUG"
+            assert watcher.states() == BOOT[:4]
+
+            # An address: DHCP passes, CPD asks our HTTP server, SNTP sets the clock.
+            _ip("-n", netns, "addr", "add", "10.9.0.2/24", "dev", "d0")
+            await watcher.until("OPERATIONAL", lambda: "OPERATIONAL" in watcher.states())
+            assert watcher.states() == BOOT
+            seq = [
+                m.get("state") or m.get("result") or m.get("rt")
+                for c, m in watcher.messages
+                if c != Class.INTERACTION
+            ]
+            assert "OK" in seq and seq.index("DHCP") < seq.index("OK") < seq.index("CPD_PRE_TIME")
+            assert {"rt": "add"} in [m for c, m in watcher.messages if c == Class.NETWORK]
+            assert servers.http_requests >= 1 and servers.sntp_requests >= 1
+            sent = await notify.until("READY=1")
+            assert any("STATUS=OPERATIONAL" in m for m in sent)
+
+            # The scripted button plays once OPERATIONAL is reached.
+            def button_events() -> list[str]:
+                return [
+                    m["event"]
+                    for c, m in watcher.messages
+                    if c == Class.INTERACTION and m.get("src") == "bc/btn"
+                ]
+
+            await watcher.until("a click", lambda: "click" in button_events())
+            assert button_events() == ["down", "up", "click"]
+
+            # A route via a gateway: rt add, a cpdcheck trigger, and a fresh CPD result.
+            before = len(watcher.messages)
+            checks = servers.http_requests
+            _ip("-n", netns, "route", "add", "10.20.0.0/16", "via", "10.9.0.1")
+            await watcher.until(
+                "a CPD result after the gateway change",
+                lambda: (
+                    {"type": "cpd", "result": "OK"} in [m for _, m in watcher.messages[before:]]
+                ),
+            )
+            after = [m for c, m in watcher.messages[before:] if c == Class.NETWORK]
+            assert after[:2] == [{"rt": "add"}, {"trigger": "cpdcheck", "src": "gw-change"}]
+            assert servers.http_requests == checks + 1
+            before = len(watcher.messages)
+            _ip("-n", netns, "route", "del", "10.20.0.0/16")
+            await watcher.until(
+                "rt del",
+                lambda: {"rt": "del"} in [m for _, m in watcher.messages[before:]],
+            )
+
+            # SIGHUP: the POLICY_INVALID cycle with the policy file re-read.
+            _policy(policy, "test-2")
+            mark = len(watcher.states())
+            notified = len(notify.messages)
+            proc.send_signal(signal.SIGHUP)
+            await watcher.until(
+                "OPERATIONAL after SIGHUP",
+                lambda: watcher.states()[mark:][-1:] == ["OPERATIONAL"],
+            )
+            assert watcher.states()[mark:] == ["POLICY_INVALID", *BOOT[1:]]
+            cycle = await notify.until("READY=1", notified)
+            assert cycle[0].startswith("RELOADING=1\nMONOTONIC_USEC=")
+
+            # SIGTERM: DESTROYING reaches the client, the connection closes, exit 0.
+            mark = len(watcher.states())
+            proc.send_signal(signal.SIGTERM)
+            await watcher.until("DESTROYING", lambda: "DESTROYING" in watcher.states()[mark:])
+            assert watcher.states()[mark:] == ["POLICY_INVALID", "DESTROYING"]
+            assert await _exit(proc) == 0
+            await notify.until("STOPPING=1")
+            assert client.stats().disconnects >= 1
+            assert not sock_path.exists()
+            text = out.read_text()
+            assert "policy reloaded (release 'test-2')" in text
+            assert "clock set from 127.0.0.1" in text
+    finally:
+        if client is not None:
+            await client.close()
+        notify.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        ('[gates]\ncpd = "maybe"\n', "gates.cpd"),
+        ("[gates]\ndchp = true\n", "gates.dchp"),
+        ("[time]\nntp_port = 70000\n", "time.ntp_port"),
+        ('[[button]]\nsource = "evdev"\nbuttons = ["a"]\n', "button[0].device"),
+        ("[bus\n", ""),
+    ],
+)
+def test_broken_config_fails_fast_naming_file_and_field(
+    tmp_path: Path, toml: str, field: str
+) -> None:
+    config = tmp_path / "bad.toml"
+    sock = tmp_path / "never.sock"
+    config.write_text(
+        f'[log]\nlevel = "info"\n{toml}'.replace("[bus\n", f'[bus\nsocket="{sock}"\n')
+    )
+    started = time.monotonic()
+    r = subprocess.run(
+        [SMD, "daemon", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 2, r.stderr
+    assert str(config) in r.stderr
+    assert field in r.stderr
+    assert r.stderr.count("\n") == 1, "one clear line, no traceback"
+    assert not sock.exists()
+    assert time.monotonic() - started < 10
+
+
+def test_broken_policy_fails_fast_naming_file_and_path(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.json"
+    _policy(policy, "bad")
+    doc = json.loads(policy.read_text())
+    doc["s"][0]["captive_portal_detect"]["port"] = "eighty"
+    policy.write_text(json.dumps(doc))
+    sock = tmp_path / "never.sock"
+    config = tmp_path / "daemon.toml"
+    config.write_text(f'[bus]\nsocket = "{sock}"\n[policy]\nfile = "policy.json"\n')
+    r = subprocess.run(
+        [SMD, "daemon", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 2
+    assert str(policy) in r.stderr and "captive_portal_detect.port" in r.stderr
+    assert not sock.exists()
+
+
+async def test_socket_activation_serves_the_passed_socket_and_leaves_it(tmp_path: Path) -> None:
+    """LISTEN_FDS/LISTEN_PID as systemd sets them; a client connected before the daemon ran."""
+    path = tmp_path / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f"""
+[bus]
+socket = "{tmp_path / "unused.sock"}"
+[boot]
+wait_for_peers = 1
+[routes]
+enabled = false
+[cpd]
+enabled = false
+[gates]
+dhcp = false
+time = false
+"""
+    )
+    watcher = Watcher()
+    client = Client(str(path), Class.SYSTEM_STATE, on_message=watcher)
+    await client.start(wait=False)  # connects into the backlog; nobody has accepted yet
+    fd = listener.fileno()
+    # As systemd does: the socket at fd 3, LISTEN_PID = the daemon's own pid (we exec it).
+    activate = (
+        "import os, sys; fd = int(sys.argv[1]); os.dup2(fd, 3); fd != 3 and os.close(fd); "
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); "
+        "os.execv(sys.argv[2], sys.argv[2:])"
+    )
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", activate, str(fd), SMD, "daemon", "--config", str(config)],
+            pass_fds=[fd],
+            stdout=subprocess.DEVNULL,
+            stderr=e,
+        )
+    listener.close()
+    try:
+        with _output_on_failure(err):
+            await watcher.until("OPERATIONAL", lambda: "OPERATIONAL" in watcher.states())
+        assert watcher.states() == BOOT
+        proc.send_signal(signal.SIGTERM)
+        assert await _exit(proc) == 0
+        assert path.exists(), "the socket file belongs to systemd and stays"
+        assert not (tmp_path / "unused.sock").exists()
+    finally:
+        await client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_make_run_demo_reaches_operational_without_a_network(netns: str) -> None:
+    """What ``make run`` shows, on a machine with no address and no internet (only lo)."""
+    _ip("-n", netns, "link", "set", "d0", "down")
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            SMD,
+            "daemon",
+            "--live",
+            "--config",
+            str(ROOT / "deploy" / "demo.toml"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, NO_COLOR="1"),
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(30):
+            while not any("demo/user click" in line for line in lines):
+                raw = await loop.run_in_executor(None, proc.stdout.readline)
+                if not raw:
+                    break
+                lines.append(raw.decode())
+        text = "".join(lines)
+        assert "▸ OPERATIONAL" in text, text
+        assert "no usable address after 5 s" in text
+        assert "captive portal detection: No internet" in text
+        assert "stepping on" in text
+        assert "send INTERACTION '{\"hello\":1}'" in text
+        assert "demo/user click" in text
+        proc.send_signal(signal.SIGINT)
+        rest = await loop.run_in_executor(None, proc.stdout.read)
+        assert await _exit(proc) == 0
+        assert "DESTROYING" in rest.decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
