@@ -439,3 +439,32 @@ async def test_drain_with_nothing_queued_returns_and_unbound_bus_says_why() -> N
         await bus.drain()
     async with bus:
         await asyncio.wait_for(bus.drain(), 1)
+
+
+async def test_printf_gives_the_same_bytes_whatever_the_argument_types() -> None:
+    log: Log = []
+    bus = Bus()
+    async with bus:
+        register(bus, Class.NETWORK, log, "n")
+        fmt = '{"n":%d,"s":"%s","x":"%x"}'
+        bus.printf(Class.NETWORK, fmt, 1, b"raw", 255)  # bytes formatting
+        bus.printf(Class.NETWORK, fmt, 2, "text", 255)  # str argument: falls back
+        bus.printf(Class.NETWORK, fmt, 3, b"raw", 255)  # still raw bytes after the fallback
+        bus.printf(Class.NETWORK, '{"é":"%s"}', "ü")  # a non-ASCII format
+        bus.printf(Class.NETWORK, "%s", 5)
+        await bus.drain()
+    assert [e[3] for e in log] == [
+        b'{"n":1,"s":"raw","x":"ff"}',
+        b'{"n":2,"s":"text","x":"ff"}',
+        b'{"n":3,"s":"raw","x":"ff"}',
+        '{"é":"ü"}'.encode(),
+        b"5",
+    ]
+
+
+def test_printf_format_errors_are_the_callers() -> None:
+    bus = Bus()
+    bus.register(Class.NETWORK, lambda c, t, p: None)
+    with pytest.raises(TypeError):
+        bus.printf(Class.NETWORK, "%d %d", 1)
+    assert bus.queue_length == 0

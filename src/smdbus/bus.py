@@ -58,6 +58,21 @@ _Fan: TypeAlias = "tuple[list[Callback], list[Participant], list[int]]"
 _SENT, _NOBODY, _FULL, _DELIVERED, _EXPIRED, _DISCARDED = range(6)
 
 
+_MAX_FORMATS = 256
+"""printf format strings remembered (bytes form or None); beyond that, formats are not cached."""
+
+
+def _format_text(fmt: str, args: tuple[Any, ...]) -> bytes:
+    """printf the str way; bytes arguments go in raw, as they do in bytes formatting and in C."""
+    if any(isinstance(a, (bytes, bytearray)) for a in args):
+        text_args = tuple(
+            bytes(a).decode("utf-8", "surrogateescape") if isinstance(a, (bytes, bytearray)) else a
+            for a in args
+        )
+        return (fmt % text_args).encode("utf-8", "surrogateescape")
+    return (fmt % args).encode()
+
+
 def _noop(cls: int, timestamp_us: int, payload: bytes) -> None:
     """Stands in for a participant that left while a callback list was being walked."""
 
@@ -140,6 +155,7 @@ class Bus:
         self._delivering = False
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._room_waiters: list[Callable[[], None]] = []
+        self._byte_formats: dict[str, bytes | None] = {}
 
     # -- participants ------------------------------------------------------
 
@@ -235,7 +251,17 @@ class Bus:
             cls = int(cls)
         if not cls & self._union:
             return self._refuse_nobody(cls)
-        payload = (fmt % args).encode()
+        bfmt = self._byte_formats.get(fmt)
+        if bfmt is not None:
+            try:
+                payload = bfmt % args  # bytes formatting: about 4x cheaper than str + encode
+            except TypeError:  # a str argument: this format goes the str way from now on
+                self._byte_formats[fmt] = None
+                payload = _format_text(fmt, args)
+        elif fmt in self._byte_formats:
+            payload = _format_text(fmt, args)
+        else:
+            payload = self._format_first(fmt, args)
         if len(payload) > self.max_payload:
             raise PayloadTooLarge(cls, len(payload), self.max_payload)
         q = self._queue
@@ -249,6 +275,21 @@ class Bus:
         if not self._scheduled:
             self._wake()
         return True
+
+    def _format_first(self, fmt: str, args: tuple[Any, ...]) -> bytes:
+        """Format with a new format string, learning whether bytes formatting suits it."""
+        try:
+            bfmt: bytes | None = fmt.encode("ascii")
+        except UnicodeEncodeError:
+            bfmt = None
+        if len(self._byte_formats) < _MAX_FORMATS:
+            self._byte_formats[fmt] = bfmt
+        if bfmt is not None:
+            try:
+                return bfmt % args
+            except TypeError:
+                self._byte_formats[fmt] = None
+        return _format_text(fmt, args)
 
     def send_json(self, cls: int, obj: Any) -> bool:
         """Send ``obj`` as compact JSON (no spaces, as lws's own messages)."""
@@ -346,26 +387,27 @@ class Bus:
         or when the participants change, so the caller can look again.
         """
         q = self._queue
+        popleft = q.popleft
         fans = self._fan
         fan = fans.get(cls) or self._build_fan(cls)
         cbs = fan[0]
         n = 0
+        # Walk a snapshot (what callbacks send meanwhile waits for the next run) but pop
+        # each message only once delivered: until then it holds its place in the queue.
         try:
             if len(cbs) == 1:
                 cb = cbs[0]
-                while q:
-                    m = q[0]
+                for m in list(q):
                     if m[0] != cls or m[3] is not None or self._fan is not fans:
                         break
                     try:
                         cb(cls, m[1], m[2])
                     except Exception:
                         self._callback_failed(cb, fan, cls)
-                    q.popleft()
+                    popleft()
                     n += 1
             else:
-                while q:
-                    m = q[0]
+                for m in list(q):
                     if m[0] != cls or m[3] is not None or self._fan is not fans:
                         break
                     ts, payload = m[1], m[2]
@@ -374,7 +416,7 @@ class Bus:
                             cb(cls, ts, payload)
                         except Exception:
                             self._callback_failed(cb, fan, cls)
-                    q.popleft()
+                    popleft()
                     n += 1
         finally:
             counters = fan[2]
