@@ -208,7 +208,7 @@ class LiveView:
     def _event(self, timestamp_us: int, line: Line) -> None:
         t = (timestamp_us - self.start_us) / 1e6
         stamp = self.paint(f"{t:+9.3f}s", "dim")
-        tag = self.paint(f"{line.tag:<7}", "dim" if line.style == "dim" else "cyan")
+        tag = self.paint(f"{line.tag:<8}", "dim" if line.style == "dim" else "cyan")
         text = self.paint(line.text, line.style)
         detail = f"  {self.paint(line.detail, 'dim')}" if line.detail and self.tty else ""
         if line.detail and not self.tty:

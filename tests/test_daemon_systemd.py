@@ -1,0 +1,134 @@
+"""sd_notify and socket activation, with real Unix sockets."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smdbus.daemon.systemd import (
+    ActivationError,
+    Notifier,
+    activated_socket,
+    listen_fds,
+    socket_address,
+)
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = str(tmp_path / "notify")
+    sock.bind(path)
+    sock.settimeout(2)
+    yield sock, path
+    sock.close()
+
+
+def test_notify_to_a_path_socket(receiver: tuple[socket.socket, str]) -> None:
+    sock, path = receiver
+    n = Notifier(path)
+    assert n.enabled
+    assert n.ready("OPERATIONAL, bus on @proxy.ss.lws")
+    assert sock.recv(512) == b"READY=1\nSTATUS=OPERATIONAL, bus on @proxy.ss.lws"
+    assert n.status("line one\nline two")
+    assert sock.recv(512) == b"STATUS=line one line two"
+    assert n.reloading(123456)
+    assert sock.recv(512) == b"RELOADING=1\nMONOTONIC_USEC=123456"
+    assert n.stopping()
+    assert sock.recv(512) == b"STOPPING=1"
+    assert len(n.sent) == 4
+    n.close()
+
+
+def test_notify_to_an_abstract_socket() -> None:
+    name = f"smd-notify-test-{os.getpid()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.settimeout(2)
+    try:
+        n = Notifier("@" + name)
+        assert n.address == "\0" + name
+        assert n.ready()
+        assert sock.recv(64) == b"READY=1"
+        n.close()
+    finally:
+        sock.close()
+
+
+def test_without_notify_socket_nothing_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    n = Notifier()
+    assert not n.enabled and n.ready() is False and n.sent == []
+    monkeypatch.setenv("NOTIFY_SOCKET", "/nonexistent/notify")
+    assert Notifier(enabled=False).ready() is False
+
+
+def test_a_receiver_that_does_not_read_never_blocks_the_daemon(
+    receiver: tuple[socket.socket, str],
+) -> None:
+    _, path = receiver
+    n = Notifier(path)
+    for i in range(5000):
+        if not n.status(f"state {i}"):
+            break
+    assert n.dropped == 1, "the queue filled up and the next message was dropped, not waited for"
+    assert 0 < len(n.sent) < 5000
+    n.close()
+
+
+def test_notify_to_a_missing_socket_is_counted_not_raised(tmp_path: Path) -> None:
+    n = Notifier(str(tmp_path / "nobody"))
+    assert n.ready() is False and n.errors == 1
+
+
+def test_listen_fds_reads_and_unsets_the_environment() -> None:
+    env = {"LISTEN_PID": "4242", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a:b", "OTHER": "x"}
+    assert listen_fds(env, pid=4242) == [3, 4]
+    assert env == {"OTHER": "x"}
+    assert listen_fds({"LISTEN_PID": "1", "LISTEN_FDS": "1"}, pid=4242) == []
+    assert listen_fds({"LISTEN_PID": "4242", "LISTEN_FDS": "0"}, pid=4242) == []
+    assert listen_fds({}, pid=4242) == []
+    with pytest.raises(ActivationError, match="not numbers"):
+        listen_fds({"LISTEN_PID": "me", "LISTEN_FDS": "1"}, pid=4242)
+
+
+def test_activated_socket_accepts_a_listening_unix_stream_socket(tmp_path: Path) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "s"))
+    listener.listen(4)
+    fd = os.dup(listener.fileno())
+    listener.close()
+    sock = activated_socket(fd)
+    try:
+        assert socket_address(sock) == str(tmp_path / "s")
+        assert sock.getblocking() is False
+        assert not os.get_inheritable(fd)
+    finally:
+        sock.close()
+
+
+def test_activated_socket_refuses_what_the_proxy_cannot_serve(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        with pytest.raises(ActivationError, match="not a socket"):
+            activated_socket(fd)
+    finally:
+        os.close(fd)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(ActivationError, match="AF_INET/SOCK_DGRAM"):
+        activated_socket(udp.fileno())
+    udp.close()
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.bind("\0smd-idle-" + str(os.getpid()))
+    with pytest.raises(ActivationError, match="not listening"):
+        activated_socket(idle.fileno())
+    assert socket_address(idle).startswith("\0smd-idle-")
+    idle.close()
+    with pytest.raises(ActivationError, match="not open"):
+        activated_socket(999)
