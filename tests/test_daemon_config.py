@@ -33,7 +33,7 @@ def test_embedded_defaults_are_the_dataclass_defaults() -> None:
     assert parsed.bus.socket == "\0proxy.ss.lws"
     assert parsed.time.valid_after == C_TIME_VALID_AFTER == 1594017754
     assert parsed.gates.cpd == "result" and parsed.gates.dhcp_timeout == 0
-    assert parsed.buttons == ()
+    assert parsed.buttons.controllers == () and parsed.buttons.scripted == ()
 
 
 def _keys(doc: dict[str, object], prefix: str = "") -> set[str]:
@@ -109,78 +109,77 @@ def test_abstract_socket_spellings() -> None:
         ("[boot]\nwait_for_peers_timeout = 0\n", "boot.wait_for_peers_timeout", "> 0"),
         ('[log]\nlevel = "loud"\n', "log.level", "'debug'"),
         ("bus = 3\n", "bus", "must be a table"),
-        ('[[button]]\nbuttons = ["a"]\n', "button[0].source", "is required"),
-        ('[[button]]\nsource = "usb"\n', "button[0].source", "'evdev'"),
-        ('[[button]]\nsource = "evdev"\n', "button[0].buttons", "is required"),
-        ('[[button]]\nsource = "evdev"\nbuttons = ["a"]\n', "button[0].device", "required"),
+        ("[buttons]\ncontroller = 3\n", "buttons.controller", "array of tables"),
         (
-            '[[button]]\nsource = "evdev"\nbuttons = ["a"]\ndevice = "/dev/input/event0"\n',
-            "button[0].keys",
-            "required",
+            '[[buttons.controller]]\nname = "bc"\nsource = "usb"\n'
+            '[[buttons.controller.button]]\nname = "a"\n',
+            "buttons.controller[0]",
+            "'evdev' or 'gpiod'",
         ),
         (
-            '[[button]]\nsource = "evdev"\nbuttons = ["a"]\ndevice = "/dev/x"\n'
-            'keys = { KEY_ENTER = "b" }\n',
-            "button[0].keys.KEY_ENTER",
-            "one of the buttons",
+            '[[buttons.controller]]\nname = "bc"\nsource = "gpiod"\nchip = "/dev/gpiochip0"\n'
+            '[[buttons.controller.button]]\nname = "a"\n',
+            "buttons.controller[0].button[0]",
+            "missing 'line'",
         ),
         (
-            '[[button]]\nsource = "evdev"\nbuttons = ["a"]\ndevice = "/dev/x"\n'
-            'keys = { KEY_NOPE = "a" }\n',
-            "button[0].keys",
+            '[[buttons.controller]]\nname = "bc"\nsource = "evdev"\ndevice = "/dev/x"\n'
+            '[[buttons.controller.button]]\nname = "a"\nkey = "KEY_NOPE"\n',
+            "buttons.controller[0]",
             "unknown key name",
         ),
-        ('[[button]]\nsource = "gpio"\nbuttons = ["a"]\n', "button[0].chip", "required"),
         (
-            '[[button]]\nsource = "gpio"\nbuttons = ["a"]\nchip = "/dev/gpiochip0"\n'
-            'lines = [{ line = -1, button = "a" }]\n',
-            "button[0].lines[0].line",
-            "offset >= 0",
+            '[[buttons.controller]]\nname = "bc"\nsource = "evdev"\ndevice = "/dev/x"\n'
+            '[[buttons.controller.button]]\nname = "a"\nkey = "KEY_A"\ncolour = 1\n',
+            "buttons.controller[0].button[0]",
+            "colour",
         ),
+        ("[buttons]\nscripted = 1\n", "buttons.scripted", "array of tables"),
+        ("[[buttons.scripted]]\n", "buttons.scripted[0].pattern", "required"),
+        ('[[buttons.scripted]]\npattern = "5-1"\n', "buttons.scripted[0].pattern", "ends before"),
         (
-            '[[button]]\nsource = "gpio"\nbuttons = ["a"]\nchip = "c"\n'
-            'lines = [{ line = 1, button = "a", bias = "strong" }]\n',
-            "button[0].lines[0].bias",
-            "'pull-up'",
-        ),
-        ('[[button]]\nsource = "scripted"\n', "button[0].pattern", "required"),
-        ('[[button]]\nsource = "scripted"\npattern = "5-1"\n', "button[0].pattern", "ends before"),
-        (
-            '[[button]]\nsource = "scripted"\npattern = "x:0-10"\n',
-            "button[0].pattern",
+            '[[buttons.scripted]]\npattern = "x:0-10"\n',
+            "buttons.scripted[0].pattern",
             "presses button 'x'",
         ),
         (
-            '[[button]]\nsource = "scripted"\npattern = "0-10"\nstart = "LATER"\n',
-            "button[0].start",
+            '[[buttons.scripted]]\npattern = "0-10"\nstart = "LATER"\n',
+            "buttons.scripted[0].start",
             "unknown system state",
         ),
         (
-            '[[button]]\nsource = "scripted"\npattern = "0-10"\nregime = { ms_min = 3 }\n',
-            "button[0].regime.ms_min",
+            '[[buttons.scripted]]\npattern = "0-10"\nregime = { ms_min = 3 }\n',
+            "buttons.scripted[0].regime.ms_min",
             "unknown regime setting",
         ),
         (
-            '[[button]]\nsource = "scripted"\npattern = "0-10"\nregime = { ms_min_down = 400 }\n',
-            "button[0].regime",
+            '[[buttons.scripted]]\npattern = "0-10"\nregime = { ms_min_down = 400 }\n',
+            "buttons.scripted[0].regime",
             "greater than",
         ),
         (
-            '[[button]]\ncontroller = "a/b"\nsource = "scripted"\npattern = "0-10"\n',
-            "button[0]",
+            '[[buttons.scripted]]\ncontroller = "a/b"\npattern = "0-10"\n',
+            "buttons.scripted[0]",
             "may not contain '/'",
         ),
         (
-            '[[button]]\nsource = "scripted"\npattern = "0-1"\n'
-            '[[button]]\nsource = "scripted"\npattern = "0-1"\n',
-            "button[1].controller",
+            '[[buttons.scripted]]\npattern = "0-1"\n[[buttons.scripted]]\npattern = "0-1"\n',
+            "buttons.scripted[1].controller",
             "used twice",
         ),
         (
-            '[[button]]\nsource = "scripted"\npattern = "0-1"\ncolour = 3\n',
-            "button[0].colour",
+            '[[buttons.controller]]\nname = "demo"\nsource = "gpiod"\nchip = "c"\n'
+            '[[buttons.controller.button]]\nname = "a"\nline = 1\n'
+            '[[buttons.scripted]]\npattern = "0-1"\n',
+            "buttons.scripted[0].controller",
+            "used twice",
+        ),
+        (
+            '[[buttons.scripted]]\npattern = "0-1"\ncolour = 3\n',
+            "buttons.scripted[0].colour",
             "unknown key",
         ),
+        ("[buttons]\nscript = []\n", "buttons.script", "did you mean 'scripted'"),
     ],
 )
 def test_errors_name_the_file_and_the_field(text: str, field: str, words: str) -> None:
@@ -205,38 +204,44 @@ def test_toml_syntax_and_unreadable_files(tmp_path: Path) -> None:
         load_config(bad)
 
 
-def test_buttons_of_each_source() -> None:
+def test_buttons_real_and_scripted() -> None:
     cfg = parse_config(
         """
-[[button]]
-controller = "front"
+[[buttons.controller]]
+name = "front"
 source = "evdev"
-buttons = ["ok", "back"]
 device = "/dev/input/event3"
-keys = { KEY_ENTER = "ok", "1" = "back" }
-active_high = 2
-regime = { ms_min_down = 30, classify_doubleclick = false }
+regime = { ms_min_down = 30 }
+  [[buttons.controller.button]]
+  name = "ok"
+  key = "KEY_ENTER"
+  [[buttons.controller.button]]
+  name = "back"
+  key = 1
 
-[[button]]
-controller = "panel"
-source = "gpio"
-buttons = ["reset"]
+[[buttons.controller]]
+name = "panel"
+source = "gpiod"
 chip = "/dev/gpiochip0"
-lines = [{ line = "GPIO17", button = "reset", active_low = true, bias = "pull-up" }]
+  [[buttons.controller.button]]
+  name = "reset"
+  line = "GPIO17"
+  active_low = true
+  bias = "pull-up"
 
-[[button]]
+[[buttons.scripted]]
 controller = "demo"
-source = "scripted"
 pattern = "0-102,158-262"
 start = "DHCP"
 delay = 1.5
 repeat = 10
+regime = { ms_min_down = 30, classify_doubleclick = false }
 """
     )
-    front, panel, demo = cfg.buttons
-    assert front.buttons == ("ok", "back") and front.active_high == 2
-    assert front.regime == Regime(ms_min_down=30, classify_doubleclick=False)
-    assert dict(front.keys) == {"KEY_ENTER": "ok", "1": "back"}
-    assert panel.lines[0].line == "GPIO17" and panel.lines[0].active_low
-    assert demo.buttons == ("btn",) and demo.start == State.DHCP
-    assert (demo.delay, demo.repeat, demo.index) == (1.5, 10.0, 2)
+    front, panel = cfg.buttons.controllers
+    assert front["name"] == "front" and len(front["button"]) == 2
+    assert panel["button"][0]["line"] == "GPIO17"
+    (demo,) = cfg.buttons.scripted
+    assert demo.buttons == ("btn",) and demo.active_high == 1 and demo.start == State.DHCP
+    assert (demo.delay, demo.repeat, demo.index) == (1.5, 10.0, 0)
+    assert demo.regime == Regime(ms_min_down=30, classify_doubleclick=False)

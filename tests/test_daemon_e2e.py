@@ -329,11 +329,9 @@ valid_after = {VALID_AFTER}
 ntp_server = "127.0.0.1"
 ntp_port = {servers.sntp_port}
 set_clock = "process"
-[[button]]
+[[buttons.scripted]]
 controller = "bc"
-source = "scripted"
 pattern = "0-102"
-active_high = true
 """
     )
     notify = NotifySocket(tmp_path / "notify.sock")
@@ -455,7 +453,7 @@ active_high = true
         ('[gates]\ncpd = "maybe"\n', "gates.cpd"),
         ("[gates]\ndchp = true\n", "gates.dchp"),
         ("[time]\nntp_port = 70000\n", "time.ntp_port"),
-        ('[[button]]\nsource = "evdev"\nbuttons = ["a"]\n', "button[0].device"),
+        ('[[buttons.controller]]\nname = "a"\nsource = "evdev"\n', "buttons.controller[0]"),
         ("[bus\n", ""),
     ],
 )

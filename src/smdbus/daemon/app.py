@@ -38,7 +38,7 @@ from typing import Any
 
 from smdbus.bus import Bus
 from smdbus.classes import ALL_CLASSES, Class
-from smdbus.daemon.config import ButtonConfig, DaemonConfig, build_controller, evdev_keys
+from smdbus.daemon.config import DaemonConfig, ScriptedButtons, build_controller
 from smdbus.daemon.gates import CpdResultGate, DhcpGate, PolicyGate
 from smdbus.daemon.live import Status
 from smdbus.daemon.systemd import (
@@ -341,8 +341,7 @@ class Daemon:
             self.policy_gate = PolicyGate(self._reload_policy, on_note=self.note)
             manager.register(self.policy_gate, "policy")
 
-        for button in cfg.buttons:
-            self._start_button(button, loop)
+        self._start_buttons(loop)
 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -393,51 +392,56 @@ class Daemon:
             gate = CpdResultGate(self.detector, on_note=self.note)
         self._cpd_link = manager.register(gate, "cpd")
 
-    def _start_button(self, cfg: ButtonConfig, loop: asyncio.AbstractEventLoop) -> None:
+    def _start_buttons(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Real controllers (their devices opened now; skipped, saying why, if they cannot be)
+        and scripted ones (played once their start state is reached)."""
         from smdbus.button import ButtonDriver, Classifier, SourceUnavailable
+        from smdbus.button.config import load
+        from smdbus.button.sources.scripted import ScriptedSource
 
-        controller = build_controller(cfg)
-        what = f"button controller {cfg.controller!r} ({cfg.source})"
-        try:
-            source: Any
-            if cfg.source == "scripted":
-                from smdbus.button.sources.scripted import ScriptedSource
+        tables = self.config.buttons.controllers
+        configured: list[Any] = []
+        if tables:
+            try:
+                configured = load({"controller": list(tables)}, where="buttons")
+            except SourceUnavailable as e:
+                self.note("warning", f"buttons skipped: {e}")
+        for c in configured:
+            kind = type(c.source).__name__.replace("Source", "").lower()
+            what = f"button controller {c.controller.name!r} ({kind})"
+            try:
+                c.source.open()
+            except (SourceUnavailable, OSError) as e:
+                self.note("warning", f"{what} skipped: {e}")
+                continue
+            driver = ButtonDriver(
+                Classifier(c.controller), self.bus, loop=loop, clock=c.source.clock
+            )
+            self._run_button(what, c.controller, c.source, driver, c.source.run(driver.feed), loop)
+        for sc in self.config.buttons.scripted:
+            controller = build_controller(sc)
+            source = ScriptedSource(sc.pattern, controller)
+            driver = ButtonDriver(Classifier(controller), self.bus, loop=loop)
+            what = f"button controller {sc.controller!r} (scripted {sc.pattern!r})"
+            self._run_button(what, controller, source, driver, self._play(sc, source, driver), loop)
 
-                source = ScriptedSource(cfg.pattern or "", controller)
-                driver = ButtonDriver(Classifier(controller), self.bus, loop=loop)
-                coro: Any = self._play(cfg, source, driver)
-            elif cfg.source == "evdev":
-                from smdbus.button.sources.evdev_source import EvdevSource
-
-                source = EvdevSource(str(cfg.device), evdev_keys(cfg), controller, grab=cfg.grab)
-                source.open()
-                driver = ButtonDriver(
-                    Classifier(controller), self.bus, loop=loop, clock=source.clock
-                )
-                coro = source.run(driver.feed)
-            else:
-                from smdbus.button.sources.gpiod_source import GpiodSource, LineSpec
-
-                specs = [
-                    LineSpec(ln.line, ln.button, ln.active_low, ln.bias, ln.debounce_ms)
-                    for ln in cfg.lines
-                ]
-                source = GpiodSource(cfg.chip or "", specs, controller)
-                source.open()
-                driver = ButtonDriver(
-                    Classifier(controller), self.bus, loop=loop, clock=source.clock
-                )
-                coro = source.run(driver.feed)
-        except (SourceUnavailable, OSError) as e:
-            self.note("warning", f"{what} skipped: {e}")
-            return
+    def _run_button(
+        self,
+        what: str,
+        controller: Any,
+        source: Any,
+        driver: Any,
+        coro: Any,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self._drivers.append(driver)
         self._sources.append(source)
-        task = loop.create_task(self._guard(what, coro), name=f"button-{cfg.controller}")
+        task = loop.create_task(self._guard(what, coro), name=f"button-{controller.name}")
         self._tasks.append(task)
-        self.note("info", f"{what}: buttons {', '.join(cfg.buttons)}")
+        names = ", ".join(b.name for b in controller.buttons)
+        self.note("info", f"{what}: buttons {names}")
 
-    async def _play(self, cfg: ButtonConfig, source: Any, driver: Any) -> None:
+    async def _play(self, cfg: ScriptedButtons, source: Any, driver: Any) -> None:
         assert self.manager is not None
         try:
             await self.manager.wait_for(cfg.start)

@@ -8,14 +8,15 @@ Rules
 - Loading is strict and stops at the first problem: an unknown section or
   key, a value of the wrong type or out of range. The error
   (:class:`ConfigError`) names the file and the dotted field
-  (``button[0].keys``) so an operator finds it in one look; nothing has been
+  (``buttons.scripted[0].pattern``) so an operator finds it in one look; nothing has been
   started when it is raised.
-- Relative paths in the file (``policy.file``, ``button[n].device``) are
-  taken relative to the file's own directory, so a config and its policy can
+- Relative paths in the file (``policy.file``, ``bus.socket``) are taken
+  relative to the file's own directory, so a config and its policy can
   travel together.
 - This module reads files and builds values; it opens no socket and starts
-  nothing. Button controllers and sources are built later by the daemon from
-  :class:`ButtonConfig`, but their settings are validated here.
+  nothing. Button controllers are read in the format of docs/buttons.md
+  (:mod:`smdbus.button.config` checks them here; the daemon opens their
+  devices when it starts).
 """
 
 from __future__ import annotations
@@ -45,9 +46,7 @@ NTP client; we check the same instant by default.
 
 CPD_GATE_MODES = ("result", "ok", "off")
 SET_CLOCK_MODES = ("system", "process")
-BUTTON_SOURCES = ("evdev", "gpio", "scripted")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-GPIO_BIASES = ("as-is", "disabled", "pull-up", "pull-down")
 
 
 class ConfigError(ValueError):
@@ -146,36 +145,28 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
-class GpioLine:
-    """One ``lines`` entry of a gpio button source."""
-
-    line: int | str
-    button: str
-    active_low: bool = False
-    bias: str = "as-is"
-    debounce_ms: float = 0.0
-
-
-@dataclass(frozen=True)
-class ButtonConfig:
-    """One ``[[button]]`` table: a controller, its buttons and where its edges come from."""
+class ScriptedButtons:
+    """One ``[[buttons.scripted]]`` table: a pretend controller that plays a press pattern."""
 
     controller: str
-    source: str
-    buttons: tuple[str, ...]
-    active_high: int = 0
+    buttons: tuple[str, ...] = ("btn",)
+    pattern: str = "0-102"
+    active_high: int = 1
     """Bitmap: bit n set = button n is pressed when its level is high."""
     regime: Regime = DEFAULT_REGIME
-    device: Path | None = None
-    keys: Mapping[str, str] = field(default_factory=dict)
-    grab: bool = False
-    chip: str | None = None
-    lines: tuple[GpioLine, ...] = ()
-    pattern: str | None = None
     start: State = State.OPERATIONAL
     delay: float = 0.0
     repeat: float = 0.0
     index: int = 0
+
+
+@dataclass(frozen=True)
+class ButtonsConfig:
+    """``[buttons]``: real controllers (docs/buttons.md format) and scripted ones."""
+
+    controllers: tuple[Mapping[str, Any], ...] = ()
+    """The ``[[buttons.controller]]`` tables, checked, as written."""
+    scripted: tuple[ScriptedButtons, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,7 +183,7 @@ class DaemonConfig:
     systemd: SystemdConfig = field(default_factory=SystemdConfig)
     boot: BootConfig = field(default_factory=BootConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    buttons: tuple[ButtonConfig, ...] = ()
+    buttons: ButtonsConfig = field(default_factory=ButtonsConfig)
 
 
 # -- the embedded defaults, as a documented file ------------------------------------
@@ -257,24 +248,30 @@ wait_for_peers_timeout = 10.0  # ... or after this many seconds
 [log]
 level = "info"            # debug, info, warning, error
 
-# Buttons: one [[button]] table per controller. Events go out on INTERACTION as
-# {{"type":"button","src":"<controller>/<button>","event":"click"}}.
+[buttons]
+# Events go out on INTERACTION as {{"type":"button","src":"<controller>/<button>","event":"click"}}.
+# Real buttons: [[buttons.controller]] tables exactly as docs/buttons.md describes
+# (source "evdev" or "gpiod"); a device that cannot be opened is skipped, saying why.
 #
-# [[button]]
-# controller = "bc"
-# source = "evdev"              # "evdev", "gpio" or "scripted"
-# buttons = ["user"]
+# [[buttons.controller]]
+# name = "bc"
+# source = "evdev"
+# device = "/dev/input/by-path/platform-gpio-keys-event"
+#   [[buttons.controller.button]]
+#   name = "user"
+#   key = "KEY_ENTER"
+#
+# A scripted controller plays a press pattern (demos, tests, no hardware):
+#
+# [[buttons.scripted]]
+# controller = "demo"
+# buttons = ["user"]            # the pattern presses the first unless it names one
+# pattern = "0-102"             # presses, held from-to ms; "user:0-102,other:50-90"
 # active_high = true            # or a bitmap, bit n = button n
-# regime = {{ ms_min_down = 20, ms_min_down_longpress = 300 }}
-# device = "/dev/input/event0"  # evdev: the input device
-# keys = {{ KEY_ENTER = "user" }}  # evdev: key name or code -> button
-# grab = false                  # evdev: take the device for ourselves
-# chip = "/dev/gpiochip0"       # gpio: the chip
-# lines = [{{ line = 17, button = "user", active_low = true, bias = "pull-up" }}]
-# pattern = "0-102"             # scripted: presses, held from-to ms
-# start = "OPERATIONAL"         # scripted: play once this state is reached
-# delay = 0.0                   # scripted: seconds after that
-# repeat = 0.0                  # scripted: play again every this many seconds; 0 = once
+# regime = {{ ms_min_down = 20 }}
+# start = "OPERATIONAL"         # play once this state is reached
+# delay = 0.0                   # seconds after that
+# repeat = 0.0                  # play again every this many seconds; 0 = once
 """
 
 
@@ -426,7 +423,7 @@ class _Reader:
         log_t = top.table("log")
         log = LogConfig(level=log_t.choice("level", "info", LOG_LEVELS))
         log_t.done()
-        buttons = self.buttons(top)
+        buttons = self.buttons(top.table("buttons"))
         top.done()
         return DaemonConfig(
             source=self.source,
@@ -540,41 +537,56 @@ class _Reader:
         t.done()
         return cfg
 
-    def buttons(self, top: _Table) -> tuple[ButtonConfig, ...]:
-        raw = top._get("button", [])
-        if isinstance(raw, dict):
-            raw = [raw]
-        if not isinstance(raw, list):
-            raise top.fail("button", "must be an array of tables ([[button]])")
-        out: list[ButtonConfig] = []
-        names: set[str] = set()
-        for i, item in enumerate(raw):
+    def buttons(self, t: _Table) -> ButtonsConfig:
+        controllers_v = t._get("controller", [])
+        if not isinstance(controllers_v, list):
+            raise t.fail("controller", "must be an array of tables ([[buttons.controller]])")
+        controllers = tuple(controllers_v)
+        names: list[str] = []
+        if controllers:
+            names += self.check_controllers(controllers)
+        scripted_v = t._get("scripted", [])
+        if not isinstance(scripted_v, list):
+            raise t.fail("scripted", "must be an array of tables ([[buttons.scripted]])")
+        scripted: list[ScriptedButtons] = []
+        for i, item in enumerate(scripted_v):
+            where = t.at(f"scripted[{i}]")
             if not isinstance(item, dict):
-                raise ConfigError(self.source, f"button[{i}]", "must be a table")
-            cfg = self.button(_Table(self, f"button[{i}]", item), i)
+                raise ConfigError(self.source, where, "must be a table")
+            cfg = self.scripted(_Table(self, where, item), i)
             if cfg.controller in names:
                 raise ConfigError(
-                    self.source, f"button[{i}].controller", f"{cfg.controller!r} is used twice"
+                    self.source, f"{where}.controller", f"{cfg.controller!r} is used twice"
                 )
-            names.add(cfg.controller)
-            out.append(cfg)
-        return tuple(out)
+            names.append(cfg.controller)
+            scripted.append(cfg)
+        t.done()
+        return ButtonsConfig(controllers, tuple(scripted))
 
-    def button(self, t: _Table, index: int) -> ButtonConfig:
-        controller = t.string("controller", "bc")
-        source = t.choice("source", "", BUTTON_SOURCES) if t.has("source") else None
-        if source is None:
-            raise t.fail("source", f"is required: one of {', '.join(BUTTON_SOURCES)}")
-        names_v = t._get("buttons", None)
-        if names_v is None:
-            names: tuple[str, ...] = ("btn",) if source == "scripted" else ()
-            if not names:
-                raise t.fail("buttons", 'is required: the button names, e.g. ["user"]')
-        elif isinstance(names_v, list) and names_v and all(isinstance(n, str) for n in names_v):
-            names = tuple(names_v)
-        else:
+    def check_controllers(self, tables: tuple[Any, ...]) -> list[str]:
+        """Let smdbus.button.config judge the tables; its errors get our file and field."""
+        from smdbus.button.config import load
+        from smdbus.button.errors import SourceUnavailable
+
+        try:
+            configured = load({"controller": list(tables)}, where="buttons")
+        except SourceUnavailable:
+            # the library for a key name is missing: the daemon skips it at start, saying why
+            return [str(c.get("name")) for c in tables if isinstance(c, dict)]
+        except ButtonError as e:
+            m = _BUTTON_ERROR.match(str(e))
+            if m:
+                raise ConfigError(self.source, f"buttons.{m['field']}", m["problem"]) from None
+            raise ConfigError(self.source, "buttons.controller", str(e)) from None
+        return [c.controller.name for c in configured]
+
+    def scripted(self, t: _Table, index: int) -> ScriptedButtons:
+        controller = t.string("controller", "demo")
+        names_v = t._get("buttons", ["btn"])
+        if not (isinstance(names_v, list) and names_v and all(isinstance(n, str) for n in names_v)):
             raise t.fail("buttons", f"must be a non-empty list of names, got {_show(names_v)}")
-        ah = t._get("active_high", False)
+        names = tuple(names_v)
+        ah = t._get("active_high", True)
         if isinstance(ah, bool):
             active_high = (1 << len(names)) - 1 if ah else 0
         elif isinstance(ah, int) and ah >= 0:
@@ -594,143 +606,53 @@ class _Reader:
                 regime = dataclasses.replace(DEFAULT_REGIME, **regime_t.data)
             except (ButtonError, TypeError) as e:
                 raise t.fail("regime", str(e)) from None
-        kw: dict[str, Any] = {}
-        if source == "evdev":
-            device = t.path_value("device")
-            if device is None:
-                raise t.fail("device", "is required for an evdev source, e.g. /dev/input/event0")
-            keys_t = t.table("keys")
-            if not keys_t.data:
-                raise t.fail(
-                    "keys", 'is required: key name or code -> button, e.g. {KEY_ENTER="user"}'
-                )
-            keys: dict[str, str] = {}
-            for k, v in keys_t.data.items():
-                if not isinstance(v, str) or v not in names:
-                    raise keys_t.fail(
-                        k, f"must name one of the buttons {list(names)}, got {_show(v)}"
-                    )
-                keys[k] = v
-            kw.update(device=device, keys=keys, grab=t.boolean("grab", False))
-        elif source == "gpio":
-            chip = t.optional_string("chip")
-            if chip is None:
-                raise t.fail("chip", "is required for a gpio source, e.g. /dev/gpiochip0")
-            lines_v = t._get("lines", None)
-            if not isinstance(lines_v, list) or not lines_v:
-                raise t.fail("lines", 'is required: a list of {line = N, button = "name"}')
-            lines = []
-            for j, lv in enumerate(lines_v):
-                if not isinstance(lv, dict):
-                    raise t.fail(f"lines[{j}]", "must be a table")
-                lt = _Table(self, t.at(f"lines[{j}]"), lv)
-                line_v = lt._get("line", None)
-                if (
-                    isinstance(line_v, bool)
-                    or not isinstance(line_v, int | str)
-                    or (isinstance(line_v, int) and line_v < 0)
-                ):
-                    raise lt.fail(
-                        "line", f"must be an offset >= 0 or a line name, got {_show(line_v)}"
-                    )
-                button = lt.string("button", "")
-                if button not in names:
-                    raise lt.fail(
-                        "button", f"must name one of the buttons {list(names)}, got {button!r}"
-                    )
-                lines.append(
-                    GpioLine(
-                        line=line_v,
-                        button=button,
-                        active_low=lt.boolean("active_low", False),
-                        bias=lt.choice("bias", "as-is", GPIO_BIASES),
-                        debounce_ms=lt.number("debounce_ms", 0.0, 0),
-                    )
-                )
-                lt.done()
-            kw.update(chip=chip, lines=tuple(lines))
-        else:
-            pattern = t.string("pattern", "")
-            if not pattern:
-                raise t.fail("pattern", 'is required for a scripted source, e.g. "0-102"')
-            from smdbus.button.sources.scripted import parse_pattern
+        pattern = t.string("pattern", "")
+        if not pattern:
+            raise t.fail("pattern", 'is required, e.g. "0-102" (held from-to, ms)')
+        from smdbus.button.sources.scripted import parse_pattern
 
-            try:
-                presses = parse_pattern(pattern)
-            except ButtonError as e:
-                raise t.fail("pattern", str(e)) from None
-            for p in presses:
-                if p.button is not None and p.button not in names:
-                    raise t.fail(
-                        "pattern", f"presses button {p.button!r}, not one of {list(names)}"
-                    )
-            start_text = t.string("start", "OPERATIONAL")
-            try:
-                start = State.parse(start_text)
-            except ValueError as e:
-                raise t.fail("start", str(e)) from None
-            kw.update(
-                pattern=pattern,
-                start=start,
-                delay=t.number("delay", 0.0, 0),
-                repeat=t.number("repeat", 0.0, 0),
-            )
-        t.done()
-        cfg = ButtonConfig(
+        try:
+            presses = parse_pattern(pattern)
+        except ButtonError as e:
+            raise t.fail("pattern", str(e)) from None
+        for p in presses:
+            if p.button is not None and p.button not in names:
+                raise t.fail("pattern", f"presses button {p.button!r}, not one of {list(names)}")
+        start_text = t.string("start", "OPERATIONAL")
+        try:
+            start = State.parse(start_text)
+        except ValueError as e:
+            raise t.fail("start", str(e)) from None
+        cfg = ScriptedButtons(
             controller=controller,
-            source=source,
             buttons=names,
+            pattern=pattern,
             active_high=active_high,
             regime=regime,
+            start=start,
+            delay=t.number("delay", 0.0, 0),
+            repeat=t.number("repeat", 0.0, 0),
             index=index,
-            **kw,
         )
+        t.done()
         try:
-            controller = build_controller(cfg)
+            build_controller(cfg)
         except ButtonError as e:
-            raise ConfigError(self.source, f"button[{index}]", str(e)) from None
-        _check_source(self.source, cfg, controller)
+            raise ConfigError(self.source, t.path, str(e)) from None
         return cfg
 
 
-def build_controller(cfg: ButtonConfig) -> Any:
-    """The :class:`smdbus.button.Controller` a button table describes."""
+_BUTTON_ERROR = re.compile(
+    r"^buttons: (?P<field>controller\[\d+\](?:\.button\[\d+\])?): (?P<problem>.*)$", re.S
+)
+
+
+def build_controller(cfg: ScriptedButtons) -> Any:
+    """The :class:`smdbus.button.Controller` of a scripted table."""
     from smdbus.button.controller import ButtonSpec, Controller
 
     specs = tuple(ButtonSpec(n, cfg.regime) for n in cfg.buttons)
     return Controller(cfg.controller, specs, cfg.active_high)
-
-
-def _check_source(source: str, cfg: ButtonConfig, controller: Any) -> None:
-    """Let the source classes check what they check (key names, line specs) now, not at run."""
-    from smdbus.button.errors import ConfigError as ButtonConfigError
-    from smdbus.button.errors import SourceUnavailable
-
-    where = f"button[{cfg.index}]"
-    try:
-        if cfg.source == "evdev":
-            from smdbus.button.sources.evdev_source import EvdevSource
-
-            where += ".keys"
-            EvdevSource(str(cfg.device), evdev_keys(cfg), controller, grab=cfg.grab)
-        elif cfg.source == "gpio":
-            from smdbus.button.sources.gpiod_source import GpiodSource, LineSpec
-
-            where += ".lines"
-            specs = [
-                LineSpec(ln.line, ln.button, ln.active_low, ln.bias, ln.debounce_ms)
-                for ln in cfg.lines
-            ]
-            GpiodSource(cfg.chip or "", specs, controller)
-    except SourceUnavailable:
-        return  # the library is missing: the daemon skips this source at start, saying why
-    except ButtonConfigError as e:
-        raise ConfigError(source, where, str(e)) from None
-
-
-def evdev_keys(cfg: ButtonConfig) -> dict[int | str, str]:
-    """The evdev key map as EvdevSource takes it."""
-    return {k: v for k, v in cfg.keys.items()}
 
 
 def _show(value: object) -> str:
