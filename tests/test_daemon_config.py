@@ -50,10 +50,9 @@ def _keys(doc: dict[str, object], prefix: str = "") -> set[str]:
 def test_every_key_is_documented_in_configuration_md() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text()
     keys = _keys(tomllib.loads(DEFAULT_TOML))
-    # the commented [[button]] example counts too
-    keys |= {
-        f"button.{k}" for k in re.findall(r"^# (\w+) = ", DEFAULT_TOML.split("[[button]]")[1], re.M)
-    }
+    # the commented [[buttons.scripted]] example counts too
+    example = DEFAULT_TOML.split("[[buttons.scripted]]")[1]
+    keys |= {f"buttons.scripted.{k}" for k in re.findall(r"^# (\w+) = ", example, re.M)}
     assert len(keys) > 40
     missing = sorted(k for k in keys if f"`{k.split('.')[-1]}`" not in doc)
     assert not missing, f"undocumented keys: {missing}"
