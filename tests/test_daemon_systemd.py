@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +135,34 @@ def test_activated_socket_refuses_what_the_proxy_cannot_serve(tmp_path: Path) ->
     idle.close()
     with pytest.raises(ActivationError, match="not open"):
         activated_socket(999)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_shipped_units_say_what_the_daemon_does(tmp_path: Path) -> None:
+    service = (ROOT / "deploy" / "systemd" / "smd.service").read_text()
+    sock = (ROOT / "deploy" / "systemd" / "smd.socket").read_text()
+    for line in (
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "RestartPreventExitStatus=2",
+        "Requires=smd.socket",
+        "AmbientCapabilities=CAP_SYS_TIME",
+    ):
+        assert f"\n{line}\n" in service
+    assert "\nListenStream=@proxy.ss.lws\n" in sock
+    verify = shutil.which("systemd-analyze")
+    if verify is None:
+        pytest.skip("systemd-analyze is not installed: the units were checked by reading only")
+    for name in ("smd.socket", "smd.service"):
+        text = (ROOT / "deploy" / "systemd" / name).read_text()
+        (tmp_path / name).write_text(text.replace("/usr/local/bin/smd", sys.executable))
+    r = subprocess.run(
+        [verify, "verify", str(tmp_path / "smd.socket"), str(tmp_path / "smd.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "smd.service" not in r.stderr, r.stderr

@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from smdbus.net.cpd import CaptivePortalDetector, CpdResult
@@ -249,10 +248,3 @@ class PolicyGate(_Gate):
         self.reloads += 1
         self.valid = await self._reload()
         self.stale = False
-
-
-def first_address(addresses: Iterable[tuple[str, Address]]) -> str | None:
-    for name, a in addresses:
-        fam = "inet6" if a.family == socket.AF_INET6 else "inet"
-        return f"{name} {fam} {a.address}/{a.prefixlen}"
-    return None
