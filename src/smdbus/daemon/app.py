@@ -530,8 +530,8 @@ class Daemon:
             and m.state < State.CPD_PRE_TIME
         ):
             text += (
-                '; stepping on (gates.cpd = "result"; libwebsockets would hold '
-                "CPD_PRE_TIME until OK)"
+                '; stepping on (gates.cpd = "result", as libwebsockets 4.1 does; '
+                'later versions hold CPD_PRE_TIME until OK: gates.cpd = "ok")'
             )
         elif (
             result.value != "OK"
@@ -539,7 +539,7 @@ class Daemon:
             and m is not None
             and m.state < State.CPD_PRE_TIME
         ):
-            text += '; holding CPD_PRE_TIME until OK (gates.cpd = "ok", as libwebsockets)'
+            text += '; holding CPD_PRE_TIME until OK (gates.cpd = "ok", as libwebsockets since 4.2)'
         self.note("info" if result.value == "OK" else "warning", text)
 
     def reload(self) -> None:

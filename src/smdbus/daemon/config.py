@@ -215,7 +215,7 @@ coldplug = true           # hold IFACE_COLDPLUG until the routing table is dumpe
 dhcp = true               # hold DHCP until an interface holds a usable address
 dhcp_timeout = 0.0        # seconds to wait for that address, then step on; 0 = wait forever (as C)
 cpd = "result"            # "result": hold CPD_PRE_TIME until CPD has any result;
-                          # "ok": until the result is OK (libwebsockets' rule); "off": no hold
+                          # "ok": until the result is OK (lws >= 4.2); "off": no hold
 time = true               # hold TIME_VALID until the clock is sane (SNTP if it is not)
 policy = true             # hold POLICY_VALID until the policy is loaded and valid
 

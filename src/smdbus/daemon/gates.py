@@ -171,9 +171,10 @@ class DhcpGate(_Gate):
 class CpdResultGate(_Gate):
     """Holds CPD_PRE_TIME until captive portal detection has *a* result.
 
-    libwebsockets lets the boot past CPD_PRE_TIME only on OK (use
-    :class:`smdbus.net.gates.CpdGate` for that, ``gates.cpd = "ok"``). This
-    gate waits for the check to finish and then steps on whatever it said:
+    libwebsockets 4.1 lets the boot past CPD_PRE_TIME once CPD has any
+    result; later versions only on OK (:class:`smdbus.net.gates.CpdGate`,
+    ``gates.cpd = "ok"``). This gate, the 4.1 rule, waits for the check to
+    finish and then steps on whatever it said:
     a device with no internet still reaches OPERATIONAL, and the result
     (``{"type":"cpd","result":"No internet"}``) is on the bus for whoever
     needs the internet to decide.
