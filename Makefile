@@ -16,7 +16,7 @@ system-deps:
 	@scripts/system-deps.sh
 
 run: $(STAMP)
-	$(BIN)/smd demo
+	$(BIN)/smd daemon --live --config deploy/demo.toml
 
 test: $(STAMP) system-deps lint typecheck unit
 
