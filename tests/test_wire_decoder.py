@@ -230,3 +230,111 @@ def test_errors_land_at_the_same_byte_however_split(
 def test_one_byte_at_a_time(events: list[ProxyBoundEvent]) -> None:
     data = encode_all(events)
     assert _feed_in_pieces(Role.PROXY, data, list(range(len(data)))) == events
+
+
+# -- dispatch: the hot path without events -------------------------------------
+
+
+def _dispatch_all(role: Role, data: bytes, cuts: list[int]) -> list[Event]:
+    """Feed in pieces, draining with dispatch() and next_event() alternately."""
+    decoder = Decoder(role)
+    payload = TxPayload if role is Role.PROXY else RxPayload
+    out: list[Event] = []
+
+    def sink(cls: int, ts: int, body: bytes) -> None:
+        out.append(payload(cls, ts, body))
+
+    last = 0
+    for cut in [*sorted(set(cuts)), len(data)]:
+        decoder.feed(data[last:cut])
+        last = cut
+        while True:
+            decoder.dispatch(sink)
+            event = decoder.next_event()
+            if event is None:
+                break
+            if isinstance(event, TxPayload | RxPayload):
+                # dispatch stops only before frames it may not take
+                raise AssertionError(f"dispatch left a payload behind: {event!r}")
+            out.append(event)
+    return out
+
+
+def _without_ss_header(events: list[Event]) -> list[Event]:
+    """dispatch hands over class, timestamp and body; the rest is left at its default."""
+    return [type(e)(e.cls, e.timestamp, e.body) if isinstance(e, TxPayload | RxPayload) else e
+            for e in events]  # fmt: skip
+
+
+@given(st.lists(to_proxy, max_size=12), st.lists(st.integers(0, 6000), max_size=20))
+@settings(max_examples=200)
+def test_dispatch_agrees_with_events_to_proxy(
+    events: list[ProxyBoundEvent], cuts: list[int]
+) -> None:
+    data = encode_all(events)
+    got = _dispatch_all(Role.PROXY, data, [c % (len(data) + 1) for c in cuts])
+    assert got == _without_ss_header(list(events))
+
+
+@given(
+    st.lists(to_client, max_size=12),
+    st.binary(max_size=40),
+    st.lists(st.integers(0, 6000), max_size=20),
+)
+@settings(max_examples=200)
+def test_dispatch_agrees_with_events_to_client(
+    events: list[ClientBoundEvent], tail: bytes, cuts: list[int]
+) -> None:
+    data = encode_all(events) + tail  # the tail may be garbage: the same error follows
+    got = _dispatch_all(Role.CLIENT, data, [c % (len(data) + 1) for c in cuts])
+    assert got == _without_ss_header(decode(data, Role.CLIENT))
+
+
+def test_dispatch_limit_hold_mask_stop_and_interruption() -> None:
+    stream = encode_all([TxPayload(1 << i, i, b"%d" % i) for i in range(6)])
+    decoder = Decoder(Role.PROXY)
+    decoder.feed(stream)
+    got: list[tuple[int, int, bytes]] = []
+
+    def sink(cls: int, ts: int, body: bytes) -> bool:
+        got.append((cls, ts, body))
+        return cls != 4
+
+    assert decoder.dispatch(sink, limit=1) == 1 and got == [(1, 0, b"0")]
+    assert decoder.dispatch(sink, hold_mask=2) == 0, "held before class 2, nothing consumed"
+    assert decoder.next_event() == TxPayload(2, 1, b"1")
+    assert decoder.dispatch(sink, stop_on_false=True) == 1 and decoder.stopped_by_sink
+    assert got[-1] == (4, 2, b"2")
+
+    def refuse(cls: int, ts: int, body: bytes) -> None:
+        raise RuntimeError("not now")
+
+    with pytest.raises(RuntimeError):
+        decoder.dispatch(refuse)
+    assert decoder.interrupted == (8, 3, b"3"), "consumed, and kept for the caller"
+    assert decoder.dispatch(sink) == 2 and not decoder.stopped_by_sink
+    assert got[-2:] == [(16, 4, b"4"), (32, 5, b"5")]
+    assert decoder.buffered == 0 and decoder.next_event() is None
+
+
+def test_dispatch_leaves_malformed_and_oversize_frames_to_next_event() -> None:
+    decoder = Decoder(Role.PROXY, max_body=10)
+    decoder.feed(tx_payload_frame(4, 0, b"ok") + tx_payload_frame(4, 0, bytes(11)))
+    seen: list[bytes] = []
+    assert decoder.dispatch(lambda c, t, b: seen.append(b)) == 1 and seen == [b"ok"]
+    assert decoder.dispatch(lambda c, t, b: seen.append(b)) == 0
+    error = decoder.next_event()
+    assert isinstance(error, DecodeError) and error.problem is Problem.BODY_TOO_LARGE
+
+
+def test_dispatch_bodies_hands_class_and_body_only() -> None:
+    stream = encode_all([TxPayload(4, 99, b"a"), TxPayload(2, 98, b"b"), OnwardConnect()])
+    decoder = Decoder(Role.PROXY)
+    decoder.feed(stream)
+    sent: list[tuple[int, bytes]] = []
+    assert decoder.dispatch_bodies(lambda c, b: sent.append((c, b)), hold_mask=2) == 1
+    assert sent == [(4, b"a")]
+    assert decoder.dispatch_bodies(lambda c, b: sent.append((c, b))) == 1
+    assert sent[-1] == (2, b"b") and decoder.dispatched == 1
+    assert decoder.dispatch_bodies(lambda c, b: sent.append((c, b))) == 0
+    assert decoder.next_event() == OnwardConnect()

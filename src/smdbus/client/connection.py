@@ -16,9 +16,15 @@ Rules:
 - TX_PAYLOAD is written only in READY. Before that, and during an outage,
   sends go to the :class:`~smdbus.client.outbox.Outbox`, which is bounded;
   past the bound :meth:`Client.send` raises :class:`BufferFull`.
-- Sends are batched: a send appends to the outbox and the loop writes
-  everything queued in one ``send`` call on its next turn (or at once when
-  16 KiB are waiting, so a sender that never yields still moves data).
+- A lone message is written at once; bursts are batched. A send on the
+  loop thread with nothing pending writes its frame straight to the socket
+  and opens a *pass*; further sends in the same pass append to the outbox,
+  which is written in one ``send`` call when the loop next turns (or at once
+  when 16 KiB are waiting, so a sender that never yields still moves data).
+  Sends from other threads append and wake the loop.
+- Input is taken on the wire decoder's hot path
+  (:meth:`~smdbus.wire.Decoder.dispatch`): no event object per message, and
+  with ``on_message`` the callback is called straight from the parse loop.
 - Input goes to one *sink*: the inbox (``async for`` / :meth:`Client.receive`),
   an ``on_message`` callback, or a bus bridge. A sink that cannot take more
   makes the client stop reading the socket, which is how a slow consumer
@@ -61,8 +67,8 @@ from smdbus.wire import (
     format_address,
     parse_address,
     stream_type_frame,
-    tx_payload_frame,
 )
+from smdbus.wire.frames import PAYLOAD_HEAD
 
 if TYPE_CHECKING:
     from smdbus.bus import Bus
@@ -83,6 +89,9 @@ DEFAULT_MAX_INBOX = 10_000
 
 _FLUSH_AT = 16 * 1024  # write at once, without waiting for the loop's turn
 _RECV_SIZE = 256 * 1024
+_pack_head = PAYLOAD_HEAD.pack
+_new = tuple.__new__
+_monotonic_ns = time.monotonic_ns
 
 OnMessage: TypeAlias = Callable[[int, int, bytes], object]
 """``on_message(cls, timestamp_us, payload)``, called on the client's loop."""
@@ -321,19 +330,21 @@ class Client:
         state = self._state
         if state is State.CLOSED:
             raise ClientClosed(f"client is closed; message of class {format_mask(cls)} refused")
-        if len(payload) > MAX_BODY:
-            raise PayloadTooLarge(cls, len(payload), MAX_BODY)
+        size = len(payload)
+        if size > MAX_BODY:
+            raise PayloadTooLarge(cls, size, MAX_BODY)
         if not 0 < cls < 1 << 64:
             raise ValueError(f"class must be a non-empty 64-bit mask, got {cls:#x}")
-        now = self._clock()
-        frame = tx_payload_frame(cls, now if ts is None else ts, payload, now)
+        now = _monotonic_ns() // 1000 if self._clock is _now_us else self._clock()
+        # TX_PAYLOAD: header, Secure Streams header (whole message, our time), SMD header
+        frame = _pack_head(0xAD, 32 + size, 3, 0, now, cls, now if ts is None else ts) + payload
         with self._lock:
             outbox = self._outbox
-            if not outbox.room_for(len(frame)):
+            if not outbox.offer(frame, key):
                 self._refused += 1
                 raise BufferFull(
                     cls,
-                    len(payload),
+                    size,
                     count=outbox.count,
                     nbytes=outbox.nbytes,
                     max_messages=outbox.max_messages,
@@ -341,15 +352,16 @@ class Client:
                     connected=state is State.READY,
                     address=self.address,
                 )
-            outbox.put(frame, key)
             if state is not State.READY or self._writing:
-                return
+                return  # written on connecting, or by the writer callback
             if threading.get_ident() == self._thread_id:
-                if outbox.nbytes >= _FLUSH_AT:
-                    self._flush_locked()
-                elif not self._flush_scheduled:
+                if not self._flush_scheduled:
+                    # a lone message goes now; later sends of this pass are batched
                     self._flush_scheduled = True
                     self._loop.call_soon(self._flush)  # type: ignore[union-attr]
+                    self._flush_locked()
+                elif outbox.nbytes >= _FLUSH_AT:
+                    self._flush_locked()
             elif not self._flush_scheduled:
                 self._flush_scheduled = True
                 self._loop.call_soon_threadsafe(self._flush)  # type: ignore[union-attr]
@@ -443,7 +455,7 @@ class Client:
 
     def _to_inbox(self, cls: int, ts: int, body: bytes) -> bool:
         inbox = self._inbox
-        inbox.append(Message(cls, ts, body))
+        inbox.append(_new(Message, (cls, ts, body)))  # Message(...) without its Python __new__
         w = self._inbox_waiter
         if w is not None:
             self._inbox_waiter = None
@@ -537,26 +549,47 @@ class Client:
         if decoder is None:
             return
         next_event = decoder.next_event
-        received = 0
-        try:
-            while (ev := next_event()) is not None:
-                if type(ev) is RxPayload:
-                    if self._state is not State.READY:
-                        self._lost("the proxy sent a message before CREATE_RESULT")
-                        return
-                    received += 1
+        callback = self._on_message if sink == self._to_callback else None
+        while True:
+            if self._state is State.READY:
+                try:
+                    if callback is not None:
+                        self._received += decoder.dispatch(callback)
+                    else:
+                        self._received += decoder.dispatch(sink, stop_on_false=True)
+                        if decoder.stopped_by_sink:
+                            self.pause_input()
+                            return
+                except NotNow:
+                    self._received += decoder.dispatched
+                    self._held = decoder.interrupted
+                    self.pause_input()
+                    return
+                except Exception:
+                    self._received += decoder.dispatched
+                    cls = decoder.interrupted[0] if decoder.interrupted else 0
+                    log.exception("on_message failed on a %s message", format_mask(cls))
+                    continue
+            ev = next_event()
+            if ev is None:
+                return
+            if type(ev) is RxPayload:
+                if self._state is not State.READY:
+                    self._lost("the proxy sent a message before CREATE_RESULT")
+                    return
+                self._received += 1  # dispatch takes these; only a leftover lands here
+                try:
                     if not sink(ev.cls, ev.timestamp, ev.body):
                         self.pause_input()
                         return
-                else:
-                    self._control(ev)
-                    if self._decoder is not decoder:  # the connection went away
-                        return
-        except NotNow:
-            self._held = (ev.cls, ev.timestamp, ev.body)  # type: ignore[union-attr]
-            self.pause_input()
-        finally:
-            self._received += received
+                except NotNow:
+                    self._held = (ev.cls, ev.timestamp, ev.body)
+                    self.pause_input()
+                    return
+            else:
+                self._control(ev)
+                if self._decoder is not decoder:  # the connection went away
+                    return
 
     def _control(self, ev: object) -> None:
         if type(ev) is CreateResult:

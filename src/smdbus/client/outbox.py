@@ -48,6 +48,18 @@ class Outbox:
         """Whether one more frame of ``size`` bytes fits the bounds."""
         return len(self._frames) < self.max_messages and len(self._buf) + size <= self.max_bytes
 
+    def offer(self, frame: bytes, key: EchoKey | None = None) -> bool:
+        """Append a whole frame if it fits the bounds (the send hot path: one call)."""
+        frames = self._frames
+        buf = self._buf
+        if len(frames) >= self.max_messages or len(buf) + len(frame) > self.max_bytes:
+            return False
+        buf += frame
+        frames.append((len(frame), key))
+        if key is not None:
+            self._keyed += 1
+        return True
+
     def put(self, frame: bytes, key: EchoKey | None = None) -> None:
         """Append a whole frame; the caller checked :meth:`room_for`."""
         self._buf += frame

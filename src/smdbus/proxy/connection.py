@@ -7,11 +7,17 @@ subscriber of that class is behind). It then stops reading its socket and
 keeps the message in hand; nothing is dropped and the client is never
 disconnected for publishing fast.
 
-Messages for the client arrive from the bus as callbacks; their RX_PAYLOAD
-frames are collected and written once per loop pass (one ``write`` for many
-messages). The transport's buffer is watched: past high water the connection
-is *congested* (it holds publishers back), past ``max_buffer`` it is
-disconnected.
+Input is taken on the wire decoder's hot path (:meth:`Decoder.dispatch`):
+while the bus has room and no class is held back, each TX_PAYLOAD goes
+straight to ``bus.send`` with no event object; how much room there is is
+looked up once per read, so a full queue is met by pausing, never by an
+exception per message. Other frames come out as events.
+
+Messages for the client arrive through its fan-out group
+(:mod:`smdbus.proxy.fanout`), which writes the frames of a loop pass with
+one ``write`` (:meth:`Connection.deliver`). The transport's buffer is
+watched: past high water the connection is *congested* (it holds publishers
+back), past ``max_buffer`` it is disconnected.
 
 States: ``new`` (waiting for STREAMTYPE) → ``smd`` or ``control`` → ``closed``.
 """
@@ -27,7 +33,8 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from smdbus.classes import format_mask
-from smdbus.errors import QueueFull
+from smdbus.errors import PayloadTooLarge, QueueFull
+from smdbus.proxy.fanout import rx_frame
 from smdbus.proxy.flow import Outflow
 from smdbus.proxy.settings import CONTROL_STREAMTYPE
 from smdbus.wire import (
@@ -47,7 +54,7 @@ from smdbus.wire import (
 )
 
 if TYPE_CHECKING:
-    from smdbus.bus import Participant
+    from smdbus.proxy.fanout import Group
     from smdbus.proxy.server import Proxy
 
 log = logging.getLogger("smdbus.proxy")
@@ -97,17 +104,13 @@ class Connection(asyncio.Protocol):
         self.uid: int | None = None
         self.gid: int | None = None
         self.connected_at = time.time()
-        self.participant: Participant | None = None
+        self.group: Group | None = None
         # publishing
         self.published = 0
-        self.unheard = 0
-        self.pending: TxPayload | None = None
+        self.pending: tuple[int, bytes] | None = None  # (class, body) taken but not published
         self.held: str | None = None  # "queue" or "congestion" while not publishing
         self.reading_paused = False
         # delivering
-        self.out: list[bytes] = []
-        self.out_msgs = 0
-        self.dirty = False
         self.bytes_out = 0
         self.msgs_out = 0
         self.delivered = 0
@@ -181,42 +184,73 @@ class Connection(asyncio.Protocol):
     # -- reading: events from the client -----------------------------------
 
     def _process(self) -> None:
-        """Handle events until the decoder needs bytes, or publishing must wait."""
-        next_event = self.decoder.next_event
+        """Publish and handle input until the decoder needs bytes, or publishing must wait."""
+        decoder = self.decoder
         proxy = self.proxy
         bus = proxy.bus
         while self.state != "closed":
-            event: Event | None = self.pending
+            if self.pending is not None and not self._publish(*self.pending):
+                return
+            if self.state == "smd":
+                room = bus.queue_depth - bus.queue_length
+                if room > 0:
+                    try:
+                        n = decoder.dispatch_bodies(bus.send, room, proxy.congested_mask)
+                    except (QueueFull, PayloadTooLarge) as exc:
+                        # QueueFull: another thread filled a shared bus meanwhile;
+                        # PayloadTooLarge: a shared bus with a smaller limit
+                        if decoder.dispatched > 1:
+                            self.published += decoder.dispatched - 1
+                            proxy.published_now(decoder.dispatched - 1)
+                        cls, _, body = decoder.interrupted or (0, 0, b"")
+                        if isinstance(exc, PayloadTooLarge):
+                            self.fail(f"message refused by the bus: {exc}")
+                            return
+                        self._hold((cls, body), "queue")
+                        bus.when_room(self._resume_soon)
+                        return
+                    if n:
+                        self.published += n
+                        proxy.published_now(n)
+            event = decoder.next_event()
             if event is None:
-                event = next_event()
-                if event is None:
-                    break
-            else:
-                self.pending = None
-            if isinstance(event, TxPayload) and self.state == "smd":
-                cls = event.cls
-                if cls & proxy.congested_mask:
-                    self._hold(event, "congestion")
-                    proxy.hold_for_congestion(self)
-                    return
-                try:
-                    heard = bus.send(cls, event.body)
-                except QueueFull:
-                    self._hold(event, "queue")
-                    bus.when_room(self._resume_soon)
-                    return
-                self.published += 1
-                if not heard:
-                    self.unheard += 1
-                proxy.published_now()
+                break
+            if type(event) is TxPayload and self.state == "smd":
+                # what dispatch left: a class held back, or no room in the queue
+                self.pending = (event.cls, event.body)
             else:
                 self._handle(event)
         if self.reading_paused and self.state != "closed" and self.transport is not None:
             self.reading_paused = False
             self.transport.resume_reading()
 
-    def _hold(self, event: TxPayload, why: str) -> None:
-        self.pending = event
+    def _publish(self, cls: int, body: bytes) -> bool:
+        """Publish the message in hand, or hold it (and stop reading) until it may go."""
+        proxy = self.proxy
+        bus = proxy.bus
+        if cls & proxy.congested_mask:
+            self._hold((cls, body), "congestion")
+            proxy.hold_for_congestion(self)
+            return False
+        try:
+            if bus.queue_length >= bus.queue_depth:
+                raise QueueFull(cls, bus.queue_depth)
+            bus.send(cls, body)
+        except QueueFull:
+            self._hold((cls, body), "queue")
+            bus.when_room(self._resume_soon)
+            return False
+        except PayloadTooLarge as exc:
+            self.pending = None
+            self.fail(f"message refused by the bus: {exc}")
+            return False
+        self.pending = None
+        self.published += 1
+        proxy.published_now()
+        return True
+
+    def _hold(self, message: tuple[int, bytes], why: str) -> None:
+        self.pending = message
         self.held = why
         self.proxy.count(f"held_{why}")
         if not self.reading_paused and self.transport is not None:
@@ -270,9 +304,7 @@ class Connection(asyncio.Protocol):
             self.state = "smd"
             self._write(_GREETING)
             if self.mask:
-                self.participant = self.proxy.bus.register(
-                    self.mask, self.on_message, name=f"proxy conn #{self.id} pid {self.pid}"
-                )
+                self.group = self.proxy.join(self)
             log.info("%s joined", self.describe())
         elif event.name == CONTROL_STREAMTYPE:
             self.state = "control"
@@ -293,26 +325,21 @@ class Connection(asyncio.Protocol):
     # -- writing: messages to the client -----------------------------------
 
     def on_message(self, cls: int, timestamp_us: int, payload: bytes) -> None:
-        """Bus callback: queue the message's RX_PAYLOAD for the next write."""
-        self.out.append(self.proxy.rx_frame(cls, timestamp_us, payload))
-        self.out_msgs += 1
-        if not self.dirty:
-            self.dirty = True
-            self.proxy.mark_dirty(self)
+        """Write one message to this connection alone, now (replies on the control stream)."""
+        self.deliver(rx_frame(cls, timestamp_us, payload), 1)
 
-    def flush(self) -> None:
-        """Write what is collected in one go, then check the buffer's bounds."""
-        self.dirty = False
-        out = self.out
+    @property
+    def out_msgs(self) -> int:
+        """Messages delivered by the bus for this client, not yet written (end of the pass)."""
+        group = self.group
+        return len(group.frames) if group is not None and self.state != "closed" else 0
+
+    def deliver(self, data: bytes, n: int) -> None:
+        """Write ``n`` messages' frames in one go, then check the buffer's bounds."""
         transport = self.transport
-        if not out or transport is None or self.state == "closed":
-            out.clear()
-            self.out_msgs = 0
+        if transport is None or self.state == "closed":
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self.msgs_out += self.out_msgs
-        self.out_msgs = 0
+        self.msgs_out += n
         self.bytes_out += len(data)
         transport.write(data)
         buffered = transport.get_write_buffer_size()
@@ -387,14 +414,12 @@ class Connection(asyncio.Protocol):
         self.closed_at = time.time()
         self.pending = None
         self.held = None
-        self.out.clear()
-        self.out_msgs = 0
         if self._first_frame_timer is not None:
             self._first_frame_timer.cancel()
             self._first_frame_timer = None
-        if self.participant is not None:
-            self.proxy.bus.unregister(self.participant)
-            self.participant = None
+        if self.group is not None:
+            self.proxy.leave(self, self.group)
+            self.group = None
         if error:
             log.warning("closing %s: %s", self.describe(), reason)
         else:

@@ -4,7 +4,8 @@ Rules:
 
 - One :class:`~smdbus.proxy.connection.Connection` per client; this module
   owns what spans connections: listening and its security, admission, the
-  shared RX frame cache, batching writes per loop pass, congestion (which
+  fan-out groups (:mod:`smdbus.proxy.fanout`) and the RX frame cache they
+  share, batching writes per loop pass, congestion (which
   classes are held back because a subscriber is behind) and the stall timer,
   counters, and the record of closed connections for ``smd peers``.
 - Publishing is lossless: a full bus queue or a congested subscriber pauses
@@ -33,9 +34,10 @@ from typing import Any
 from smdbus.bus import Bus
 from smdbus.classes import ALL_CLASSES, format_mask
 from smdbus.proxy.connection import Connection
+from smdbus.proxy.fanout import Group, rx_frame
 from smdbus.proxy.flow import Verdict
 from smdbus.proxy.settings import ProxySettings
-from smdbus.wire import format_address, is_abstract, rx_payload_frame
+from smdbus.wire import format_address, is_abstract
 
 log = logging.getLogger("smdbus.proxy")
 
@@ -148,12 +150,14 @@ class Proxy:
         self._next_id = 1
         self._connections: dict[int, Connection] = {}
         self._history: deque[PeerInfo] = deque(maxlen=self.settings.history)
-        self._dirty: list[Connection] = []
+        self._groups: dict[int, Group] = {}
+        self._dirty: list[Group] = []
         self._flush_scheduled = False
         self._congested: set[Connection] = set()
         self._held: list[Connection] = []
         self._stall_timer: asyncio.TimerHandle | None = None
-        # one RX frame built per message, shared by every subscriber it goes to
+        # one RX frame built per message, shared by every group it goes to
+        self.shared_frames = False  # more than one group: a message may reach several
         self._rx_key: tuple[int, int] = (0, 0)
         self._rx_payload: bytes | None = None
         self._rx_frame = b""
@@ -289,9 +293,34 @@ class Proxy:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    def published_now(self) -> None:
-        """A message went onto the bus from a connection: flush after its delivery."""
-        self.counters["published"] += 1
+    def join(self, conn: Connection) -> Group:
+        """Make an ``_lws_smd`` connection a receiver of its mask's messages."""
+        group = self._groups.get(conn.mask)
+        if group is None:
+            group = self._groups[conn.mask] = Group(self, conn.mask)
+            group.participant = self.bus.register(
+                conn.mask, group.on_message, name=f"proxy mask {mask_label(conn.mask)}"
+            )
+            self.shared_frames = len(self._groups) > 1
+        elif group.frames:
+            group.flush()  # what was delivered before it joined is not its
+        group.members[conn] = None
+        return group
+
+    def leave(self, conn: Connection, group: Group) -> None:
+        group.members.pop(conn, None)
+        if group.members or self._groups.get(group.mask) is not group:
+            return
+        del self._groups[group.mask]
+        group.frames.clear()
+        self.shared_frames = len(self._groups) > 1
+        if group.participant is not None:
+            self.bus.unregister(group.participant)
+            group.participant = None
+
+    def published_now(self, n: int = 1) -> None:
+        """Messages went onto the bus from a connection: flush after their delivery."""
+        self.counters["published"] += n
         if not self._flush_scheduled and self.loop is not None:
             # The bus scheduled its delivery already; this runs right after it,
             # in the same loop pass, so the frames go out without another pass.
@@ -301,17 +330,17 @@ class Proxy:
     # -- delivery ----------------------------------------------------------
 
     def rx_frame(self, cls: int, timestamp_us: int, payload: bytes) -> bytes:
-        """The RX_PAYLOAD frame of a message, built once for all its subscribers."""
+        """The RX_PAYLOAD frame of a message, built once for all the groups it reaches."""
         if payload is self._rx_payload and self._rx_key == (cls, timestamp_us):
             return self._rx_frame
-        frame = rx_payload_frame(cls, timestamp_us, payload, time.monotonic_ns() // 1000)
+        frame = rx_frame(cls, timestamp_us, payload)
         self._rx_payload = payload
         self._rx_key = (cls, timestamp_us)
         self._rx_frame = frame
         return frame
 
-    def mark_dirty(self, conn: Connection) -> None:
-        self._dirty.append(conn)
+    def mark_dirty(self, group: Group) -> None:
+        self._dirty.append(group)
         if not self._flush_scheduled and self.loop is not None:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush_all)
@@ -319,8 +348,8 @@ class Proxy:
     def _flush_all(self) -> None:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, []
-        for conn in dirty:
-            conn.flush()
+        for group in dirty:
+            group.flush()
         self._rx_payload = None  # do not pin the last payload
 
     # -- congestion: lossless towards subscribers that keep reading ----------

@@ -24,7 +24,7 @@ Rules:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from smdbus.wire.events import (
     ConnState,
@@ -49,6 +49,7 @@ from smdbus.wire.events import (
 from smdbus.wire.frames import (
     MAX_BODY,
     MAX_FRAME_LEN,
+    PAYLOAD_HEAD,
     PAYLOAD_HEAD_AFTER_LEN,
     PAYLOAD_OVERHEAD,
     PROTOCOL_VERSION,
@@ -69,6 +70,13 @@ class Role(enum.Enum):
 
 _new = tuple.__new__
 _unpack_payload_head = PAYLOAD_HEAD_AFTER_LEN.unpack_from
+_unpack_whole_head = PAYLOAD_HEAD.unpack_from
+_WHOLE_HEAD = PAYLOAD_HEAD.size  # 35: frame header, Secure Streams header, SMD header
+
+Sink = Callable[[int, int, bytes], object]
+"""``sink(cls, timestamp, body)``: where :meth:`Decoder.dispatch` hands each message."""
+Publish = Callable[[int, bytes], object]
+"""``send(cls, body)``: where :meth:`Decoder.dispatch_bodies` hands each message."""
 _FIXED_LEN = {
     FrameType.ONWARD_CONNECT: 0,
     FrameType.DESTROYING: 0,
@@ -114,7 +122,10 @@ class Decoder:
         "_payload_type",
         "_pos",
         "_wanted",
+        "dispatched",
+        "interrupted",
         "role",
+        "stopped_by_sink",
     )
 
     def __init__(
@@ -137,6 +148,12 @@ class Decoder:
         self._base = 0  # stream offset of self._buf[0]
         self._error: DecodeError | None = None
         self._failed = False  # the error has been handed out
+        self.stopped_by_sink = False
+        """Whether the last :meth:`dispatch` stopped because its sink returned False."""
+        self.interrupted: tuple[int, int, bytes] | None = None
+        """The message whose sink call raised in the last :meth:`dispatch` (it is consumed)."""
+        self.dispatched = 0
+        """Frames the last :meth:`dispatch` handed over, an interrupted one included."""
 
     # -- input -------------------------------------------------------------
 
@@ -197,6 +214,101 @@ class Decoder:
             body = buf[pos + 35 : end]
             return _new(self._payload_cls, (cls, timestamp, body, flags, latency, time_us))
         return self._other(ftype, length, pos, end)
+
+    def dispatch(
+        self,
+        sink: Sink,
+        limit: int = -1,
+        hold_mask: int = 0,
+        stop_on_false: bool = False,
+    ) -> int:
+        """Hand the buffered payload frames to ``sink(cls, timestamp, body)``, making no events.
+
+        The hot path of both ends: one ``unpack_from`` per frame and a call,
+        nothing else. It stops, leaving the rest for :meth:`next_event`, before
+        any frame that is not a whole payload frame within the limits (other
+        frame types, a partial frame, anything malformed), before a payload
+        whose class shares a bit with ``hold_mask``, after ``limit`` frames
+        (negative: no limit), and, with ``stop_on_false``, after a frame for
+        which ``sink`` returned ``False`` (then :attr:`stopped_by_sink` is set).
+        A frame is consumed before ``sink`` sees it: if ``sink`` raises, the
+        exception propagates, the message is in :attr:`interrupted` and the
+        count so far (it included) in :attr:`dispatched`.
+
+        Returns how many frames were handed over. The Secure Streams header
+        (flags, latency, time) is not looked at: SMD always sends whole
+        messages and neither end uses the rest.
+        """
+        self.stopped_by_sink = False
+        buf = self._buf
+        pos = self._pos
+        size = len(buf)
+        ptype = self._payload_type
+        longest = self._max_payload_len
+        n = 0
+        cls = ts = 0
+        body = b""
+        try:
+            while n != limit and size - pos >= _WHOLE_HEAD:
+                ftype, length, _, _, _, cls, ts = _unpack_whole_head(buf, pos)
+                end = pos + 3 + length
+                if (
+                    ftype != ptype
+                    or length < PAYLOAD_OVERHEAD
+                    or length > longest
+                    or end > size
+                    or cls & hold_mask
+                ):
+                    break
+                body = buf[pos + _WHOLE_HEAD : end]
+                self._pos = pos = end
+                n += 1
+                if sink(cls, ts, body) is False and stop_on_false:
+                    self.stopped_by_sink = True
+                    break
+        except BaseException:
+            self.interrupted = (cls, ts, body)
+            self.dispatched = n
+            raise
+        self.dispatched = n
+        return n
+
+    def dispatch_bodies(self, send: Publish, limit: int = -1, hold_mask: int = 0) -> int:
+        """:meth:`dispatch` for a receiver that ignores the sender's timestamp: ``send(cls, body)``.
+
+        The proxy's hot path (it stamps messages with its own clock, as C does),
+        so ``send`` can be ``Bus.send`` itself with no wrapper call per message.
+        """
+        buf = self._buf
+        pos = self._pos
+        size = len(buf)
+        ptype = self._payload_type
+        longest = self._max_payload_len
+        n = 0
+        cls = 0
+        body = b""
+        try:
+            while n != limit and size - pos >= _WHOLE_HEAD:
+                ftype, length, _, _, _, cls, _ = _unpack_whole_head(buf, pos)
+                end = pos + 3 + length
+                if (
+                    ftype != ptype
+                    or length < PAYLOAD_OVERHEAD
+                    or length > longest
+                    or end > size
+                    or cls & hold_mask
+                ):
+                    break
+                body = buf[pos + _WHOLE_HEAD : end]
+                self._pos = pos = end
+                n += 1
+                send(cls, body)
+        except BaseException:
+            self.interrupted = (cls, 0, body)
+            self.dispatched = n
+            raise
+        self.dispatched = n
+        return n
 
     def _fail(self, problem: Problem, message: str, ftype: int, pos: int) -> DecodeError:
         offset = self._base + pos
