@@ -88,7 +88,10 @@ DEFAULT_MAX_INBOX = 10_000
 """Received messages waiting for ``receive()`` before the client stops reading."""
 
 _FLUSH_AT = 16 * 1024  # write at once, without waiting for the loop's turn
-_RECV_SIZE = 256 * 1024
+_RECV_SIZE = 64 * 1024
+"""Bytes asked of each recv. Not more: CPython allocates the whole size for every call,
+and at 128 KiB and up glibc hands that out and takes it back from the kernel each time
+(measured here: a one-frame recv of 256 KiB costs ~19 us, of 64 KiB ~2.5 us)."""
 _pack_head = PAYLOAD_HEAD.pack
 _new = tuple.__new__
 _monotonic_ns = time.monotonic_ns

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("smdbus.proxy")
 
 _PEERCRED = struct.Struct("3i")
+RECV_SIZE = 64 * 1024
+"""Bytes asked of each recv (see ``connection_made``)."""
 _GREETING = (
     create_result_frame(0)
     + conn_state_frame(ConnStateCode.CREATING)
@@ -150,6 +152,10 @@ class Connection(asyncio.Protocol):
         if not self.proxy.admit(self):
             return
         transport.set_write_buffer_limits(high=settings.high_water, low=settings.high_water // 4)
+        if hasattr(transport, "max_size"):
+            # asyncio's selector transports recv 256 KiB at a time: CPython allocates
+            # all of it for each call, which for a lone frame costs ~8x the syscall.
+            transport.max_size = RECV_SIZE
         loop = asyncio.get_running_loop()
         self._first_frame_timer = loop.call_later(
             settings.first_frame_timeout, self._first_frame_timed_out
