@@ -1,6 +1,6 @@
 """Benchmark: the smdbus proxy against ZeroMQ and mosquitto, in one run, on this machine.
 
-    .venv/bin/python bench/proxy.py [--messages 50000] [--repeat 3] [--json]
+    .venv/bin/python bench/proxy.py [--messages 50000] [--repeat 3] [--receive iter] [--json]
 
 What is measured (Python clients everywhere, every client its own process):
 
@@ -13,6 +13,10 @@ What is measured (Python clients everywhere, every client its own process):
 - fan-out (smdbus only): 1 000 connected subscribers, the proxy's RSS and the
   time for one message to reach all of them.
 
+Our subscribers take messages with ``on_message`` (the client's documented
+fast path, as the mosquitto anchor's paho callback); ``--receive iter`` uses
+``async for`` instead (a ``Message`` and a coroutine step per message).
+
 Anchors: ZeroMQ ``zmq.proxy(XSUB, XPUB)`` over ``ipc://`` with high-water
 marks 0, and mosquitto on a Unix socket with ``max_queued_messages 0``.
 Figures are medians over ``--repeat`` runs; ratios are against ZeroMQ in
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import resource
@@ -75,8 +80,9 @@ class SmdBus:
 
     name = "smdbus"
 
-    def __init__(self) -> None:
+    def __init__(self, receive: str = "callback") -> None:
         self.address = f"@smdbench-{os.getpid()}-{time.monotonic_ns()}"
+        self.receive = receive
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -101,7 +107,7 @@ class SmdBus:
 
         async def main() -> None:
             c = await connect(self.address, 0, max_buffered=4096, max_buffered_bytes=1 << 20)
-            await publish_async(plan, lambda p: c.send(CLS, p), c.drain)
+            await publish_async(plan, functools.partial(c.send, CLS), c.drain)
             await c.close(timeout=30)
 
         asyncio.run(main())
@@ -111,11 +117,21 @@ class SmdBus:
 
         async def main() -> None:
             tally = Tally(index, plan)
-            c = await connect(self.address, CLS)
             feed = tally.feed
-            async for m in c:
-                if not feed(m.payload):
-                    break
+            if self.receive == "iter":  # async for: a Message per message, a coroutine step
+                c = await connect(self.address, CLS)
+                async for m in c:
+                    if not feed(m.payload):
+                        break
+            else:  # on_message, the documented fast path (as paho's callback for mosquitto)
+                done = asyncio.get_running_loop().create_future()
+
+                def on_message(cls: int, ts: int, payload: bytes) -> None:
+                    if not feed(payload) and not done.done():
+                        done.set_result(None)
+
+                c = await connect(self.address, CLS, on_message=on_message)
+                await done
             await c.close(timeout=0)
 
         asyncio.run(main())
@@ -290,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only", default="smdbus,zeromq,mosquitto", help="systems to run, comma-separated"
     )
+    ap.add_argument(
+        "--receive",
+        choices=("callback", "iter"),
+        default="callback",
+        help="smdbus subscribers: on_message callback (default) or async for",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
 
@@ -300,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = args.only.split(",")
     systems: list[System] = []
     if "smdbus" in wanted:
-        systems.append(SmdBus())
+        systems.append(SmdBus(args.receive))
     if "zeromq" in wanted:
         systems.append(ZeroMQ())
     if "mosquitto" in wanted:
@@ -319,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             "size": args.size,
             "subscribers": args.subscribers,
             "repeat": args.repeat,
+            "smdbus_receive": args.receive,
         },
         "systems": {},
     }

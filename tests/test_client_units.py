@@ -71,6 +71,28 @@ def test_any_write_pattern_delivers_each_frame_once(sizes: list[int], data: st.D
     assert got == list(range(len(sizes)))
 
 
+def test_long_run_of_partial_writes_keeps_count_keys_and_order() -> None:
+    """Thousands of frames taken a few hundred bytes at a time (the bookkeeping compacts)."""
+    ob = Outbox(10_000, 10_000_000)
+    n = 5000
+    for i in range(n):
+        ob.put(frame(i), key=(4, b"body-%d" % i) if i % 7 == 0 else None)
+    sent = bytearray()
+    keys: list[tuple[int, bytes]] = []
+    counts = []
+    while ob.count:
+        chunk = bytes(ob.data())[:777]
+        sent += chunk
+        keys += ob.written(len(chunk))
+        counts.append(ob.count)
+    assert counts == sorted(counts, reverse=True) and ob.nbytes == 0
+    got = [e.timestamp for e in Decoder(Role.PROXY).feed(bytes(sent)) if isinstance(e, TxPayload)]
+    assert got == list(range(n))
+    assert keys == [(4, b"body-%d" % i) for i in range(0, n, 7)]
+    ob.put(frame(n))  # and it goes on after being emptied
+    assert ob.count == 1 and ob.written(len(frame(n))) == [] and ob.count == 0
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0

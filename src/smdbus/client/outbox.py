@@ -20,6 +20,7 @@ reports how much was taken with :meth:`written`.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from typing import TypeAlias
 
@@ -28,9 +29,26 @@ EchoKey: TypeAlias = tuple[int, bytes]
 
 
 class Outbox:
-    """Frames not yet written to the proxy, bounded by count and bytes."""
+    """Frames not yet written to the proxy, bounded by count and bytes.
 
-    __slots__ = ("_buf", "_frames", "_keyed", "_pos", "max_bytes", "max_messages")
+    Theory of operation: the unsent bytes are one ``bytearray`` starting at
+    the first frame not yet written whole; frame boundaries are kept as
+    absolute stream offsets (``_ends``, ascending), so a partial write finds
+    the frames it completed with one ``bisect`` instead of a step per frame.
+    The few frames with an echo key keep theirs in a side queue.
+    """
+
+    __slots__ = (
+        "_base",
+        "_buf",
+        "_end",
+        "_ends",
+        "_head",
+        "_keys",
+        "_pos",
+        "max_bytes",
+        "max_messages",
+    )
 
     def __init__(self, max_messages: int, max_bytes: int) -> None:
         if max_messages < 1 or max_bytes < 1:
@@ -40,37 +58,48 @@ class Outbox:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self._buf = bytearray()
-        self._frames: deque[tuple[int, EchoKey | None]] = deque()
+        self._base = 0  # stream offset of _buf[0]
+        self._end = 0  # stream offset after the last frame
+        self._ends: list[int] = []  # stream offset after each frame; [_head:] are unsent
+        self._head = 0
+        self._keys: deque[tuple[int, EchoKey]] = deque()  # (end offset, key)
         self._pos = 0  # bytes of the first frames already written
-        self._keyed = 0  # frames with an echo key
 
     def room_for(self, size: int) -> bool:
         """Whether one more frame of ``size`` bytes fits the bounds."""
-        return len(self._frames) < self.max_messages and len(self._buf) + size <= self.max_bytes
+        return (
+            len(self._ends) - self._head < self.max_messages
+            and len(self._buf) + size <= self.max_bytes
+        )
 
-    def offer(self, frame: bytes, key: EchoKey | None = None) -> bool:
-        """Append a whole frame if it fits the bounds (the send hot path: one call)."""
-        frames = self._frames
+    def offer(self, frame: bytes, key: EchoKey | None = None) -> int:
+        """Append a whole frame if it fits the bounds: the bytes now held, or -1 if it did not.
+
+        The send hot path: one call instead of :meth:`room_for`, :meth:`put`, :attr:`nbytes`.
+        """
         buf = self._buf
-        if len(frames) >= self.max_messages or len(buf) + len(frame) > self.max_bytes:
-            return False
+        ends = self._ends
+        if len(ends) - self._head >= self.max_messages or len(buf) + len(frame) > self.max_bytes:
+            return -1
         buf += frame
-        frames.append((len(frame), key))
+        self._end = end = self._end + len(frame)
+        ends.append(end)
         if key is not None:
-            self._keyed += 1
-        return True
+            self._keys.append((end, key))
+        return len(buf)
 
     def put(self, frame: bytes, key: EchoKey | None = None) -> None:
         """Append a whole frame; the caller checked :meth:`room_for`."""
         self._buf += frame
-        self._frames.append((len(frame), key))
+        self._end += len(frame)
+        self._ends.append(self._end)
         if key is not None:
-            self._keyed += 1
+            self._keys.append((self._end, key))
 
     @property
     def count(self) -> int:
         """Frames not yet written whole."""
-        return len(self._frames)
+        return len(self._ends) - self._head
 
     @property
     def nbytes(self) -> int:
@@ -88,26 +117,33 @@ class Outbox:
         if n <= 0:
             return []
         pos = self._pos + n
-        frames = self._frames
+        keys = self._keys
         if pos >= len(self._buf):  # everything went: the common case
-            keys = [k for _, k in frames if k is not None] if self._keyed else []
-            frames.clear()
+            done_keys = [k for _, k in keys] if keys else []
+            keys.clear()
             self._buf.clear()
+            self._ends.clear()
+            self._head = 0
+            self._base = self._end
             self._pos = 0
-            self._keyed = 0
-            return keys
-        keys = []
-        done = 0
-        while frames and done + frames[0][0] <= pos:
-            length, key = frames.popleft()
-            done += length
-            if key is not None:
-                keys.append(key)
-                self._keyed -= 1
-        if done:
-            del self._buf[:done]
-        self._pos = pos - done
-        return keys
+            return done_keys
+        ends = self._ends
+        head = self._head
+        reached = self._base + pos
+        k = bisect_right(ends, reached, head)
+        done_keys = []
+        if k > head:
+            done = ends[k - 1]
+            while keys and keys[0][0] <= done:
+                done_keys.append(keys.popleft()[1])
+            del self._buf[: done - self._base]
+            self._base = done
+            if k > 1024 and k * 2 > len(ends):  # drop the written offsets now and then
+                del ends[:k]
+                k = 0
+            self._head = k
+        self._pos = reached - self._base
+        return done_keys
 
     def rewind(self) -> None:
         """The connection died: a partly written frame will be sent whole again."""
@@ -115,9 +151,11 @@ class Outbox:
 
     def clear(self) -> int:
         """Drop everything (closing); returns how many frames were dropped."""
-        dropped = len(self._frames)
-        self._frames.clear()
+        dropped = self.count
         self._buf.clear()
+        self._ends.clear()
+        self._keys.clear()
+        self._head = 0
+        self._base = self._end
         self._pos = 0
-        self._keyed = 0
         return dropped
