@@ -231,3 +231,57 @@ async def test_byte_bound() -> None:
     with pytest.raises(BufferFull, match="bytes"):
         client.send(Class.NETWORK, bytes(100))
     await client.close(timeout=0)
+
+
+async def test_lone_send_is_written_at_once_and_a_burst_is_batched() -> None:
+    address = unique_address()
+    async with ScriptedProxy(address) as proxy:
+        client = await connect(address, Class.NETWORK)
+        client.send(Class.NETWORK, b"lone")
+        assert client.stats().sent == 1, "written before the loop turns"
+        for i in range(50):
+            client.send(Class.NETWORK, b"%d" % i)
+        assert client.stats().sent == 1, "the rest of the pass waits for one write"
+        await asyncio.sleep(0)
+        assert client.stats().sent == 51
+        await proxy.wait_for(lambda: len(proxy.payloads()) == 51)
+        assert [p.body for p in proxy.payloads()] == [b"lone", *(b"%d" % i for i in range(50))]
+        await client.close()
+
+
+async def test_inbox_bound_stops_reading_and_nothing_is_lost() -> None:
+    address = unique_address()
+    async with ScriptedProxy(address) as proxy:
+        client = await connect(address, Class.NETWORK, max_inbox=10)
+        proxy.writers[0].write(b"".join(rx_payload_frame(4, i, b"%d" % i) for i in range(100)))
+        deadline = time.monotonic() + 2
+        while client.stats().received < 10 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert client.stats().received == 10, "stopped at the bound"
+        got = [(await client.receive()).payload for _ in range(100)]
+        assert got == [b"%d" % i for i in range(100)]
+        await client.close()
+
+
+async def test_on_message_errors_are_logged_and_delivery_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    address = unique_address()
+    got: list[bytes] = []
+
+    def on_message(cls: int, ts: int, payload: bytes) -> None:
+        got.append(payload)
+        if payload == b"2":
+            raise RuntimeError("handler bug")
+
+    async with ScriptedProxy(address) as proxy:
+        client = await connect(address, Class.NETWORK, on_message=on_message)
+        proxy.writers[0].write(b"".join(rx_payload_frame(4, i, b"%d" % i) for i in range(5)))
+        deadline = time.monotonic() + 2
+        while len(got) < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert got == [b"0", b"1", b"2", b"3", b"4"]
+        assert "on_message failed on a NETWORK message" in caplog.text
+        assert client.stats().received == 5
+        await client.close()

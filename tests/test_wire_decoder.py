@@ -338,3 +338,21 @@ def test_dispatch_bodies_hands_class_and_body_only() -> None:
     assert sent[-1] == (2, b"b") and decoder.dispatched == 1
     assert decoder.dispatch_bodies(lambda c, b: sent.append((c, b))) == 0
     assert decoder.next_event() == OnwardConnect()
+
+
+def test_collect_builds_tuples_up_to_a_limit_and_stops_before_other_frames() -> None:
+    from collections import deque
+
+    from smdbus.wire import SmdMessage
+
+    stream = encode_all([RxPayload(4, i, b"%d" % i) for i in range(3)] + [ConnState(5)])
+    decoder = Decoder(Role.CLIENT)
+    decoder.feed(stream + encode(RxPayload(8, 9, b"last")))
+    inbox: deque[SmdMessage] = deque()
+    assert decoder.collect(inbox.append, SmdMessage, limit=2) == 2
+    assert decoder.collect(inbox.append, SmdMessage) == 1
+    assert list(inbox) == [SmdMessage(4, i, b"%d" % i) for i in range(3)]
+    assert decoder.collect(inbox.append, SmdMessage) == 0
+    assert decoder.next_event() == ConnState(5)
+    assert decoder.collect(inbox.append, SmdMessage) == 1
+    assert inbox[-1] == SmdMessage(8, 9, b"last")

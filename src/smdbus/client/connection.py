@@ -563,8 +563,19 @@ class Client:
             return
         next_event = decoder.next_event
         callback = self._on_message if sink == self._to_callback else None
+        inbox = self._inbox if sink == self._to_inbox else None
         while True:
-            if self._state is _READY:
+            ready = self._state is _READY  # before CREATE_RESULT, payloads are errors (below)
+            if ready and inbox is not None:  # async for / receive(): no Python call per message
+                room = self.max_inbox - len(inbox)
+                n = decoder.collect(inbox.append, Message, room) if room > 0 else 0
+                if n:
+                    self._received += n
+                    self._wake_inbox()
+                if len(inbox) >= self.max_inbox:
+                    self.pause_input()
+                    return
+            elif ready:
                 try:
                     if callback is not None:
                         self._received += decoder.dispatch(callback)

@@ -34,17 +34,13 @@ _RX_PAYLOAD = 0x55
 _WHOLE = 3  # SOM | EOM
 
 
-def rx_frame(cls: int, timestamp_us: int, payload: bytes) -> bytes:
-    """RX_PAYLOAD of one message, its time field the proxy's clock now (as C)."""
+def rx_frame(cls: int, timestamp_us: int, payload: bytes, time_us: int | None = None) -> bytes:
+    """RX_PAYLOAD of one message; its time field is the proxy's clock (now by default), as C."""
+    if time_us is None:
+        time_us = _monotonic_ns() // 1000
     return (
         _pack_head(
-            _RX_PAYLOAD,
-            PAYLOAD_OVERHEAD + len(payload),
-            _WHOLE,
-            0,
-            _monotonic_ns() // 1000,
-            cls,
-            timestamp_us,
+            _RX_PAYLOAD, PAYLOAD_OVERHEAD + len(payload), _WHOLE, 0, time_us, cls, timestamp_us
         )
         + payload
     )
@@ -67,16 +63,31 @@ class Group:
         return f"<Group mask={self.mask:#x} members={len(self.members)}>"
 
     def on_message(self, cls: int, timestamp_us: int, payload: bytes) -> None:
-        """Bus callback: one frame for every member, written at the end of the loop pass."""
+        """Bus callback: one frame for every member, written at the end of the loop pass.
+
+        The frame's time field ("when the proxy wrote it") is read once per
+        pass (:attr:`Proxy.pass_us`): the frames of a pass go out together.
+        """
         proxy = self.proxy
-        if proxy.shared_frames:
-            frame = proxy.rx_frame(cls, timestamp_us, payload)
-        else:
-            frame = rx_frame(cls, timestamp_us, payload)
-        self.frames.append(frame)
         if not self.dirty:
             self.dirty = True
             proxy.mark_dirty(self)
+        if proxy.shared_frames:
+            frame = proxy.rx_frame(cls, timestamp_us, payload)
+        else:
+            frame = (
+                _pack_head(
+                    _RX_PAYLOAD,
+                    PAYLOAD_OVERHEAD + len(payload),
+                    _WHOLE,
+                    0,
+                    proxy.pass_us,
+                    cls,
+                    timestamp_us,
+                )
+                + payload
+            )
+        self.frames.append(frame)
 
     def flush(self) -> None:
         """Write what was collected: one join, then the same bytes to each member."""

@@ -158,6 +158,7 @@ class Proxy:
         self._stall_timer: asyncio.TimerHandle | None = None
         # one RX frame built per message, shared by every group it goes to
         self.shared_frames = False  # more than one group: a message may reach several
+        self.pass_us = 0  # the RX frames' time field: read once per flush pass
         self._rx_key: tuple[int, int] = (0, 0)
         self._rx_payload: bytes | None = None
         self._rx_frame = b""
@@ -333,13 +334,16 @@ class Proxy:
         """The RX_PAYLOAD frame of a message, built once for all the groups it reaches."""
         if payload is self._rx_payload and self._rx_key == (cls, timestamp_us):
             return self._rx_frame
-        frame = rx_frame(cls, timestamp_us, payload)
+        frame = rx_frame(cls, timestamp_us, payload, self.pass_us)
         self._rx_payload = payload
         self._rx_key = (cls, timestamp_us)
         self._rx_frame = frame
         return frame
 
     def mark_dirty(self, group: Group) -> None:
+        """A group has frames to write: flush at the end of this loop pass."""
+        if not self._dirty:  # the first of this pass
+            self.pass_us = time.monotonic_ns() // 1000
         self._dirty.append(group)
         if not self._flush_scheduled and self.loop is not None:
             self._flush_scheduled = True

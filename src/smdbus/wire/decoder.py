@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from smdbus.wire.events import (
     ConnState,
@@ -270,6 +271,32 @@ class Decoder:
             self.interrupted = (cls, ts, body)
             self.dispatched = n
             raise
+        self.dispatched = n
+        return n
+
+    def collect(self, append: Callable[[Any], object], kind: type[Any], limit: int = -1) -> int:
+        """:meth:`dispatch` into a container: ``append(kind(cls, timestamp, body))`` per message.
+
+        ``kind`` is a 3-field tuple type (a ``NamedTuple``), built with
+        ``tuple.__new__`` and ``append`` is a C method (``deque.append``), so no
+        Python code runs per message: the fastest way to fill an inbox.
+        Stops as :meth:`dispatch` does, and after ``limit`` messages.
+        """
+        buf = self._buf
+        pos = self._pos
+        size = len(buf)
+        ptype = self._payload_type
+        longest = self._max_payload_len
+        n = 0
+        while n != limit and size - pos >= _WHOLE_HEAD:
+            ftype, length, _, _, _, cls, ts = _unpack_whole_head(buf, pos)
+            end = pos + 3 + length
+            if ftype != ptype or length < PAYLOAD_OVERHEAD or length > longest or end > size:
+                break
+            append(_new(kind, (cls, ts, buf[pos + _WHOLE_HEAD : end])))
+            pos = end
+            n += 1
+        self._pos = pos
         self.dispatched = n
         return n
 
