@@ -365,15 +365,15 @@ class Client:
                 )
             if state is not _READY or self._writing:
                 return  # written on connecting, or by the writer callback
-            if threading.get_ident() == self._thread_id:
-                if not self._flush_scheduled:
-                    # a lone message goes now; later sends of this pass are batched
-                    self._flush_scheduled = True
-                    self._loop.call_soon(self._flush)  # type: ignore[union-attr]
+            if self._flush_scheduled:  # a pass is open: batch, unless a lot is waiting
+                if held >= _FLUSH_AT and threading.get_ident() == self._thread_id:
                     self._flush_locked()
-                elif held >= _FLUSH_AT:
-                    self._flush_locked()
-            elif not self._flush_scheduled:
+            elif threading.get_ident() == self._thread_id:
+                # a lone message goes now; later sends of this pass are batched
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)  # type: ignore[union-attr]
+                self._flush_locked()
+            else:
                 self._flush_scheduled = True
                 self._loop.call_soon_threadsafe(self._flush)  # type: ignore[union-attr]
         finally:

@@ -30,7 +30,7 @@ import socket
 import struct
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from smdbus.classes import format_mask
 from smdbus.errors import PayloadTooLarge, QueueFull
@@ -139,7 +139,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # a stream transport (asyncio's, or another loop's such as uvloop's: not a subclass)
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         settings = self.proxy.settings
         sock = transport.get_extra_info("socket")
