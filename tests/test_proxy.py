@@ -326,3 +326,50 @@ async def test_peers_over_the_control_stream(proxy: Proxy) -> None:
     table = format_table(peers, summary["stats"])
     assert "SYSTEM_STATE|NETWORK" in table and "_smdbus_ctl" in table
     c.close()
+
+
+class _Sink:
+    """A transport stand-in that keeps what is written (for the fan-out unit test)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_fanout_group_shares_frames_and_a_late_joiner_gets_only_later_ones() -> None:
+    from smdbus.proxy.connection import Connection
+
+    proxy = Proxy(ProxySettings(address=_address()))
+
+    def member(ident: int, mask: int) -> tuple[Connection, _Sink]:
+        conn = Connection(proxy, ident)
+        sink = _Sink()
+        conn.transport = sink  # type: ignore[assignment]
+        conn.state, conn.mask = "smd", mask
+        conn.group = proxy.join(conn)
+        return conn, sink
+
+    a, a_out = member(1, 4)
+    group = a.group
+    assert group is not None and [p.mask for p in proxy.bus.participants()] == [4]
+    group.on_message(4, 10, b"early")  # delivered by the bus, not yet written
+    b, b_out = member(2, 4)
+    assert b.group is group, "same mask, same group: still one bus participant"
+    assert len(proxy.bus.participants()) == 1
+    group.on_message(4, 11, b"late")
+    group.flush()
+
+    def bodies(out: _Sink) -> list[bytes]:
+        return [e.body for e in decode(bytes(out.data), Role.CLIENT) if isinstance(e, RxPayload)]
+
+    assert bodies(a_out) == [b"early", b"late"]
+    assert bodies(b_out) == [b"late"], "nothing delivered before it joined"
+    assert (a.msgs_out, b.msgs_out) == (2, 1)
+    a._finish("test", error=False)
+    b._finish("test", error=False)
+    assert proxy.bus.participants() == [], "the last member out unregisters the group"
