@@ -1,17 +1,18 @@
-"""One client connection of the proxy: a participant of the proxy's bus.
+"""One client connection of the proxy: a receiver of the proxy's bus through its mask's group.
 
-Theory of operation. Bytes from the client go into a wire :class:`Decoder`;
-events are pulled from it one at a time, so the connection can stop in the
-middle of a read when it must not publish yet (the bus queue is full, or a
-subscriber of that class is behind). It then stops reading its socket and
-keeps the message in hand; nothing is dropped and the client is never
-disconnected for publishing fast.
+Theory of operation. Bytes from the client go into a wire :class:`Decoder`,
+which hands them out lazily, so the connection can stop in the middle of a
+read when it must not publish yet (the bus queue is full, or a subscriber of
+that class is behind). It then stops reading its socket and keeps the
+message in hand; nothing is dropped and the client is never disconnected
+for publishing fast.
 
-Input is taken on the wire decoder's hot path (:meth:`Decoder.dispatch`):
-while the bus has room and no class is held back, each TX_PAYLOAD goes
-straight to ``bus.send`` with no event object; how much room there is is
-looked up once per read, so a full queue is met by pausing, never by an
-exception per message. Other frames come out as events.
+Input is taken on the wire decoder's hot path
+(:meth:`Decoder.dispatch_bodies`): while the bus has room and no class is
+held back, each TX_PAYLOAD goes straight to ``bus.send`` with no event
+object; how much room there is is looked up once per read, so a full queue
+is met by pausing, never by an exception per message. Other frames come out
+as events (:meth:`Decoder.next_event`).
 
 Messages for the client arrive through its fan-out group
 (:mod:`smdbus.proxy.fanout`), which writes the frames of a loop pass with
@@ -240,16 +241,18 @@ class Connection(asyncio.Protocol):
             proxy.hold_for_congestion(self)
             return False
         try:
-            if bus.queue_length >= bus.queue_depth:
-                raise QueueFull(cls, bus.queue_depth)
-            bus.send(cls, body)
-        except QueueFull:
-            self._hold((cls, body), "queue")
-            bus.when_room(self._resume_soon)
-            return False
+            full = bus.queue_length >= bus.queue_depth
+            if not full:
+                bus.send(cls, body)
+        except QueueFull:  # another thread filled a shared bus meanwhile
+            full = True
         except PayloadTooLarge as exc:
             self.pending = None
             self.fail(f"message refused by the bus: {exc}")
+            return False
+        if full:
+            self._hold((cls, body), "queue")
+            bus.when_room(self._resume_soon)
             return False
         self.pending = None
         self.published += 1
