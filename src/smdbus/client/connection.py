@@ -22,9 +22,10 @@ Rules:
   which is written in one ``send`` call when the loop next turns (or at once
   when 16 KiB are waiting, so a sender that never yields still moves data).
   Sends from other threads append and wake the loop.
-- Input is taken on the wire decoder's hot path
-  (:meth:`~smdbus.wire.Decoder.dispatch`): no event object per message, and
-  with ``on_message`` the callback is called straight from the parse loop.
+- Input is taken on the wire decoder's hot path: no event object per
+  message; ``on_message`` is called straight from the parse loop
+  (:meth:`~smdbus.wire.Decoder.dispatch`) and ``async for`` reads an inbox
+  filled without a Python call per message (:meth:`~smdbus.wire.Decoder.collect`).
 - Input goes to one *sink*: the inbox (``async for`` / :meth:`Client.receive`),
   an ``on_message`` callback, or a bus bridge. A sink that cannot take more
   makes the client stop reading the socket, which is how a slow consumer
