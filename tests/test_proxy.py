@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from smdbus.classes import Class
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.proxy.flow import Outflow, Verdict
 from smdbus.wire import (
@@ -373,3 +374,32 @@ def test_fanout_group_shares_frames_and_a_late_joiner_gets_only_later_ones() -> 
     a._finish("test", error=False)
     b._finish("test", error=False)
     assert proxy.bus.participants() == [], "the last member out unregisters the group"
+
+
+async def test_close_delivers_what_was_sent_before_it_then_hangs_up() -> None:
+    """A shutdown announcement sent just before close() reaches clients before the EOF."""
+    p = Proxy(ProxySettings(address=_address()))
+    await p.start()
+    c = await (await Raw.open(p.address)).joined(int(Class.SYSTEM_STATE))
+    p.bus.send_json(Class.SYSTEM_STATE, {"state": "DESTROYING"})
+    await p.close()  # no loop pass in between: the message is still queued on the bus
+    rest = await c.closed_by_proxy()
+    [msg] = decode(rest, Role.CLIENT)
+    assert isinstance(msg, RxPayload) and msg.body == b'{"state":"DESTROYING"}'
+    c.close()
+
+
+async def test_inherited_socket_is_served_and_its_file_left_alone(tmp_path: Path) -> None:
+    """Socket activation: systemd binds the file; the proxy serves it and does not unlink it."""
+    path = str(tmp_path / "activated.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    sock.listen(8)
+    p = Proxy(ProxySettings(address=path), sock=sock)
+    await p.start()
+    c = await (await Raw.open(path)).joined(int(Class.NETWORK))
+    p.bus.send(Class.NETWORK, b"hello")
+    assert (await c.message()).body == b"hello"
+    c.close()
+    await p.close()
+    assert os.path.exists(path)

@@ -56,7 +56,7 @@ from smdbus.system.ops import SystemOps
 from smdbus.system.query import StateResponder
 from smdbus.system.scheduler import LoopScheduler
 from smdbus.system.state import IllegalTransition, ShutdownError, State, StateError, StateManager
-from smdbus.wire import format_address, is_abstract
+from smdbus.wire import format_address
 
 log = logging.getLogger("smdbus.daemon")
 
@@ -130,28 +130,6 @@ def _make_detector(policy: Policy, config: DaemonConfig, bus: Any) -> Any:
     if not config.cpd.retry:
         kwargs["retry"] = None
     return CaptivePortalDetector.from_policy(policy, **kwargs)
-
-
-# -- the proxy, with a socket systemd passed -----------------------------------------
-
-
-class _ActivatedProxy(Proxy):
-    """A proxy serving a socket it did not bind (systemd's), and not removing its file."""
-
-    def __init__(self, sock: Any, **kw: Any) -> None:
-        super().__init__(**kw)
-        self._inherited = sock
-
-    def _listen(self) -> Any:
-        return self._inherited
-
-    async def close(self) -> None:
-        if not is_abstract(self.settings.address):
-            # systemd owns the socket file: Proxy.close() must not unlink it.
-            from dataclasses import replace
-
-            self.settings = replace(self.settings, address="\0(systemd)")
-        await super().close()
 
 
 # -- the daemon ---------------------------------------------------------------------
@@ -278,7 +256,7 @@ class Daemon:
             from dataclasses import replace
 
             settings = replace(settings, address=socket_address(sock))
-            self.proxy = _ActivatedProxy(sock, settings=settings, bus=self.bus)
+            self.proxy = Proxy(settings, bus=self.bus, sock=sock)
             await self.proxy.start()
             self.note(
                 "info", f"serving the bus on {format_address(settings.address)} (from systemd)"
@@ -592,13 +570,7 @@ class Daemon:
                     m.transition(State.CONTEXT_DESTROYING)
             except StateError as e:
                 log.error("announcing shutdown: %s", e)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await self.bus.drain()
-        # The proxy batches its writes once per loop pass: let that pass run so
-        # DESTROYING is on the sockets before they are closed.
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        # Proxy.close() (below) delivers what is queued, DESTROYING included, before hanging up.
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

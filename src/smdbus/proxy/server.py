@@ -123,7 +123,9 @@ class Proxy:
 
     ``bus``: share an existing bus (the daemon does, so local participants see
     the proxy's traffic); by default the proxy makes its own. ``clock``:
-    monotonic seconds for the stall checks (tests inject one).
+    monotonic seconds for the stall checks (tests inject one). ``sock``: a
+    listening socket somebody else bound (systemd socket activation); the
+    proxy serves it and, at close, leaves its file alone.
     """
 
     def __init__(
@@ -132,8 +134,10 @@ class Proxy:
         *,
         bus: Bus | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sock: socket.socket | None = None,
     ) -> None:
         self.settings = settings or ProxySettings()
+        self._inherited = sock
         # Its own bus carries no more than the wire's body limit (383, one below
         # the in-process 384): a larger message could not reach any client.
         self.bus = (
@@ -187,9 +191,20 @@ class Proxy:
         )
 
     async def close(self) -> None:
-        """Stop listening, hang up every connection, release the address."""
+        """Stop listening, deliver what is queued, hang up every connection, release the address.
+
+        Clients learn of the shutdown by the close, after the messages sent
+        before it (DESTROYING, typically): the bus is drained and the batched
+        frames are handed to the transports, which flush them before closing.
+        """
         if self._server is not None:
             self._server.close()
+        if self._bound_bus or self.bus.loop is asyncio.get_running_loop():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.bus.drain()
+        if self._dirty:
+            self._flush_all()
         for conn in list(self._connections.values()):
             conn.close("proxy shutting down")
         if self._stall_timer is not None:
@@ -198,7 +213,7 @@ class Proxy:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-            if not is_abstract(self.address):
+            if not is_abstract(self.address) and self._inherited is None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.address)
         if self._bound_bus:
@@ -220,6 +235,9 @@ class Proxy:
 
     def _listen(self) -> socket.socket:
         """A bound, listening socket with the configured permissions."""
+        if self._inherited is not None:
+            self._inherited.setblocking(False)
+            return self._inherited
         address = self.address
         shown = format_address(address)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
