@@ -397,20 +397,19 @@ class Bus:
         try:
             if len(cbs) == 1:
                 cb = cbs[0]
-                for m in list(q):
-                    if m[0] != cls or m[3] is not None or self._fan is not fans:
+                for mcls, ts, payload, exclude in list(q):
+                    if mcls != cls or exclude is not None or self._fan is not fans:
                         break
                     try:
-                        cb(cls, m[1], m[2])
+                        cb(cls, ts, payload)
                     except Exception:
                         self._callback_failed(cb, fan, cls)
                     popleft()
                     n += 1
             else:
-                for m in list(q):
-                    if m[0] != cls or m[3] is not None or self._fan is not fans:
+                for mcls, ts, payload, exclude in list(q):
+                    if mcls != cls or exclude is not None or self._fan is not fans:
                         break
-                    ts, payload = m[1], m[2]
                     for cb in cbs:
                         try:
                             cb(cls, ts, payload)
