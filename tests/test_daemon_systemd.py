@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -78,8 +80,35 @@ def test_a_receiver_that_does_not_read_never_blocks_the_daemon(
     for i in range(5000):
         if not n.status(f"state {i}"):
             break
-    assert n.dropped == 1, "the queue filled up and the next message was dropped, not waited for"
-    assert 0 < len(n.sent) < 5000
+    assert n.deferred == 1, "the queue filled up and the next message waits, not the daemon"
+    assert 0 < len(n.sent) < 5000 and n.pending == [f"STATUS=state {len(n.sent)}"]
+    n.close()
+
+
+async def test_a_burst_past_the_receivers_queue_loses_no_ready(
+    receiver: tuple[socket.socket, str],
+) -> None:
+    """A boot sends more datagrams at once than a Unix datagram queue holds (10 by default)."""
+    sock, path = receiver
+    sock.setblocking(False)
+    n = Notifier(path)
+    for i in range(40):
+        n.status(f"state {i}")
+    n.ready("OPERATIONAL")
+    n.status("after")
+    assert n.deferred > 0, "the burst did not fill the receiver's queue: the test proves nothing"
+    got: list[bytes] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while (not got or got[-1] != b"STATUS=after") and loop.time() < deadline:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                got.append(sock.recv(512))
+        await asyncio.sleep(0.005)  # the notifier retries from the loop
+    assert b"READY=1\nSTATUS=OPERATIONAL" in got
+    assert got[-1] == b"STATUS=after" and n.pending == []
+    statuses = [g for g in got if g.startswith(b"STATUS=state")]
+    assert statuses == sorted(statuses, key=lambda g: int(g.split()[-1])), "order kept"
     n.close()
 
 

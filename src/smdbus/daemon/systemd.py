@@ -16,6 +16,7 @@ Both are small, stable protocols (see sd_notify(3) and sd_listen_fds(3)):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -25,6 +26,12 @@ from collections.abc import MutableMapping
 log = logging.getLogger("smdbus.daemon.systemd")
 
 SD_LISTEN_FDS_START = 3
+_MAX_PENDING = 32
+_RETRY_S = 0.01
+
+
+def _status_only(message: str) -> bool:
+    return message.startswith("STATUS=") and "\n" not in message
 
 
 class ActivationError(RuntimeError):
@@ -43,9 +50,13 @@ class Notifier:
         self.sent: list[str] = []
         """Every message sent (for logs and tests)."""
         self.errors = 0
+        self.deferred = 0
+        """Messages that had to wait because the receiver's queue was full."""
         self.dropped = 0
-        """Messages not sent because the receiver's queue was full."""
+        """Waiting messages given up (a STATUS overtaken by a newer one, or an overflow)."""
         self._sock: socket.socket | None = None
+        self._pending: list[str] = []
+        self._retry: asyncio.TimerHandle | None = None
 
     @property
     def _shown(self) -> str:
@@ -56,30 +67,81 @@ class Notifier:
         return self.address is not None
 
     def notify(self, *fields: str) -> bool:
-        """Send ``fields`` (``"READY=1"``, ``"STATUS=..."``) in one datagram; False if not sent."""
+        """Send ``fields`` (``"READY=1"``, ``"STATUS=..."``) in one datagram.
+
+        True when sent now. When the receiver's queue is full (it holds only
+        ``net.unix.max_dgram_qlen`` datagrams, 10 by default, and a boot
+        sends more than that in a millisecond) the message waits, in order,
+        and is retried from the running loop: READY=1 must never be lost.
+        Only a STATUS overtaken by a newer STATUS is dropped (counted).
+        """
         if self.address is None or not fields:
             return False
         message = "\n".join(f.replace("\n", " ") for f in fields)
+        if self._pending:
+            self._defer(message)
+            return False
+        outcome = self._send(message)
+        if outcome == "full":
+            self._defer(message)
+        return outcome == "sent"
+
+    def _send(self, message: str) -> str:
+        """One datagram: "sent", "full" (try again later) or "failed" (counted, not retried)."""
+        assert self.address is not None
         try:
             if self._sock is None:
-                # Non-blocking: a receiver that does not read (its queue holds
-                # net.unix.max_dgram_qlen datagrams) must never stall the daemon.
+                # Non-blocking: a receiver that does not read must never stall the daemon.
                 self._sock = socket.socket(
                     socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
                 )
             self._sock.sendto(message.encode(), self.address)
         except BlockingIOError:
-            self.dropped += 1
-            if self.dropped == 1:
-                log.warning("sd_notify: %r is not reading; %s dropped", self._shown, message)
-            return False
+            return "full"
         except OSError as e:
             self.errors += 1
             if self.errors == 1:
                 log.warning("sd_notify to %r failed: %s", self._shown, e)
-            return False
+            return "failed"
         self.sent.append(message)
-        return True
+        return "sent"
+
+    def _defer(self, message: str) -> None:
+        pending = self._pending
+        if pending and _status_only(message) and _status_only(pending[-1]):
+            pending[-1] = message  # only the newest status matters
+            self.dropped += 1
+        elif len(pending) >= _MAX_PENDING:
+            log.warning("sd_notify: %r is not reading; %s dropped", self._shown, pending[0])
+            pending.pop(0)
+            pending.append(message)
+            self.dropped += 1
+        else:
+            pending.append(message)
+        self.deferred += 1
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        if self._retry is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: the next notify() tries again
+        self._retry = loop.call_later(_RETRY_S, self._flush)
+
+    def _flush(self) -> None:
+        self._retry = None
+        while self._pending and self.address is not None:
+            if self._send(self._pending[0]) == "full":
+                self._schedule_retry()
+                return
+            self._pending.pop(0)
+
+    @property
+    def pending(self) -> list[str]:
+        """Messages waiting for the receiver to read (oldest first)."""
+        return list(self._pending)
 
     def ready(self, status: str | None = None) -> bool:
         return self.notify("READY=1", *([f"STATUS={status}"] if status else []))
@@ -94,6 +156,12 @@ class Notifier:
         return self.notify("STOPPING=1")
 
     def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._flush()
+        if self._pending:
+            log.warning("sd_notify: %d messages never read by %r", len(self._pending), self._shown)
         if self._sock is not None:
             self._sock.close()
             self._sock = None
