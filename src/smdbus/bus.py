@@ -41,6 +41,9 @@ from smdbus.errors import PayloadTooLarge, QueueFull
 
 log = logging.getLogger("smdbus.bus")
 
+COMPILED = not __file__.endswith(".py")
+"""True when this module runs as the optional mypyc build (scripts/build-speedups.sh)."""
+
 MAX_PAYLOAD = 384
 """lws_smd's payload limit, bytes."""
 DEFAULT_QUEUE_DEPTH = 40
@@ -51,7 +54,10 @@ Callback: TypeAlias = Callable[[int, int, bytes], None]
 Clock: TypeAlias = Callable[[], int]
 """Monotonic microseconds."""
 
-_Message: TypeAlias = "tuple[int, int, bytes, Participant | None]"
+_Message: TypeAlias = "tuple[Any, ...]"
+"""``(cls, timestamp_us, payload, exclude)``. Typed loosely on purpose: discards are
+tracked by the tuple's identity, and a compiled build (mypyc) would unbox a fixed-shape
+tuple into a struct and box a new object at each use."""
 _Fan: TypeAlias = "tuple[list[Callback], list[Participant], list[int]]"
 
 # Counter slots per class.
