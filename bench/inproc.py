@@ -252,6 +252,29 @@ def loop_turn_seconds(turns: int) -> float:
     return asyncio.run(_empty_turns(turns))
 
 
+def build_compiled(dest: Path = BUILD_DIR / "speedups") -> Path:
+    """The optional mypyc build of smdbus.bus (scripts/build-speedups.sh), in ``dest``."""
+    script = HERE.parent / "scripts" / "build-speedups.sh"
+    done = subprocess.run([str(script), str(dest)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError(f"building the compiled bus failed:\n{done.stdout}{done.stderr}")
+    return dest
+
+
+def run_compiled(build: Path, peers: int, messages: int, per_turn: int) -> Run:
+    """One run of the smdbus workload in a child process importing the compiled bus."""
+    env = {**os.environ, "PYTHONPATH": str(build)}
+    cmd = [sys.executable, __file__, "--worker", str(peers), "--messages", str(messages)]
+    cmd += ["--per-turn", str(per_turn)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if done.returncode != 0:
+        raise BenchError(f"compiled run failed ({done.returncode}): {done.stderr}")
+    r = json.loads(done.stdout)
+    if not r.pop("compiled"):
+        raise BenchError(f"the child did not import the compiled bus from {build}")
+    return Run(**r)
+
+
 # -- report ------------------------------------------------------------------
 
 
@@ -295,7 +318,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also print where the time goes: sender vs delivery and loop, per message",
     )
     ap.add_argument("--json", action="store_true", help="print one JSON document instead")
+    ap.add_argument(
+        "--no-compiled",
+        action="store_true",
+        help="skip the optional mypyc build of the bus (scripts/build-speedups.sh)",
+    )
+    ap.add_argument("--worker", type=int, metavar="PEERS", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker is not None:  # a child run of run_compiled()
+        import smdbus.bus
+
+        run = run_smdbus(args.worker, args.messages, args.per_turn, args.per_turn)
+        print(json.dumps(asdict(run) | {"compiled": smdbus.bus.COMPILED}))
+        return 0
     try:
         peer_counts = [int(p) for p in args.peers.split(",")]
     except ValueError:
@@ -309,6 +344,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"inproc: {e}", file=sys.stderr)
         return 2
 
+    compiled_build: Path | None = None
+    if not args.no_compiled:
+        try:
+            compiled_build = build_compiled()
+        except BenchError as e:
+            print(f"inproc: no compiled row: {e}", file=sys.stderr)
+
     version = lws_version()
     results = []
     for peers in peer_counts:
@@ -317,15 +359,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         c_runs: list[Run] = []
         py_runs: list[Run] = []
         matched_runs: list[Run] = []
+        compiled_runs: list[Run] = []
         for _ in range(args.repeat):
             c_runs.append(run_c(exe, peers, args.messages, args.per_turn))
             py_runs.append(run_smdbus(peers, args.messages, args.per_turn, args.per_turn))
+            if compiled_build is not None:
+                compiled_runs.append(
+                    run_compiled(compiled_build, peers, args.messages, args.per_turn)
+                )
             if args.matched_depth:
                 depth = c_runs[-1].depth
                 matched_runs.append(run_smdbus(peers, args.messages, depth, depth))
         c, py = median_run(c_runs), median_run(py_runs)
         matched = median_run(matched_runs) if matched_runs else None
-        results.append((peers, c, py, matched))
+        compiled = median_run(compiled_runs) if compiled_runs else None
+        results.append((peers, c, py, matched, compiled))
 
     if args.json:
         doc = {
@@ -350,6 +398,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "goal_met": None
                     if peers not in GOALS
                     else py.msgs_per_s / c.msgs_per_s >= GOALS[peers],
+                    "smdbus_compiled": None
+                    if compiled is None
+                    else asdict(compiled)
+                    | {
+                        "msgs_per_s": compiled.msgs_per_s,
+                        "deliveries_per_s": compiled.deliveries_per_s,
+                        "ratio": compiled.msgs_per_s / c.msgs_per_s,
+                    },
                     "smdbus_matched_depth": None
                     if matched is None
                     else asdict(matched)
@@ -358,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "ratio": matched.msgs_per_s / c.msgs_per_s,
                     },
                 }
-                for peers, c, py, matched in results
+                for peers, c, py, matched, compiled in results
             ],
         }
         print(json.dumps(doc, indent=2))
@@ -371,9 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{'peers':>5}  {'impl':<22} {'msgs':>11} {'deliveries':>11}  {'time':>9}  depth  smdbus/C"
     )
-    for _peers, c, py, matched in results:
+    for _peers, c, py, matched, compiled in results:
         print(_row(f"C lws_smd {version}", c, None))
         print(_row(f"smdbus ({args.per_turn}/turn)", py, c))
+        if compiled is not None:
+            print(_row(f"smdbus mypyc ({args.per_turn}/turn)", compiled, c))
         if matched is not None:
             print(_row(f"smdbus ({c.depth}/turn, as C)", matched, c))
     if args.split:
@@ -381,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("where the time goes (ns; send = inside the sender: format + queue;")
         print("rest = delivery + event loop; loop = an empty asyncio turn of the same shape)")
         print(f"{'peers':>5}  {'impl':<22} {'send/msg':>9} {'rest/msg':>9} {'rest/delivery':>14}")
-        for _peers, c, py, _matched in results:
+        for _peers, c, py, _matched, _compiled in results:
             for label, r in ((f"C lws_smd {version}", c), ("smdbus", py)):
                 rest = r.seconds - r.send_seconds
                 print(
