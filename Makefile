@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench system-deps clean
+.PHONY: run test lint typecheck unit bench speedups system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+# Optional: compile the bus's hot path with mypyc (imported in place of bus.py when present).
+speedups: $(STAMP)
+	scripts/build-speedups.sh
+
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/inproc.py
 	$(BIN)/python bench/proxy.py
 
 clean:
-	rm -rf $(VENV) bench/build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) bench/build .mypy_cache .ruff_cache .pytest_cache src/build src/smdbus/*.so
