@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from smdbus.classes import Class, class_names
+from smdbus.system.state import State
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -44,23 +45,9 @@ STYLES = {
     "bad": "1;31",
 }
 
-BOOT_STATES = (
-    "CONTEXT_CREATED",
-    "PRE_PRIV_DROP",
-    "INITIALIZED",
-    "COLLECTING_STDIN",
-    "IFACE_COLDPLUG",
-    "DHCP",
-    "CPD_PRE_TIME",
-    "TIME_VALID",
-    "CPD_POST_TIME",
-    "POLICY_VALID",
-    "REGISTERED",
-    "AUTH1",
-    "AUTH2",
-    "ONE_TIME_UPDATES",
-    "OPERATIONAL",
-)
+BOOT_STATES = tuple(
+    s.name for s in State if State.CONTEXT_CREATED <= s <= State.OPERATIONAL
+)  # the boot's way, CONTEXT_CREATED to OPERATIONAL, for "step n/14" in the view
 
 
 @dataclass(frozen=True)
