@@ -19,7 +19,6 @@ import ctypes
 import itertools
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from conftest import MakeNetns
 from smdbus.classes import Class
 from smdbus.client import Client
 from smdbus.daemon.sntp import build_response
@@ -69,40 +69,9 @@ def _ip(*args: str) -> None:
 
 
 @pytest.fixture
-def netns() -> Iterator[str]:
+def netns(make_netns: MakeNetns) -> str:
     """A fresh namespace: lo up, dummy d0 up with no address, IPv6 off."""
-    if shutil.which("ip") is None:
-        pytest.skip("network namespaces need the ip command (iproute2), not installed")
-    name = f"smdd{os.getpid()}x{next(_names)}"
-    try:
-        _ip("netns", "add", name)
-    except subprocess.CalledProcessError as e:
-        pytest.skip(f"cannot create a network namespace here: {e.stderr.strip()}")
-    try:
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                name,
-                "sh",
-                "-c",
-                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6;"
-                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
-            ],
-            capture_output=True,
-            check=False,
-        )
-        _ip("-n", name, "link", "set", "lo", "up")
-        try:
-            _ip("-n", name, "link", "add", "d0", "type", "dummy")
-        except subprocess.CalledProcessError:
-            _ip("-n", name, "link", "add", "d0", "type", "veth", "peer", "name", "d0p")
-            _ip("-n", name, "link", "set", "d0p", "up")
-        _ip("-n", name, "link", "set", "d0", "up")
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+    return make_netns("smdd", "d0")
 
 
 def sockets_in(netns: str, *factories: Callable[[], socket.socket]) -> list[socket.socket]:

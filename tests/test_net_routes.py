@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from conftest import MakeNetns
 from smdbus import Bus, Class
 from smdbus.net.gates import ColdplugGate
 from smdbus.net.policy import Policy, parse_policy
@@ -42,40 +41,9 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def netns() -> Iterator[str]:
-    """A fresh namespace with up links ``d0`` and ``s0`` (dummy, else veth pairs)."""
-    if shutil.which("ip") is None:
-        pytest.skip("network namespaces need the ip command (iproute2), not installed")
-    name = f"smdtest{os.getpid()}x{next(_names)}"
-    try:
-        _ip("netns", "add", name)
-    except subprocess.CalledProcessError as e:
-        pytest.skip(f"cannot create a network namespace here: {e.stderr.strip()}")
-    try:
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                name,
-                "sh",
-                "-c",
-                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6;"
-                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
-            ],
-            capture_output=True,
-            check=False,
-        )
-        for link in ("d0", "s0"):  # s0: the sentinel, always up
-            try:
-                _ip("-n", name, "link", "add", link, "type", "dummy")
-            except subprocess.CalledProcessError:
-                _ip("-n", name, "link", "add", link, "type", "veth", "peer", "name", f"{link}p")
-                _ip("-n", name, "link", "set", f"{link}p", "up")
-            _ip("-n", name, "link", "set", link, "up")
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+def netns(make_netns: MakeNetns) -> str:
+    """A fresh namespace with up links ``d0`` and ``s0`` (``s0``: the sentinel, always up)."""
+    return make_netns("smdtest", "d0", "s0", lo=False)
 
 
 class Watch:

@@ -1,0 +1,67 @@
+"""Shared fixtures: network namespaces for the route and daemon tests (we run as root)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+
+_names = itertools.count()
+
+MakeNetns = Callable[..., str]
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def make_netns() -> Iterator[MakeNetns]:
+    """``make_netns(prefix, *links, lo=True)``: a fresh namespace with ``links`` up, IPv6 off.
+
+    ``lo=False`` leaves the loopback down (and so its local routes out of the tables).
+
+    Each link is a dummy, or a veth pair where the kernel lacks dummy links (its peer
+    ``<link>p`` is up too). Skips, naming the reason, where namespaces cannot be made.
+    Every namespace made is deleted afterwards.
+    """
+    if shutil.which("ip") is None:
+        pytest.skip("network namespaces need the ip command (iproute2), not installed")
+    made: list[str] = []
+
+    def make(prefix: str, *links: str, lo: bool = True) -> str:
+        name = f"{prefix}{os.getpid()}x{next(_names)}"
+        try:
+            _ip("netns", "add", name)
+        except subprocess.CalledProcessError as e:
+            pytest.skip(f"cannot create a network namespace here: {e.stderr.strip()}")
+        made.append(name)
+        subprocess.run(
+            [
+                *("ip", "netns", "exec", name, "sh", "-c"),
+                "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6;"
+                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        if lo:
+            _ip("-n", name, "link", "set", "lo", "up")
+        for link in links:
+            try:
+                _ip("-n", name, "link", "add", link, "type", "dummy")
+            except subprocess.CalledProcessError:
+                _ip("-n", name, "link", "add", link, "type", "veth", "peer", "name", f"{link}p")
+                _ip("-n", name, "link", "set", f"{link}p", "up")
+            _ip("-n", name, "link", "set", link, "up")
+        return name
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
