@@ -450,7 +450,11 @@ def steady_publisher(cfg: Settings, go: Q, stop: Q, reports: Q) -> None:
         await asyncio.get_running_loop().run_in_executor(None, go.wait)
         pad = bytes(max(0, cfg.payload - _REC.size))
         sent_ns = array.array("q")
+        # (when, ns): this process woke late (the machine), or waited in drain (the proxy)
+        late: list[tuple[int, int]] = []
+        drained: list[tuple[int, int]] = []
         refused = 0
+        period = 1.0 / cfg.rate
         t0 = time.monotonic()
         seq = 0
         while not stop.is_set():
@@ -462,10 +466,15 @@ def steady_publisher(cfg: Settings, go: Q, stop: Q, reports: Q) -> None:
                 except BufferFull:
                     refused += 1
                     await c.drain()
+                    drained.append((now, time.monotonic_ns() - now))
                     continue
                 sent_ns.append(now)
                 seq += 1
-            await asyncio.sleep(1.0 / cfg.rate)
+            slept = time.monotonic_ns()
+            await asyncio.sleep(period)
+            over = time.monotonic_ns() - slept - int(period * 1e9)
+            if over > 2_000_000:
+                late.append((slept, over))
         deadline = time.monotonic() + 10
         while c.stats().buffered and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -481,6 +490,8 @@ def steady_publisher(cfg: Settings, go: Q, stop: Q, reports: Q) -> None:
                     "expected": len(sent_ns) - unsent,
                     "unsent_at_close": unsent,
                     "refused": refused,
+                    "late": late,
+                    "drained": drained,
                     "timeline": timeline,
                 },
             )
@@ -603,8 +614,21 @@ def _back_after(timeline: list[tuple[float, bool]], t_kill: float) -> float | No
     return None
 
 
-def _unplanned_drops(timeline: list[tuple[float, bool]], window: Window) -> int:
-    return sum(1 for t, up in timeline if not up and not window.holds(int(t * 1e9)))
+def _unplanned_drops(
+    timelines: dict[str, list[tuple[float, bool]]], window: Window, t0: float
+) -> list[dict[str, Any]]:
+    """Drops of a long-lived well-behaved client outside the window: who, and when."""
+    return [
+        {"client": name, "at_s": round(t - t0, 3)}
+        for name, timeline in timelines.items()
+        for t, up in timeline
+        if not up and not window.holds(int(t * 1e9))
+    ]
+
+
+def _longest_outside(events: list[tuple[int, int]], window: Window) -> float:
+    """The longest of ``(when ns, duration ns)`` events outside the window, in ms."""
+    return max((d / 1e6 for t, d in events if not window.holds(t)), default=0.0)
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -889,9 +913,12 @@ def run(cfg: Settings, logs: str) -> dict[str, Any]:
         unplanned.append({"at_s": time.monotonic() - t_go, "returncode": rc, "on": "SIGTERM"})
 
     # the restart window, from the long-lived well-behaved clients' timelines
-    timelines = [steady_body["timeline"], *(s["timeline"] for s in subs)]
+    timelines = {
+        "steady": steady_body["timeline"],
+        **{f"subscriber{i}": s["timeline"] for i, s in enumerate(subs)},
+    }
     if t_kill == t_kill:
-        backs = [_back_after(t, t_kill) for t in timelines]
+        backs = [_back_after(t, t_kill) for t in timelines.values()]
         t_back = t_stop if any(b is None for b in backs) else max(b for b in backs if b)
         window = Window(
             int((t_kill - cfg.window_margin) * 1e9), int((t_back + cfg.window_margin) * 1e9)
@@ -949,8 +976,10 @@ def run(cfg: Settings, logs: str) -> dict[str, Any]:
             "bursts": len(burst_body["bursts"]),
             "burst_messages": sum(b[1] for b in burst_body["bursts"]),
             "burst_connect_failures": burst_body["unavailable"],
-            "unplanned_disconnects": sum(_unplanned_drops(t, window) for t in timelines),
+            "unplanned_disconnects": _unplanned_drops(timelines, window, t_go),
             **deliveries,
+            "publisher_late_ms": _longest_outside(steady_body["late"], window),
+            "publisher_drain_wait_ms": _longest_outside(steady_body["drained"], window),
         },
         "proxy": {
             "processes": proxies,
@@ -992,10 +1021,14 @@ def print_text(r: dict[str, Any]) -> None:
             )
     lat = w["latency_ms"]
     print(
-        f"  admission gap {w['admission_gap_ms']:.1f} ms (publisher's own send gap "
-        f"{w['publisher_send_gap_ms']:.1f} ms); latency p50 {lat['p50']:.1f} "
-        f"p99 {lat['p99']:.1f} max {lat['max']:.1f} ms; unplanned disconnects "
-        f"{w['unplanned_disconnects']}"
+        f"  admission gap {w['admission_gap_ms']:.1f} ms; the publisher's longest gap between "
+        f"sends {w['publisher_send_gap_ms']:.1f} ms (woke late by up to "
+        f"{w['publisher_late_ms']:.1f} ms, waited in drain up to "
+        f"{w['publisher_drain_wait_ms']:.1f} ms)"
+    )
+    print(
+        f"  latency p50 {lat['p50']:.1f} p99 {lat['p99']:.1f} max {lat['max']:.1f} ms; "
+        f"unplanned disconnects {w['unplanned_disconnects'] or 'none'}"
     )
     lg = p["log"]
     print(
