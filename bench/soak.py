@@ -74,7 +74,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from smdbus.classes import ALL_CLASSES, user_class
@@ -103,7 +103,6 @@ LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: "
 )
 """The ``smd`` command's log format (cli.py)."""
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -1066,19 +1065,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--logs", metavar="DIR", help="keep the proxy's stderr here")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
+    given = {f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)}
     cfg = Settings(
-        address=parse_address(f"@smdsoak-{os.getpid()}-{time.monotonic_ns()}"),
-        seconds=args.seconds,
-        seed=args.seed,
-        rate=args.rate,
-        subscribers=args.subscribers,
-        burst=args.burst,
-        fuzzers=args.fuzzers,
-        fuzz_rate=args.fuzz_rate,
-        flooders=args.flooders,
-        stalled=args.stalled,
-        window_margin=args.window_margin,
-        settle=args.settle,
+        **{**given, "address": parse_address(f"@smdsoak-{os.getpid()}-{time.monotonic_ns()}")}
     )
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < min(hard, 4096):
