@@ -45,9 +45,10 @@ when any of it does). The goals hold outside it:
 - no proxy exit but the planned kill; no log line forged from peer text.
 
 Also reported: log lines per second on the proxy's stderr, the publisher's
-own longest gap between accepted sends (to tell the proxy's stalls from
-this machine's), latencies, the load each process managed, and the proxy's
-counters at the end. Exit status is 0 whatever the figures (a bench).
+own longest gap between accepted sends, split into waking late (this
+machine) and waiting in ``drain`` (the proxy not reading it), latencies,
+the load each process managed, and the proxy's counters at the end. Exit
+status is 0 whatever the figures (a bench).
 """
 
 from __future__ import annotations
@@ -312,7 +313,7 @@ MAX_LINGERING = 16
 
 def fuzzer(cfg: Settings, index: int, stop: Q, reports: Q) -> None:
     rng = random.Random(cfg.seed * 1000 + index)
-    connections = refused = sent = 0
+    connections = connect_failed = sent = 0
     lingering: list[tuple[float, socket.socket]] = []
     scenarios = itertools.cycle(SCENARIOS)
     period = 1.0 / cfg.fuzz_rate if cfg.fuzz_rate > 0 else 0.0
@@ -330,7 +331,7 @@ def fuzzer(cfg: Settings, index: int, stop: Q, reports: Q) -> None:
         try:
             s = _connect_raw(cfg.address, 0.5)
         except OSError:
-            refused += 1
+            connect_failed += 1  # the proxy is down, or too busy to accept within 0.5 s
             time.sleep(0.01)
             continue
         connections += 1
@@ -351,7 +352,8 @@ def fuzzer(cfg: Settings, index: int, stop: Q, reports: Q) -> None:
         s.close()
     for _, s in lingering:
         s.close()
-    reports.put(("fuzzer", index, {"connections": connections, "refused": refused, "bytes": sent}))
+    counts = {"connections": connections, "connect_failed": connect_failed, "bytes": sent}
+    reports.put(("fuzzer", index, counts))
 
 
 # -- flooders and stalled subscribers ------------------------------------------------
