@@ -298,6 +298,59 @@ async def test_self_unregister_in_callback_stops_further_delivery() -> None:
     assert got == [b"0"]
 
 
+async def test_a_callback_that_unregisters_then_sends_loses_nothing() -> None:
+    """A discard must not fall on a later message (issue 10, 1): with mixed classes queued,
+    "b" leaves inside its own callback and "a" keeps a chain of sends going."""
+    got: list[bytes] = []
+    bus = Bus()
+    holder: list[object] = []
+
+    def chain(cls: int, ts: int, payload: bytes) -> None:
+        got.append(payload)
+        n = int(payload)
+        if n < 20:
+            bus.printf(Class.NETWORK, "%d", n + 1)
+
+    def leaver(cls: int, ts: int, payload: bytes) -> None:
+        bus.unregister(holder[0])  # type: ignore[arg-type]
+
+    async with bus:
+        bus.register(Class.NETWORK, chain, name="a")
+        holder.append(bus.register(Class.INTERACTION, leaver, name="b"))
+        bus.send(Class.INTERACTION, b"x")
+        bus.send(Class.NETWORK, b"0")
+        bus.send(Class.INTERACTION, b"orphan")
+        await bus.drain()
+    assert got == [b"%d" % i for i in range(21)]
+    net, interaction = bus.stats()[Class.NETWORK], bus.stats()[Class.INTERACTION]
+    assert (net.sent, net.delivered, net.discarded) == (21, 21, 0)
+    assert (interaction.sent, interaction.delivered, interaction.discarded) == (2, 1, 1)
+
+
+async def test_registered_during_mixed_passes_gets_what_has_not_begun() -> None:
+    log: Log = []
+    bus = Bus()
+
+    def joiner(cls: int, ts: int, payload: bytes) -> None:
+        log.append(("first", cls, ts, payload))
+        if payload == b"1":
+            register(bus, Class.NETWORK, log, "late")
+
+    async with bus:
+        bus.register(Class.NETWORK, joiner, name="first")
+        register(bus, Class.INTERACTION, log, "other")
+        bus.send(Class.NETWORK, b"1")
+        bus.send(Class.INTERACTION, b"i")  # mixed classes: C's passes
+        bus.send(Class.NETWORK, b"2")
+        await bus.drain()
+    assert [(e[0], e[3]) for e in log] == [
+        ("first", b"1"),
+        ("other", b"i"),
+        ("first", b"2"),
+        ("late", b"2"),
+    ]
+
+
 # -- round robin -----------------------------------------------------------------
 
 
@@ -393,6 +446,61 @@ async def test_callback_that_raises_is_logged_by_name_and_others_still_get_it(
             await bus.drain()
     assert [e[3] for e in log] == [b"a", b"b"]
     assert "broken-one" in caplog.text and "boom" in caplog.text
+
+
+async def test_a_failing_when_room_waiter_does_not_drop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    woken: list[str] = []
+    bus = Bus()
+
+    def broken_waiter() -> None:
+        raise RuntimeError("waiter boom")
+
+    async with bus:
+        bus.register(Class.NETWORK, lambda c, t, p: None)
+        bus.send(Class.NETWORK, b"x")
+        bus.when_room(lambda: woken.append("before"))
+        bus.when_room(broken_waiter)
+        bus.when_room(lambda: woken.append("after"))
+        with caplog.at_level(logging.ERROR, logger="smdbus.bus"):
+            await bus.drain()
+    assert woken == ["before", "after"]
+    assert "broken_waiter" in caplog.text and "waiter boom" in caplog.text
+
+
+# -- bounds ----------------------------------------------------------------------------
+
+
+async def test_counters_stay_bounded_whatever_the_class_values() -> None:
+    """A peer picks the class value (64 bits on the wire): 100 000 distinct values must
+    not mean 100 000 counter rows or cached callback lists (issue 10, 6)."""
+    from smdbus import bus as bus_module
+
+    bound = getattr(bus_module, "MAX_CLASS_ROWS", 128)
+    other_key = getattr(bus_module, "OTHER_CLASSES", -1)
+    n = 100_000
+    bus = Bus(queue_depth=1000)
+    async with bus:
+        bus.register((1 << 64) - 1, lambda c, t, p: None, name="all")
+        for bit in range(64):  # every single-bit class keeps its own row
+            bus.send(1 << bit, b"b")
+        for i in range(n):
+            bus.send(3 + (i << 2), b"m")  # two bits or more: a distinct multi-bit value
+            bus.send(1 << 64 | i << 65, b"r")  # no bit below 64: refused, nobody listens
+            if bus.queue_length >= 999:
+                await bus.drain()
+        await bus.drain()
+    assert len(bus._fan) <= 128
+    stats = bus.stats()
+    assert len(stats) <= 64 + bound + 1
+    other = stats[other_key]
+    assert other.sent + other.refused_nobody_listens >= 2 * n - bound
+    assert sum(s.sent for s in stats.values()) == 64 + n
+    assert sum(s.delivered for s in stats.values()) == 64 + n
+    assert sum(s.refused_nobody_listens for s in stats.values()) == n
+    assert bus.folded_mask & 0b11 == 0b11 and bus.folded_mask < 1 << 20
+    assert "other classes" in bus.describe()
 
 
 # -- threads ---------------------------------------------------------------------------

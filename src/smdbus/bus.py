@@ -13,14 +13,35 @@ Rules (lws_smd's, see shared/spec/smd.md):
   leaves, the message is discarded and a later registrant never sees it.
 - Delivery is round-robin: each pass gives every participant its next message.
 
-Theory of operation. The queue is a deque of ``(cls, timestamp_us, payload,
-exclude)`` tuples: no per-message object. While the queued messages all share
+Theory of operation. The queue is a deque of ``[cls, timestamp_us, payload,
+exclude]`` records (small lists, no class of their own). Delivery runs in
+*rounds*: a round takes the queue as it stands and delivers it; what callbacks
+send meanwhile waits for the next round. While the queued messages all share
 one class and none excludes anybody (the common case), C's passes deliver
-message by message to the same participant list, so the loop walks the queue
+message by message to the same participant list, so the loop walks the round
 once and calls a cached list of callbacks per class. Otherwise (``_slow``) it
-runs C's per-participant passes literally. Unregistering swaps the leaver's
-callback for a no-op inside cached lists, so a list being walked needs no
-check per delivery.
+runs C's per-participant passes literally.
+
+Leaving. Unregistering swaps the leaver's callback for a counting stand-in
+(``_skip``) inside cached lists, so a list being walked needs no check per
+delivery and the walk can still say how many deliveries really happened. A
+queued message nobody wants any more is marked in its own record (its
+``exclude`` becomes ``_GONE``), never by an identity kept elsewhere: a mark
+lives and dies with its message, so it cannot outlive it and fall on a later
+one. Marks are set and cleared on the loop thread only (an unregister from
+another thread hands the marking to the loop), so ``_ndiscarded``, the number
+of marked messages still queued, needs no lock. A message counts as
+``discarded`` when it leaves the queue having reached nobody.
+
+A participant registered during a round gets the messages of that round whose
+delivery has not begun, and everything after (C would also give it the ones
+begun but not finished).
+
+Bounds. Counters are kept per class value, and a peer picks the value (64 bits
+on the wire): every single-bit class below 2**64 has its own row, other values
+get rows up to ``MAX_CLASS_ROWS`` and are then counted together under
+``OTHER_CLASSES``, their bits ORed into ``folded_mask``. The cache of callback
+lists per class keeps at most ``_MAX_FANS`` entries.
 """
 
 from __future__ import annotations
@@ -54,14 +75,24 @@ Callback: TypeAlias = Callable[[int, int, bytes], None]
 Clock: TypeAlias = Callable[[], int]
 """Monotonic microseconds."""
 
-_Message: TypeAlias = "tuple[Any, ...]"
-"""``(cls, timestamp_us, payload, exclude)``. Typed loosely on purpose: discards are
-tracked by the tuple's identity, and a compiled build (mypyc) would unbox a fixed-shape
-tuple into a struct and box a new object at each use."""
+_Message: TypeAlias = "list[Any]"
+"""``[cls, timestamp_us, payload, exclude]``: a list so that discarding can mark the
+record itself (``exclude`` becomes ``_GONE``). Typed loosely on purpose: a compiled build
+(mypyc) boxes and unboxes typed items at each use."""
 _Fan: TypeAlias = "tuple[list[Callback], list[Participant], list[int]]"
 
 # Counter slots per class.
 _SENT, _NOBODY, _FULL, _DELIVERED, _EXPIRED, _DISCARDED = range(6)
+
+MAX_CLASS_ROWS = 128
+"""Counter rows for class values that are not a single bit (several bits, 0, 2**64 and
+above); single-bit classes below 2**64 always get a row of their own (at most 64)."""
+OTHER_CLASSES = -1
+"""The key in :meth:`Bus.stats` under which class values beyond ``MAX_CLASS_ROWS`` are
+counted together (see :attr:`Bus.folded_mask`)."""
+_MAX_FANS = 128
+"""Callback lists cached per class; past it the oldest is dropped (and rebuilt on use)."""
+_BITS64 = (1 << 64) - 1
 
 
 _MAX_FORMATS = 256
@@ -79,10 +110,6 @@ def _format_text(fmt: str, args: tuple[Any, ...]) -> bytes:
     return (fmt % args).encode()
 
 
-def _noop(cls: int, timestamp_us: int, payload: bytes) -> None:
-    """Stands in for a participant that left while a callback list was being walked."""
-
-
 class Participant:
     """A registered interest: a mask and a callback. Returned by :meth:`Bus.register`."""
 
@@ -96,6 +123,11 @@ class Participant:
 
     def __repr__(self) -> str:
         return f"<Participant {self.name!r} mask={format_mask(self.mask)}>"
+
+
+_GONE = Participant(0, lambda cls, timestamp_us, payload: None, "(discarded)")
+"""Put in a queued record's ``exclude`` slot: nobody gets the message. Never registered."""
+_GONE.active = False
 
 
 @dataclass(frozen=True)
@@ -150,11 +182,15 @@ class Bus:
         self._union = 0
         self._fan: dict[int, _Fan] = {}
         self._counters: dict[int, list[int]] = {}
-        # _slow: the fast walk is not C's order (mixed classes, exclusions or
-        # discarded messages queued). _queue_cls: the one class queued otherwise.
+        self._other = [0, 0, 0, 0, 0, 0]  # the OTHER_CLASSES row
+        self._folded = 0
+        self._multi_rows = 0
+        # _slow: the fast walk is not C's order (mixed classes or exclusions
+        # queued). _queue_cls: the one class queued otherwise.
         self._slow = False
         self._queue_cls = 0
-        self._discarded: set[int] = set()
+        self._ndiscarded = 0  # marked (_GONE) messages still in the queue
+        self._skipped = 0  # calls to _skip: deliveries that did not happen
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._scheduled = False
@@ -179,7 +215,12 @@ class Bus:
         return p
 
     def unregister(self, participant: Participant) -> None:
-        """Remove a participant; its share of queued messages is given up at once."""
+        """Remove a participant; its share of queued messages is given up at once.
+
+        From a thread other than the loop's, the leaver gets nothing more at once and
+        the messages nobody wants any more are marked on the loop's next turn.
+        """
+        loop = self._loop
         with self._lock:
             if not participant.active:
                 return
@@ -188,28 +229,49 @@ class Bus:
             union = 0
             for p in self._participants:
                 union |= p.mask
-            lost = self._union & ~union
             self._union = union
-            for cbs, parts, _ in self._fan.values():
+            # A new cache first, then the stand-ins: a walk notices the change right
+            # after the message during which the stand-in may have been called.
+            cached = list(self._fan.values())
+            self._fan = {}
+            for cbs, parts, _ in cached:
                 for i, p in enumerate(parts):
                     if p is participant:
-                        cbs[i] = _noop
-            self._fan = {}
-            if lost and self._queue:
-                self._discard_orphans(union)
+                        cbs[i] = self._skip
+            if not self._queue:
+                return
+            if loop is None or threading.get_ident() == self._loop_thread:
+                self._discard_orphans()
+                return
+        loop.call_soon_threadsafe(self._discard_orphans_locked)
 
-    def _discard_orphans(self, union: int) -> None:
-        """Mark queued messages nobody wants any more (C frees them at refcount 0)."""
+    def _skip(self, cls: int, timestamp_us: int, payload: bytes) -> None:
+        """Stands in for a participant that left while a callback list was being walked."""
+        self._skipped += 1
+
+    def _discard_orphans_locked(self) -> None:
+        with self._lock:
+            self._discard_orphans()
+
+    def _discard_orphans(self) -> None:
+        """Mark queued messages nobody wants any more (C frees them at refcount 0).
+
+        Loop thread (or no loop) only, with the lock held; counted as discarded when
+        they leave the queue, unless they reached somebody meanwhile.
+        """
+        participants = self._participants
+        marked = 0
         for m in list(self._queue):
-            orphan = not m[0] & union or (m[3] is not None and not self._wanted_besides(m))
-            if orphan and id(m) not in self._discarded:
-                self._discarded.add(id(m))
-                self._count(m[0])[_DISCARDED] += 1
-        if self._discarded:
-            self._slow = True
+            cls, exclude = m[0], m[3]
+            if exclude is _GONE:
+                continue
+            if not any(p.mask & cls and p is not exclude for p in participants):
+                m[3] = _GONE
+                marked += 1
+        self._ndiscarded += marked
 
-    def _wanted_besides(self, m: _Message) -> bool:
-        return any(p.mask & m[0] and p is not m[3] for p in self._participants)
+    def _wanted_besides(self, cls: int, exclude: Participant) -> bool:
+        return any(p.mask & cls and p is not exclude for p in self._participants)
 
     def participants(self) -> list[ParticipantInfo]:
         return [ParticipantInfo(p.name, p.mask) for p in self._participants]
@@ -243,7 +305,7 @@ class Bus:
             if q:
                 self._slow = True
             self._queue_cls = cls
-        q.append((cls, self._clock_ns() // 1000, payload, None))
+        q.append([cls, self._clock_ns() // 1000, payload, None])
         if not self._scheduled:
             self._wake()
         return True
@@ -277,7 +339,7 @@ class Bus:
             if q:
                 self._slow = True
             self._queue_cls = cls
-        q.append((cls, self._clock_ns() // 1000, payload, None))
+        q.append([cls, self._clock_ns() // 1000, payload, None])
         if not self._scheduled:
             self._wake()
         return True
@@ -322,7 +384,7 @@ class Bus:
         payload = bytes(payload)
         if len(payload) > self.max_payload:
             raise PayloadTooLarge(cls, len(payload), self.max_payload)
-        if exclude is not None and not self._wanted_besides((cls, 0, b"", exclude)):
+        if exclude is not None and not self._wanted_besides(cls, exclude):
             return self._refuse_nobody(cls)
         q = self._queue
         if len(q) >= self.queue_depth:
@@ -330,7 +392,7 @@ class Bus:
         if exclude is not None or (q and cls != self._queue_cls):
             self._slow = True
         self._queue_cls = cls
-        q.append((cls, timestamp_us, payload, exclude))
+        q.append([cls, timestamp_us, payload, exclude])
         if not self._scheduled:
             self._wake()
         return True
@@ -341,7 +403,7 @@ class Bus:
         return False
 
     def _refuse_full(self, cls: int) -> None:
-        if len(self._queue) - len(self._discarded) < self.queue_depth:
+        if len(self._queue) - self._ndiscarded < self.queue_depth:
             return  # discarded messages wait for removal by the loop: they hold no place
         with self._lock:
             self._count(cls)[_FULL] += 1
@@ -387,83 +449,164 @@ class Bus:
         self._notify_idle()
 
     def _deliver_run(self, cls: int) -> None:
-        """Deliver the leading messages of class ``cls`` to one cached callback list.
+        """Deliver a round of messages of class ``cls``, message by message, to cached lists.
 
-        Stops at a message that needs C's passes (another class, an exclusion)
-        or when the participants change, so the caller can look again.
+        The round is the queue as it stands now; a message is popped once delivered, so
+        until then it holds its place. When the participants change, the list is rebuilt
+        after the message in hand and the round goes on. Stops early only at a message
+        that needs C's passes (another class or an exclusion, which only threads sending
+        at the same instant can queue here), which the caller then looks at.
         """
         q = self._queue
         popleft = q.popleft
-        fans = self._fan
-        fan = fans.get(cls) or self._build_fan(cls)
-        cbs = fan[0]
-        n = 0
-        # Walk a snapshot (what callbacks send meanwhile waits for the next run) but pop
-        # each message only once delivered: until then it holds its place in the queue.
-        try:
-            if len(cbs) == 1:
-                cb = cbs[0]
-                for mcls, ts, payload, exclude in list(q):
-                    if mcls != cls or exclude is not None or self._fan is not fans:
-                        break
-                    try:
-                        cb(cls, ts, payload)
-                    except Exception:
-                        self._callback_failed(cb, fan, cls)
-                    popleft()
-                    n += 1
-            else:
-                for mcls, ts, payload, exclude in list(q):
-                    if mcls != cls or exclude is not None or self._fan is not fans:
-                        break
-                    for cb in cbs:
+        it = iter(list(q))
+        while True:
+            fans = self._fan
+            fan = fans.get(cls) or self._build_fan(cls, fans)
+            cbs = fan[0]
+            if not cbs:
+                self._discard_run(it, cls)
+                return
+            skipped = self._skipped
+            n = 0
+            changed = False
+            try:
+                if len(cbs) == 1:
+                    cb = cbs[0]
+                    for mcls, ts, payload, exclude in it:
+                        if mcls != cls or exclude is not None:
+                            if exclude is _GONE:
+                                self._pop_discarded()
+                                continue
+                            return
                         try:
                             cb(cls, ts, payload)
                         except Exception:
                             self._callback_failed(cb, fan, cls)
-                    popleft()
-                    n += 1
-        finally:
-            counters = fan[2]
-            counters[_SENT] += n
-            counters[_DELIVERED] += n * len(cbs)
+                        n += 1
+                        if self._fan is not fans:
+                            changed = True
+                            break
+                        popleft()
+                else:
+                    for mcls, ts, payload, exclude in it:
+                        if mcls != cls or exclude is not None:
+                            if exclude is _GONE:
+                                self._pop_discarded()
+                                continue
+                            return
+                        for cb in cbs:
+                            try:
+                                cb(cls, ts, payload)
+                            except Exception:
+                                self._callback_failed(cb, fan, cls)
+                        n += 1
+                        if self._fan is not fans:
+                            changed = True
+                            break
+                        popleft()
+            finally:
+                counters = fan[2]
+                counters[_SENT] += n
+                counters[_DELIVERED] += n * len(cbs) - (self._skipped - skipped)
+            if not changed:
+                return
+            # The participants changed during the message in hand (q[0]): any stand-in
+            # called was called for it alone.
+            m = popleft()
+            if m[3] is _GONE:
+                self._ndiscarded -= 1
+            if self._skipped - skipped == len(cbs):
+                counters[_DISCARDED] += 1
+
+    def _pop_discarded(self) -> None:
+        """Pop the marked message at the head of the queue, counting it."""
+        m = self._queue.popleft()
+        self._ndiscarded -= 1
+        c = self._count(m[0])
+        c[_SENT] += 1
+        c[_DISCARDED] += 1
+
+    def _discard_run(self, it: Iterator[_Message], cls: int) -> None:
+        """Nobody listens to ``cls`` any more: the rest of the run reached nobody."""
+        q = self._queue
+        c = self._count(cls)
+        for m in it:
+            if m[0] != cls or (m[3] is not None and m[3] is not _GONE):
+                return
+            q.popleft()
+            if m[3] is _GONE:
+                self._ndiscarded -= 1
+            c[_SENT] += 1
+            c[_DISCARDED] += 1
 
     def _deliver_passes(self) -> None:
-        """C's algorithm for the queued messages: each pass, every participant gets its next."""
+        """C's algorithm for a round: each pass, every participant gets its next message.
+
+        Participants registered during the round join at the next pass with the
+        messages of the round whose delivery has not begun.
+        """
         q = self._queue
         self._slow = False  # raised again by sends that need it while we deliver
         batch = list(q)
+        got = [0] * len(batch)  # deliveries per message: 0 at the end means discarded
         participants = self._participants
-        discarded = self._discarded
-        wanted: list[tuple[Participant, list[_Message]]] = []
-        for p in participants:
-            mine = [m for m in batch if m[0] & p.mask and m[3] is not p and id(m) not in discarded]
-            if mine:
-                wanted.append((p, mine))
-        for m in batch:
-            self._count(m[0])[_SENT] += 1
-            discarded.discard(id(m))
-        step = 0
+        wanted: list[tuple[Participant, list[int]]] = []
+        self._want(wanted, participants, batch, got)
+        cursor = [0] * len(wanted)
         more = True
         while more:
             more = False
-            for p, mine in wanted:
-                if step >= len(mine) or not p.active:
+            for j, (p, mine) in enumerate(wanted):
+                k = cursor[j]
+                if k >= len(mine):
                     continue
-                cls, ts, payload, _ = mine[step]
+                if not p.active:  # left during the round: gives up the rest
+                    cursor[j] = len(mine)
+                    continue
+                cursor[j] = k + 1
+                more = more or k + 1 < len(mine)
+                i = mine[k]
+                cls, ts, payload, _ = batch[i]
+                got[i] += 1
                 try:
                     p.callback(cls, ts, payload)
                 except Exception:
                     log.exception("participant %r failed on a %s message", p.name, format_mask(cls))
                 self._count(cls)[_DELIVERED] += 1
-                more = more or step + 1 < len(mine)
-            step += 1
-        for _ in batch:
+            if self._participants is not participants:
+                known = {p for p, _ in wanted}
+                participants = self._participants
+                joined = [p for p in participants if p not in known]
+                before = len(wanted)
+                self._want(wanted, joined, batch, got)
+                cursor += [0] * (len(wanted) - before)
+                more = more or len(wanted) > before
+        for m, n in zip(batch, got, strict=True):
             q.popleft()
-        if discarded and not q:
-            discarded.clear()
-        if discarded:
-            self._slow = True
+            c = self._count(m[0])
+            c[_SENT] += 1
+            if m[3] is _GONE:
+                self._ndiscarded -= 1
+            if not n:
+                c[_DISCARDED] += 1
+
+    @staticmethod
+    def _want(
+        wanted: list[tuple[Participant, list[int]]],
+        participants: list[Participant],
+        batch: list[_Message],
+        got: list[int],
+    ) -> None:
+        """Add each participant's share of the round: messages not begun, not excluded."""
+        for p in participants:
+            mine = [
+                i
+                for i, m in enumerate(batch)
+                if m[0] & p.mask and m[3] is not p and m[3] is not _GONE and not got[i]
+            ]
+            if mine and p.active:
+                wanted.append((p, mine))
 
     def _expire(self) -> None:
         """Drop queued messages older than the TTL (counted, never silent)."""
@@ -473,15 +616,21 @@ class Bus:
         horizon = self._clock_ns() // 1000 - self._ttl_us
         while q and q[0][1] < horizon:
             m = q.popleft()
-            self._discarded.discard(id(m))
             c = self._count(m[0])
             c[_SENT] += 1
-            c[_EXPIRED] += 1
+            if m[3] is _GONE:
+                self._ndiscarded -= 1
+                c[_DISCARDED] += 1
+            else:
+                c[_EXPIRED] += 1
 
-    def _build_fan(self, cls: int) -> _Fan:
+    def _build_fan(self, cls: int, fans: dict[int, _Fan]) -> _Fan:
+        """The callback list for ``cls``, cached in ``fans`` (the cache the caller checks)."""
         parts = [p for p in self._participants if p.mask & cls]
         fan: _Fan = ([p.callback for p in parts], parts, self._count(cls))
-        self._fan[cls] = fan
+        if len(fans) >= _MAX_FANS:  # a peer picks the classes: bounded, oldest out
+            del fans[next(iter(fans))]
+        fans[cls] = fan
         return fan
 
     def _callback_failed(self, cb: Callback, fan: _Fan, cls: int) -> None:
@@ -491,8 +640,18 @@ class Bus:
     def _count(self, cls: int) -> list[int]:
         c = self._counters.get(cls)
         if c is None:
-            c = self._counters.setdefault(cls, [0, 0, 0, 0, 0, 0])
+            c = self._new_row(cls)
         return c
+
+    def _new_row(self, cls: int) -> list[int]:
+        """A counter row for a class value seen first, or the shared row past the bound."""
+        if 0 < cls <= _BITS64 and not cls & (cls - 1):
+            return self._counters.setdefault(cls, [0, 0, 0, 0, 0, 0])
+        if self._multi_rows < MAX_CLASS_ROWS:
+            self._multi_rows += 1
+            return self._counters.setdefault(cls, [0, 0, 0, 0, 0, 0])
+        self._folded |= cls & _BITS64
+        return self._other
 
     def _notify_idle(self) -> None:
         if self._idle_waiters:
@@ -503,7 +662,11 @@ class Bus:
         if self._room_waiters:
             room, self._room_waiters = self._room_waiters, []
             for cb in room:
-                cb()
+                try:
+                    cb()
+                except Exception:  # one failing waiter must not cost the others theirs
+                    name = getattr(cb, "__qualname__", None) or repr(cb)
+                    log.exception("when_room waiter %r failed", name)
 
     # -- waiting -----------------------------------------------------------
 
@@ -599,27 +762,42 @@ class Bus:
     @property
     def queue_length(self) -> int:
         """Messages waiting for delivery (a send fails at ``queue_depth``)."""
-        return len(self._queue) - len(self._discarded)
+        return len(self._queue) - self._ndiscarded
+
+    @property
+    def folded_mask(self) -> int:
+        """The bits of the class values counted together under ``OTHER_CLASSES`` (ORed)."""
+        return self._folded
 
     def stats(self) -> dict[int, ClassStats]:
-        """Counters per class value, including what is queued right now."""
-        queued: dict[int, int] = {}
+        """Counters per class value, including what is queued right now.
+
+        Class values past the bound (``MAX_CLASS_ROWS``) are counted together under
+        ``OTHER_CLASSES``; :attr:`folded_mask` says which bits they carried.
+        """
+        rows: dict[int, tuple[list[int], list[int]]] = {}  # key: (counters, [queued, gone])
         for m in list(self._queue):
-            if id(m) in self._discarded:
-                continue
-            queued[m[0]] = queued.get(m[0], 0) + 1
+            c = self._count(m[0])
+            key = OTHER_CLASSES if c is self._other else m[0]
+            row = rows.setdefault(key, (c, [0, 0]))
+            row[1][1 if m[3] is _GONE else 0] += 1
+        for cls, c in list(self._counters.items()):
+            rows.setdefault(cls, (c, [0, 0]))
+        if any(self._other) or OTHER_CLASSES in rows:
+            rows.setdefault(OTHER_CLASSES, (self._other, [0, 0]))
         out: dict[int, ClassStats] = {}
-        for cls in sorted(set(self._counters) | set(queued)):
-            c = self._counters.get(cls, [0] * 6)
-            q = queued.get(cls, 0)
-            out[cls] = ClassStats(
-                sent=c[_SENT] + q,
+        for key in [*sorted(k for k in rows if k != OTHER_CLASSES), OTHER_CLASSES]:
+            if key not in rows:
+                continue
+            c, (queued, gone) = rows[key]
+            out[key] = ClassStats(
+                sent=c[_SENT] + queued + gone,
                 refused_nobody_listens=c[_NOBODY],
                 refused_queue_full=c[_FULL],
                 delivered=c[_DELIVERED],
                 expired=c[_EXPIRED],
-                discarded=c[_DISCARDED],
-                queued=q,
+                discarded=c[_DISCARDED] + gone,
+                queued=queued,
             )
         return out
 
@@ -629,8 +807,13 @@ class Bus:
         for p in self._participants:
             lines.append(f"  participant {p.name!r}: {format_mask(p.mask)}")
         for cls, s in self.stats().items():
+            name = (
+                f"other classes (past {MAX_CLASS_ROWS}, bits {format_mask(self._folded)})"
+                if cls == OTHER_CLASSES
+                else "|".join(class_names(cls)) or "0"
+            )
             lines.append(
-                f"  {'|'.join(class_names(cls)) or '0'}: sent {s.sent}, delivered {s.delivered}, "
+                f"  {name}: sent {s.sent}, delivered {s.delivered}, "
                 f"nobody {s.refused_nobody_listens}, full {s.refused_queue_full}, "
                 f"expired {s.expired}, discarded {s.discarded}, queued {s.queued}"
             )
