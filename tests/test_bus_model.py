@@ -9,8 +9,11 @@ so the histories cover what a callback can do to the queue it is being walked fr
 What the model adds to C, as the bus documents it: delivery runs in rounds (the queue
 as it stands when a round starts; what callbacks send waits for the next round), and a
 participant registered during a round gets the messages of the round whose delivery has
-not begun. The whole delivery log (global order included), every send's outcome, the
-queue length and the per-class counters must be identical.
+not begun. A message holds its place in the queue until its round ends, except in a
+round the bus walks message by message (one class queued), where each message frees its
+place once delivered; the model follows the bus's choice (``slow``, ``queue_cls``).
+The whole delivery log (global order included), every send's outcome, the queue length
+and the per-class counters must be identical.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class ModelMessage:
     cls: int
     payload: bytes
     gone: bool = False
+    done: bool = False
 
 
 @dataclass(eq=False)
@@ -54,12 +58,14 @@ class Model:
     log: list[LogEntry] = field(default_factory=list)
     # per class: sent, nobody, full, delivered, discarded
     counts: dict[int, list[int]] = field(default_factory=dict)
+    slow: bool = False
+    queue_cls: int = 0
 
     def count(self, cls: int) -> list[int]:
         return self.counts.setdefault(cls, [0, 0, 0, 0, 0])
 
     def queue_length(self) -> int:
-        return sum(1 for m in self.queue if not m.gone)
+        return sum(1 for m in self.queue if not m.gone and not m.done)
 
     def register(self, name: str, mask: int, reactions: list[Reaction]) -> None:
         self.peers.append(ModelPeer(name, mask, reactions))
@@ -79,14 +85,21 @@ class Model:
         if self.queue_length() >= DEPTH:
             self.count(cls)[2] += 1
             raise QueueFull(cls, DEPTH)
+        if cls != self.queue_cls:
+            if self.queue:
+                self.slow = True
+            self.queue_cls = cls
         self.queue.append(ModelMessage(cls, payload))
         return True
 
     def drain(self) -> None:
         while self.queue:
-            self.round()
+            walk = not self.slow and not self.queue[0].gone
+            self.slow = False
+            self.round(walk)
+        self.slow = False
 
-    def round(self) -> None:
+    def round(self, walk: bool) -> None:
         batch = list(self.queue)
         got = [0] * len(batch)
         wanted: list[tuple[ModelPeer, list[int]]] = []
@@ -96,6 +109,7 @@ class Model:
         more = True
         while more:
             more = False
+            this_pass: list[int] = []
             for j, (p, mine) in enumerate(wanted):
                 k = cursor[j]
                 if k >= len(mine):
@@ -106,10 +120,14 @@ class Model:
                 cursor[j] = k + 1
                 more = more or k + 1 < len(mine)
                 m = batch[mine[k]]
+                this_pass.append(mine[k])
                 got[mine[k]] += 1
                 self.count(m.cls)[3] += 1
                 self.log.append((p.name, m.payload, None))
                 self.react(p)
+            if walk:  # one class: the pass was one message, now delivered
+                for i in this_pass:
+                    batch[i].done = True
             if self.peers != peers:
                 known = [p for p, _ in wanted]
                 joined = [p for p in self.peers if all(p is not q for q in known)]
@@ -158,13 +176,13 @@ class Model:
                 self.unregister(live[arg % len(live)])
 
 
-reaction = st.one_of(
+reaction: st.SearchStrategy[Reaction] = st.one_of(
     st.tuples(st.just("none"), st.just(0)),
     st.tuples(st.just("send"), st.sampled_from(CLASSES)),
     st.tuples(st.just("register"), st.sampled_from(MASKS)),
     st.tuples(st.just("unregister"), st.integers(0, 7)),
 )
-op = st.one_of(
+op: st.SearchStrategy[tuple[str, int, list[Reaction]]] = st.one_of(
     st.tuples(st.just("register"), st.sampled_from(MASKS), st.lists(reaction, max_size=4)),
     st.tuples(st.just("unregister"), st.integers(0, 7), st.just([])),
     st.tuples(st.just("send"), st.sampled_from(CLASSES), st.just([])),

@@ -28,10 +28,10 @@ delivery and the walk can still say how many deliveries really happened. A
 queued message nobody wants any more is marked in its own record (its
 ``exclude`` becomes ``_GONE``), never by an identity kept elsewhere: a mark
 lives and dies with its message, so it cannot outlive it and fall on a later
-one. Marks are set and cleared on the loop thread only (an unregister from
-another thread hands the marking to the loop), so ``_ndiscarded``, the number
-of marked messages still queued, needs no lock. A message counts as
-``discarded`` when it leaves the queue having reached nobody.
+one. ``_ndiscarded``, the number of marked messages still queued (they hold
+no place), is kept by the loop thread; an unregister from another thread marks
+at once and has the loop count again. A message counts as ``discarded`` when it
+leaves the queue having reached nobody.
 
 A participant registered during a round gets the messages of that round whose
 delivery has not begun, and everything after (C would also give it the ones
@@ -190,6 +190,8 @@ class Bus:
         self._slow = False
         self._queue_cls = 0
         self._ndiscarded = 0  # marked (_GONE) messages still in the queue
+        self._recount_due = False
+        self._walking: _Fan | None = None  # the callback list a delivery run is walking
         self._skipped = 0  # calls to _skip: deliveries that did not happen
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -215,11 +217,7 @@ class Bus:
         return p
 
     def unregister(self, participant: Participant) -> None:
-        """Remove a participant; its share of queued messages is given up at once.
-
-        From a thread other than the loop's, the leaver gets nothing more at once and
-        the messages nobody wants any more are marked on the loop's next turn.
-        """
+        """Remove a participant; its share of queued messages is given up at once."""
         loop = self._loop
         with self._lock:
             if not participant.active:
@@ -233,31 +231,32 @@ class Bus:
             # A new cache first, then the stand-ins: a walk notices the change right
             # after the message during which the stand-in may have been called.
             cached = list(self._fan.values())
+            if self._walking is not None:  # the walk's list, maybe no longer cached
+                cached.append(self._walking)
             self._fan = {}
             for cbs, parts, _ in cached:
                 for i, p in enumerate(parts):
                     if p is participant:
                         cbs[i] = self._skip
-            if not self._queue:
+            if not self._queue or not self._discard_orphans():
                 return
             if loop is None or threading.get_ident() == self._loop_thread:
-                self._discard_orphans()
+                self._ndiscarded = self._count_marked()
                 return
-        loop.call_soon_threadsafe(self._discard_orphans_locked)
+            # The loop pops without the lock: it counts the marks itself, at its next
+            # round or turn, whichever comes first.
+            self._recount_due = True
+        loop.call_soon_threadsafe(self._recount)
 
     def _skip(self, cls: int, timestamp_us: int, payload: bytes) -> None:
         """Stands in for a participant that left while a callback list was being walked."""
         self._skipped += 1
 
-    def _discard_orphans_locked(self) -> None:
-        with self._lock:
-            self._discard_orphans()
-
-    def _discard_orphans(self) -> None:
+    def _discard_orphans(self) -> int:
         """Mark queued messages nobody wants any more (C frees them at refcount 0).
 
-        Loop thread (or no loop) only, with the lock held; counted as discarded when
-        they leave the queue, unless they reached somebody meanwhile.
+        With the lock held. They count as discarded when they leave the queue, unless
+        they reached somebody meanwhile (a message in the middle of its delivery).
         """
         participants = self._participants
         marked = 0
@@ -268,7 +267,15 @@ class Bus:
             if not any(p.mask & cls and p is not exclude for p in participants):
                 m[3] = _GONE
                 marked += 1
-        self._ndiscarded += marked
+        return marked
+
+    def _count_marked(self) -> int:
+        return sum(1 for m in list(self._queue) if m[3] is _GONE)
+
+    def _recount(self) -> None:
+        """On the loop: count the marks again after an unregister from another thread."""
+        self._recount_due = False
+        self._ndiscarded = self._count_marked()
 
     def _wanted_besides(self, cls: int, exclude: Participant) -> bool:
         return any(p.mask & cls and p is not exclude for p in self._participants)
@@ -431,6 +438,8 @@ class Bus:
         try:
             while True:
                 self._expire()
+                if self._recount_due:
+                    self._recount()
                 if not q:
                     # Senders append without the lock: clear the flag first, then look
                     # again, so a message appended meanwhile is never left waiting.
@@ -467,6 +476,7 @@ class Bus:
             if not cbs:
                 self._discard_run(it, cls)
                 return
+            self._walking = fan
             skipped = self._skipped
             n = 0
             changed = False
@@ -506,6 +516,7 @@ class Bus:
                             break
                         popleft()
             finally:
+                self._walking = None
                 counters = fan[2]
                 counters[_SENT] += n
                 counters[_DELIVERED] += n * len(cbs) - (self._skipped - skipped)
