@@ -15,7 +15,7 @@ from collections.abc import Callable
 from smdbus import Bus, Class, QueueFull, user_class
 
 SENDERS = 8
-PER_SENDER = 50_000
+PER_SENDER = 25_000
 OWN = user_class(0)
 """The churning participant's own class: nobody else listens to it."""
 
