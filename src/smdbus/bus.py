@@ -20,7 +20,9 @@ send meanwhile waits for the next round. While the queued messages all share
 one class and none excludes anybody (the common case), C's passes deliver
 message by message to the same participant list, so the loop walks the round
 once and calls a cached list of callbacks per class. Otherwise (``_slow``) it
-runs C's per-participant passes literally.
+runs C's per-participant passes literally. A message holds its place in the
+queue until delivered: the walk pops each one once delivered, the passes pop
+the round when it ends.
 
 Leaving. Unregistering swaps the leaver's callback for a counting stand-in
 (``_skip``) inside cached lists, so a list being walked needs no check per
@@ -814,7 +816,7 @@ class Bus:
 
     def describe(self) -> str:
         """A few lines for people: participants, queue and counters."""
-        lines = [f"queue {len(self._queue)}/{self.queue_depth}, ttl {self.ttl:g} s"]
+        lines = [f"queue {self.queue_length}/{self.queue_depth}, ttl {self.ttl:g} s"]
         for p in self._participants:
             lines.append(f"  participant {p.name!r}: {format_mask(p.mask)}")
         for cls, s in self.stats().items():
