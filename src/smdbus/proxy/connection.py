@@ -20,6 +20,13 @@ one ``write`` (:meth:`Connection.deliver`). The transport's buffer is
 watched: past high water the connection is *congested* (it holds publishers
 back), past ``max_buffer`` it is disconnected.
 
+A failed write (EPIPE, ECONNRESET: the client closed or stopped reading)
+ends the delivery *to* the client, never its publishing: the messages it
+missed are counted as dropped, it leaves its group and the congestion set,
+and its input is read and published to EOF (half-close). When asyncio's
+transport met the error it closes the socket, so reading goes on from a
+duplicate of the descriptor (:mod:`smdbus.proxy.tail`).
+
 States: ``new`` (waiting for STREAMTYPE) → ``smd`` or ``control`` → ``closed``.
 """
 
@@ -39,6 +46,7 @@ from smdbus.errors import PayloadTooLarge, QueueFull
 from smdbus.proxy.fanout import rx_frame
 from smdbus.proxy.flow import Outflow
 from smdbus.proxy.settings import CONTROL_STREAMTYPE
+from smdbus.proxy.tail import Tail
 from smdbus.wire import (
     SMD_STREAMTYPE,
     ConnStateCode,
@@ -123,6 +131,7 @@ class Connection(asyncio.Protocol):
         self.congested = False
         self.stalled = False
         self.outflow = Outflow(settings.stall_grace, settings.stall_timeout)
+        self.write_failed: str | None = None  # why delivery to it ended (it is read to EOF)
         # ending
         self.close_reason: str | None = None
         self.closed_at: float | None = None
@@ -177,6 +186,8 @@ class Connection(asyncio.Protocol):
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.state == "smd" and isinstance(exc, OSError) and self._read_on(exc):
+            return
         if self.state != "closed":
             reason = f"connection lost: {exc}" if exc else "client closed the connection"
             self._finish(reason, error=False)
@@ -191,6 +202,51 @@ class Connection(asyncio.Protocol):
         self.congested = False
         self.stalled = False
         self.proxy.congestion_changed(self)
+
+    def _read_on(self, exc: OSError) -> bool:
+        """The transport failed (a write, typically) and closes the socket: keep reading a dup."""
+        loop = self.proxy.loop
+        if loop is None or self.fd < 0:
+            return False
+        try:
+            fd = os.dup(self.fd)
+        except OSError:
+            return False
+        self.end_delivery(exc)
+        self.fd = -1  # the transport's descriptor is closed once this returns
+        self.transport = Tail(loop, fd, self, RECV_SIZE)
+        if not self.reading_paused:
+            self.transport.resume_reading()
+        return True
+
+    def end_delivery(self, exc: BaseException) -> None:
+        """Writing to the client failed: deliver nothing more to it, go on publishing its input.
+
+        What was on its way to it and not known to be taken by its socket is
+        counted as dropped (per peer and ``dropped_write_failed``).
+        """
+        if self.write_failed is not None or self.state == "closed":
+            return
+        self.write_failed = f"write failed: {exc}"
+        lost = self.msgs_out + self.out_msgs - self.delivered
+        self.dropped += lost
+        self.msgs_out = self.delivered
+        self.chunks.clear()
+        proxy = self.proxy
+        proxy.count("write_failures")
+        proxy.count("dropped_write_failed", lost)
+        if self.group is not None:
+            proxy.leave(self, self.group)
+            self.group = None
+        if self.congested:
+            self.congested = self.stalled = False
+            proxy.congestion_changed(self)
+        log.info(
+            "%s: %s; delivery to it ended (%d messages dropped), reading its input to EOF",
+            self.describe(),
+            self.write_failed,
+            lost,
+        )
 
     # -- reading: events from the client -----------------------------------
 
@@ -352,6 +408,10 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.state == "closed":
             return
+        if self.write_failed is not None:
+            self.dropped += n
+            self.proxy.count("dropped_write_failed", n)
+            return
         self.msgs_out += n
         self.bytes_out += len(data)
         if self.fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
@@ -362,7 +422,12 @@ class Connection(asyncio.Protocol):
             # error is left for the transport to meet and report.
             try:
                 sent = os.write(self.fd, data)
-            except OSError:  # EAGAIN, EPIPE, ...
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                self.chunks.clear()  # nothing was waiting: every earlier write was taken
+                self.delivered = self.msgs_out - n
+                self.end_delivery(exc)  # the transport goes on reading to EOF
+                return
+            except OSError:  # EAGAIN, ...
                 sent = 0
             if sent == len(data):
                 self.chunks.clear()
@@ -385,7 +450,7 @@ class Connection(asyncio.Protocol):
             self.delivered = self.msgs_out
 
     def _write(self, data: bytes) -> None:
-        if self.transport is not None:
+        if self.transport is not None and self.write_failed is None:
             self.bytes_out += len(data)
             self.transport.write(data)
 
@@ -436,7 +501,8 @@ class Connection(asyncio.Protocol):
         if self.state == "closed":
             return
         # what the proxy gave up on by hanging up; an orderly close still flushes
-        self.dropped = self.queued() if error else 0
+        if error:
+            self.dropped += self.queued()
         self.state = "closed"
         self.close_reason = reason
         self.closed_at = time.time()

@@ -52,6 +52,8 @@ COUNTERS = (
     "stalled",
     "slow_disconnects",
     "stall_disconnects",
+    "write_failures",
+    "dropped_write_failed",
 )
 
 
