@@ -17,6 +17,7 @@ import pytest
 from smdbus.classes import user_class
 from smdbus.client import connect
 from smdbus.proxy import PeerInfo, Proxy, ProxySettings
+from smdbus.proxy.admission import Admission
 from smdbus.wire import MASK_ZERO_QUIRK, stream_type_frame, tx_payload_frame
 from smdbus.wire.stream import WireStream
 
@@ -134,3 +135,89 @@ async def test_client_close_while_held_loses_nothing() -> None:
         assert proxy.counters["write_failures"] == 1 and pub.dropped == 1
         for s in (blocker, filler, poker):
             await s.close()
+
+
+# -- 4: held publishers are admitted first, in order --------------------------
+
+
+def _raw_publisher(address: str, pid: int) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(address)
+    sock.sendall(stream_type_frame("_lws_smd", 0, pid))
+    _greeted(sock)
+    sock.setblocking(False)
+    return sock
+
+
+def _greeted(sock: socket.socket) -> None:
+    """Read the proxy's CREATE_RESULT and three CONNSTATEs (32 bytes)."""
+    got = b""
+    while len(got) < 32:
+        chunk = sock.recv(32 - len(got))
+        assert chunk, "proxy hung up"
+        got += chunk
+
+
+def _frames(tag: bytes, n: int) -> bytes:
+    return b"".join(tx_payload_frame(USER0, 0, tag + b"%05d" % i) for i in range(n))
+
+
+async def _publishers(address: str, n: int) -> list[socket.socket]:
+    return [await asyncio.to_thread(_raw_publisher, address, 100 + i) for i in range(n)]
+
+
+async def test_a_waiting_publisher_goes_before_one_that_just_read() -> None:
+    """A is held (queue full); B's input arrives in the pass that frees room: A goes first.
+
+    The loop passes are laid out with the test's own steps: A's burst is read in
+    the pass after it is written, B's message (written in that pass) in the
+    next one, the one whose delivery frees the queue. Before admission in
+    order, B took the room and A resumed a pass later to a full queue again.
+    """
+    async with Proxy(ProxySettings(address=_address(), queue_depth=2)) as proxy:
+        sub = await WireStream.connect(proxy.address, USER0)
+        a, b = await _publishers(proxy.address, 2)
+        a.send(_frames(b"A", 10))
+        await asyncio.sleep(0)  # the proxy reads A's burst in this pass, after this step
+        b.send(_frames(b"B", 1))
+        got = [m[:1] for m in await _take(sub, 11)]
+        assert got[:4] == [b"A"] * 4, got
+        assert proxy.counters["published"] == 11
+        for s in (a, b):
+            s.close()
+        await sub.close()
+
+
+async def test_waiting_publishers_take_turns_in_order() -> None:
+    """Three publishers waiting on a queue of one message: strict rotation, nobody twice."""
+    async with Proxy(ProxySettings(address=_address(), queue_depth=1)) as proxy:
+        sub = await WireStream.connect(proxy.address, USER0)
+        socks = await _publishers(proxy.address, 3)
+        n = 20
+        for tag, sock in zip((b"A", b"B", b"C"), socks, strict=True):
+            sock.send(_frames(tag, n))
+            await asyncio.sleep(0)  # each joins the line one pass after the previous one
+        got = [m[:1] for m in await _take(sub, 3 * n)]
+        start = got.index(b"C")  # from here all three wait
+        end = min(len(got) - got[::-1].index(t) for t in (b"A", b"B", b"C")) - 1
+        assert end - start > 3 * (n // 2)
+        for i in range(start, end - 2):
+            assert len(set(got[i : i + 3])) == 3, (i, got)
+        for s in socks:
+            s.close()
+        await sub.close()
+
+
+def test_admission_fifo_and_fair_shares() -> None:
+    line: Admission[str] = Admission()
+    assert line.next(10) is None
+    for who in ("a", "b", "c", "a"):  # a waits already: it keeps its place
+        line.wait(who)
+    assert line.order() == ["a", "b", "c"]
+    assert line.next(0) is None, "no room: nobody's turn"
+    assert line.next(10) == ("a", 3)  # a fair share of the room, head first
+    line.wait("a")  # more to publish: to the back
+    assert line.next(7) == ("b", 2)
+    line.discard("c")  # went away
+    assert line.next(1) == ("a", 1)
+    assert line.next(1) is None and not line

@@ -5,7 +5,10 @@ which hands them out lazily, so the connection can stop in the middle of a
 read when it must not publish yet (the bus queue is full, or a subscriber of
 that class is behind). It then stops reading its socket and keeps the
 message in hand; nothing is dropped and the client is never disconnected
-for publishing fast.
+for publishing fast. Who publishes next when several wait is the proxy's
+:mod:`~smdbus.proxy.admission` (first come, first served, a fair share of
+the room each): a connection that reads input while others wait joins the
+end of that line instead of taking the room.
 
 Input is taken on the wire decoder's hot path
 (:meth:`Decoder.dispatch_bodies`): while the bus has room and no class is
@@ -122,6 +125,7 @@ class Connection(asyncio.Protocol):
         self.published = 0
         self.pending: tuple[int, bytes] | None = None  # (class, body) taken but not published
         self.held: str | None = None  # "queue" or "congestion" while not publishing
+        self.allowance = -1  # messages it may publish in its admission turn (-1: no turn)
         self.reading_paused = False
         # delivering
         self.bytes_out = 0
@@ -259,7 +263,7 @@ class Connection(asyncio.Protocol):
             if self.pending is not None and not self._publish(*self.pending):
                 return
             if self.state == "smd":
-                room = bus.queue_depth - bus.queue_length
+                room = proxy.room(self)
                 if room > 0:
                     try:
                         n = decoder.dispatch_bodies(bus.send, room, proxy.congested_mask)
@@ -267,18 +271,16 @@ class Connection(asyncio.Protocol):
                         # QueueFull: another thread filled a shared bus meanwhile;
                         # PayloadTooLarge: a shared bus with a smaller limit
                         if decoder.dispatched > 1:
-                            self.published += decoder.dispatched - 1
-                            proxy.published_now(decoder.dispatched - 1)
+                            self._published(decoder.dispatched - 1)
                         cls, _, body = decoder.interrupted or (0, 0, b"")
                         if isinstance(exc, PayloadTooLarge):
                             self.fail(f"message refused by the bus: {exc}")
                             return
                         self._hold((cls, body), "queue")
-                        bus.when_room(self._resume_soon)
+                        proxy.wait_for_room(self)
                         return
                     if n:
-                        self.published += n
-                        proxy.published_now(n)
+                        self._published(n)
             event = decoder.next_event()
             if event is None:
                 break
@@ -300,7 +302,7 @@ class Connection(asyncio.Protocol):
             proxy.hold_for_congestion(self)
             return False
         try:
-            full = bus.queue_length >= bus.queue_depth
+            full = proxy.room(self) <= 0  # the queue is full, or others wait for their turn
             if not full:
                 bus.send(cls, body)
         except QueueFull:  # another thread filled a shared bus meanwhile
@@ -311,12 +313,17 @@ class Connection(asyncio.Protocol):
             return False
         if full:
             self._hold((cls, body), "queue")
-            bus.when_room(self._resume_soon)
+            proxy.wait_for_room(self)
             return False
         self.pending = None
-        self.published += 1
-        proxy.published_now()
+        self._published(1)
         return True
+
+    def _published(self, n: int) -> None:
+        self.published += n
+        if self.allowance > 0:
+            self.allowance -= n
+        self.proxy.published_now(n)
 
     def _hold(self, message: tuple[int, bytes], why: str) -> None:
         self.pending = message
@@ -326,10 +333,13 @@ class Connection(asyncio.Protocol):
             self.reading_paused = True
             self.transport.pause_reading()
 
-    def _resume_soon(self) -> None:
-        loop = self.proxy.loop
-        if loop is not None:
-            loop.call_soon(self.resume)
+    def admit(self, share: int) -> None:
+        """Its turn (:mod:`~smdbus.proxy.admission`): publish up to ``share`` messages."""
+        self.allowance = share
+        try:
+            self.resume()
+        finally:
+            self.allowance = -1
 
     def resume(self) -> None:
         """Publishing may go on (room in the queue, or congestion cleared)."""

@@ -10,6 +10,9 @@ Rules:
   counters, and the record of closed connections for ``smd peers``.
 - Publishing is lossless: a full bus queue or a congested subscriber pauses
   the publisher; nothing is dropped and no publisher is disconnected.
+- Publishing is fair: paused publishers wait in one FIFO
+  (:mod:`smdbus.proxy.admission`) and are served, as soon as the bus
+  queue has room, before any connection that did not wait.
 - A subscriber is disconnected only when it stops reading (see
   :mod:`smdbus.proxy.flow`) or its buffer passes ``max_buffer``; the reason
   is logged and counted.
@@ -33,6 +36,7 @@ from typing import Any
 
 from smdbus.bus import Bus
 from smdbus.classes import ALL_CLASSES, format_mask
+from smdbus.proxy.admission import Admission
 from smdbus.proxy.connection import Connection
 from smdbus.proxy.fanout import Group, rx_frame
 from smdbus.proxy.flow import Verdict
@@ -161,6 +165,8 @@ class Proxy:
         self._flush_scheduled = False
         self._congested: set[Connection] = set()
         self._held: list[Connection] = []
+        self.admission: Admission[Connection] = Admission()
+        self._admission_armed = False
         self._stall_timer: asyncio.TimerHandle | None = None
         # one RX frame built per message, shared by every group it goes to
         self.shared_frames = False  # more than one group: a message may reach several
@@ -309,6 +315,7 @@ class Proxy:
             self._recompute_congestion()
         if conn in self._held:
             self._held.remove(conn)
+        self.admission.discard(conn)
         self._history.append(_peer_info(conn))
 
     def count(self, name: str, n: int = 1) -> None:
@@ -347,6 +354,41 @@ class Proxy:
             # in the same loop pass, so the frames go out without another pass.
             self._flush_scheduled = True
             self.loop.call_soon(self._flush_all)
+
+    # -- admission: fair turns for publishers waiting for room ---------------
+
+    def room(self, conn: Connection) -> int:
+        """Messages ``conn`` may put on the bus queue now: none while others wait their turn."""
+        bus = self.bus
+        room = bus.queue_depth - bus.queue_length
+        if conn.allowance >= 0:
+            return min(room, conn.allowance)
+        return 0 if self.admission else room
+
+    def wait_for_room(self, conn: Connection) -> None:
+        """A held publisher joins the line; turns are given when the bus queue has room."""
+        self.admission.wait(conn)
+        if not self._admission_armed:
+            self._admission_armed = True
+            self.bus.when_room(self._admit)
+
+    def _admit(self) -> None:
+        """The bus queue emptied: give turns, head first, until the room is used up.
+
+        Runs from the bus right after a delivery, so the waiting publishers
+        take the room before any connection's input of the same loop pass.
+        """
+        self._admission_armed = False
+        admission = self.admission
+        bus = self.bus
+        try:
+            while (turn := admission.next(bus.queue_depth - bus.queue_length)) is not None:
+                conn, share = turn
+                conn.admit(share)
+        finally:
+            if admission and not self._admission_armed:
+                self._admission_armed = True
+                bus.when_room(self._admit)
 
     # -- delivery ----------------------------------------------------------
 
@@ -394,10 +436,8 @@ class Proxy:
         self.congested_mask = mask
         if released and self._held:
             held, self._held = self._held, []
-            loop = self.loop
-            for c in held:
-                if loop is not None:
-                    loop.call_soon(c.resume)
+            for c in held:  # they wait for their turn like any held publisher
+                self.wait_for_room(c)
         if self._congested and self._stall_timer is None and self.loop is not None:
             self._stall_timer = self.loop.call_later(self._check_interval(), self._check_stalls)
 
@@ -455,6 +495,7 @@ class Proxy:
             "connections": len(self._connections),
             "congested_mask": self.congested_mask,
             "bus_queue": self.bus.queue_length,
+            "waiting": len(self.admission),
             **self.counters,
         }
 
