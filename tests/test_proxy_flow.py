@@ -221,3 +221,9 @@ def test_admission_fifo_and_fair_shares() -> None:
     line.discard("c")  # went away
     assert line.next(1) == ("a", 1)
     assert line.next(1) is None and not line
+    chunky: Admission[str] = Admission(quantum=64)
+    for who in "abcdefgh":
+        chunky.wait(who)
+    assert chunky.next(256) == ("a", 64), "a turn is a quantum at least"
+    assert chunky.next(40) == ("b", 40), "or what room there is"
+    assert chunky.next(0) is None
