@@ -8,17 +8,27 @@ the control stream's work is bounded per query and per loop pass.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 from smdbus.classes import user_class
 from smdbus.client import connect
-from smdbus.proxy import PeerInfo, Proxy, ProxySettings
+from smdbus.proxy import CONTROL_STREAMTYPE, PeerInfo, Proxy, ProxySettings
 from smdbus.proxy.admission import Admission
-from smdbus.wire import MASK_ZERO_QUIRK, stream_type_frame, tx_payload_frame
+from smdbus.proxy.control import MAX_REFUSED, PEERS_PER_PASS
+from smdbus.wire import (
+    MASK_ZERO_QUIRK,
+    Decoder,
+    Role,
+    RxPayload,
+    stream_type_frame,
+    tx_payload_frame,
+)
 from smdbus.wire.stream import WireStream
 
 USER0 = int(user_class(0))
@@ -227,3 +237,108 @@ def test_admission_fifo_and_fair_shares() -> None:
     assert chunky.next(256) == ("a", 64), "a turn is a quantum at least"
     assert chunky.next(40) == ("b", 40), "or what room there is"
     assert chunky.next(0) is None
+
+
+# -- 5: the control stream does not freeze the loop ---------------------------
+
+
+async def _idle_connections(address: str, n: int) -> list[asyncio.StreamWriter]:
+    writers = []
+    for _ in range(n):
+        reader, writer = await asyncio.open_unix_connection(address)
+        writer.write(stream_type_frame("_lws_smd", 0, 7))
+        await reader.readexactly(32)
+        writers.append(writer)
+    return writers
+
+
+def _control(address: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(address)
+    sock.sendall(stream_type_frame(CONTROL_STREAMTYPE, 0, 77))
+    _greeted(sock)
+    return sock
+
+
+PEERS = tx_payload_frame(0, 0, b'{"op":"peers"}')
+
+
+async def _replies(sock: socket.socket) -> list[dict[str, Any]]:
+    """Every reply until the proxy hangs up."""
+    loop = asyncio.get_running_loop()
+    decoder = Decoder(Role.CLIENT, max_body=0xFFFF - 32)
+    out: list[dict[str, Any]] = []
+    sock.setblocking(False)
+    while data := await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 5):
+        out += [json.loads(e.body) for e in decoder.feed(data) if isinstance(e, RxPayload)]
+    return out
+
+
+async def test_asker_that_leaves_stops_the_work() -> None:
+    """A peers query over 200 connections whose asker hangs up at once: one record, no more."""
+    async with Proxy(ProxySettings(address=_address())) as proxy:
+        idle = await _idle_connections(proxy.address, 200)
+        asker = await asyncio.to_thread(_control, proxy.address)
+        asker.sendall(PEERS)
+        asker.close()
+        await _until(lambda: proxy.counters.get("control_abandoned", 0) == 1)
+        assert proxy.counters["control_records"] <= PEERS_PER_PASS
+        assert proxy.stats()["queries"] == 0
+        for w in idle:
+            w.close()
+
+
+async def test_query_flood_is_refused_with_a_reason_then_hung_up() -> None:
+    """200 queries in one write; a burst of 20 is allowed (the clock frozen: no refill)."""
+    async with Proxy(ProxySettings(address=_address()), clock=_frozen) as proxy:
+        asker = await asyncio.to_thread(_control, proxy.address)
+        asker.sendall(PEERS * 200)
+        replies = await _replies(asker)  # to the proxy's hang-up
+        ends = [r for r in replies if "count" in r]
+        errors = [r["error"] for r in replies if "error" in r]
+        assert len(ends) == 20, "one query at a time, each answered in full"
+        assert len(errors) == MAX_REFUSED
+        assert all(e.startswith("rate limited: over 10 queries a second") for e in errors)
+        assert proxy.counters["control_queries"] == 20
+        assert proxy.counters["control_refused"] == MAX_REFUSED
+        [record] = [p for p in proxy.peers() if p.client_pid == 77]
+        assert record.reason is not None and record.reason.startswith("query flood")
+        asker.close()
+
+
+async def test_publisher_flows_while_a_query_waits_for_its_asker() -> None:
+    """An asker that does not read: its query waits (backpressure), publishing goes on."""
+    n = 1000
+    settings = ProxySettings(address=_address(), high_water=4096)
+    async with Proxy(settings, clock=_frozen) as proxy:
+        idle = await _idle_connections(proxy.address, n)
+        asker = await asyncio.to_thread(_control, proxy.address)
+        asker.sendall(PEERS)
+        await _until(lambda: any(p.congested for p in proxy.peers() if p.client_pid == 77))
+        [waiting] = [p for p in proxy.peers() if p.client_pid == 77]
+        # a slice at most past high water (a record is ~500 bytes), not the whole reply
+        assert waiting.buffered < settings.high_water + PEERS_PER_PASS * 1024
+        records = proxy.counters["control_records"]
+        assert 0 < records < n
+        sub = await WireStream.connect(proxy.address, USER0)
+        pub = await WireStream.connect(proxy.address, 0)
+        for i in range(100):
+            await pub.send(USER0, b"%06d" % i)
+            assert (await asyncio.wait_for(sub.receive(), 5)).body == b"%06d" % i
+        assert proxy.stats()["queries"] == 1, "still waiting for its asker"
+        assert proxy.counters["control_records"] == records, "and no work done meanwhile"
+        decoder = Decoder(Role.CLIENT, max_body=0xFFFF - 32)
+        loop = asyncio.get_running_loop()
+        asker.setblocking(False)
+        end: dict[str, Any] = {}
+        while not end:
+            data = await asyncio.wait_for(loop.sock_recv(asker, 1 << 16), 5)
+            for e in decoder.feed(data):
+                if isinstance(e, RxPayload) and "count" in (reply := json.loads(e.body)):
+                    end = reply
+        assert end["count"] >= n and proxy.stats()["queries"] == 0
+        asker.close()
+        for s in (sub, pub):
+            await s.close()
+        for w in idle:
+            w.close()

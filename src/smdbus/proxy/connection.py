@@ -231,6 +231,9 @@ class Connection(asyncio.Protocol):
         """
         if self.write_failed is not None or self.state == "closed":
             return
+        if self.state != "smd":  # a tool that cannot be answered has nothing more to say
+            self.close(f"write failed: {exc}")
+            return
         self.write_failed = f"write failed: {exc}"
         lost = self.msgs_out + self.out_msgs - self.delivered
         self.dropped += lost
@@ -289,6 +292,8 @@ class Connection(asyncio.Protocol):
                 self.pending = (event.cls, event.body)
             else:
                 self._handle(event)
+                if self.held is not None:  # a control query in progress: read on after it
+                    return
         if self.reading_paused and self.state != "closed" and self.transport is not None:
             self.reading_paused = False
             self.transport.resume_reading()
@@ -329,6 +334,13 @@ class Connection(asyncio.Protocol):
         self.pending = message
         self.held = why
         self.proxy.count(f"held_{why}")
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def wait_for_reply(self) -> None:
+        """A control query is being answered (in slices): read nothing more until it is done."""
+        self.held = "query"
         if not self.reading_paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()

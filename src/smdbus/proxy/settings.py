@@ -45,6 +45,10 @@ class ProxySettings:
     """Outbound bytes for one subscriber past which it is disconnected at once."""
     history: int = 64
     """Closed connections remembered (with their reason) for ``smd peers``."""
+    control_rate: float = 10.0
+    """Control-stream queries a second per connection (a token bucket; ``smd peers`` sends one)."""
+    control_burst: int = 20
+    """Control-stream queries a connection may send at once before ``control_rate`` applies."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -58,6 +62,8 @@ class ProxySettings:
             ("stall_timeout", self.stall_timeout >= self.stall_grace),
             ("max_buffer", self.max_buffer >= self.high_water),
             ("history", self.history >= 0),
+            ("control_rate", 0 < self.control_rate <= 1000),
+            ("control_burst", 1 <= self.control_burst <= 1000),
         ]
         for name, ok in checks:
             if not ok:
