@@ -47,6 +47,7 @@ from smdbus.wire import tx_payload_frame as tx
 FLOOD = int(user_class(0))
 PACED = int(user_class(1))
 _SEQ = struct.Struct(">IQ")  # paced payload: seq, send time (ns)
+_CONTROL_MAX_BODY = 0xFFFF - 32  # control replies are JSON, larger than SMD bodies
 
 
 def _open(address: str, mask: int, streamtype: str = "_lws_smd") -> socket.socket:
@@ -174,7 +175,7 @@ def _asker(address: str, queries: int, rounds: int, leaves: bool, go: Any, out: 
             time.sleep(0.5)
             continue
         sock.settimeout(5)
-        decoder = Decoder(Role.CLIENT)
+        decoder = Decoder(Role.CLIENT, max_body=_CONTROL_MAX_BODY)
         ends = 0
         while ends < queries:
             try:
@@ -197,7 +198,7 @@ def _stats(address: str) -> dict[str, Any]:
     sock = _open(address, 0, CONTROL_STREAMTYPE)
     sock.sendall(tx(0, 0, b'{"op":"stats"}'))
     sock.settimeout(5)
-    decoder = Decoder(Role.CLIENT)
+    decoder = Decoder(Role.CLIENT, max_body=_CONTROL_MAX_BODY)
     while True:
         data = sock.recv(1 << 16)
         if not data:

@@ -35,6 +35,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from smdbus.proxy.fanout import rx_frame
+
 if TYPE_CHECKING:
     from smdbus.proxy.connection import Connection
     from smdbus.proxy.server import PeerInfo, Proxy
@@ -183,38 +185,34 @@ class Control:
             self._schedule()
 
     def _slice(self, q: _PeersQuery, budget: int) -> int:
-        """Send up to ``budget`` records of ``q`` (fewer if its asker goes); how many were made."""
+        """Send up to ``budget`` records of ``q`` with one write; returns how many were made."""
         proxy = self.proxy
-        conn = q.conn
-        made = 0
+        records: list[PeerInfo] = []
         if q.history is None:
-            batch = proxy.open_peers(q.cursor, budget)
-            for info in batch:
-                self._record(conn, info)
-                q.cursor = info.id
-                made += 1
-                if conn.state != "control":  # a write failed: it has gone
-                    return made
-            q.count += made
-            if len(batch) == budget:
-                return made
-            q.history = proxy.closed_peers() if q.closed else []
-        while q.history and made < budget:
-            self._record(conn, q.history.pop(0))
-            q.count += 1
-            made += 1
-            if conn.state != "control":
-                return made
-        if made < budget:
-            self._reply(conn, {"end": True, "count": q.count, "stats": proxy.stats()})
+            records = proxy.open_peers(q.cursor, budget)
+            if records:
+                q.cursor = records[-1].id
+            if len(records) < budget:
+                q.history = proxy.closed_peers() if q.closed else []
+        if q.history:
+            take = budget - len(records)
+            records += q.history[:take]
+            del q.history[:take]
+        now_us = time.monotonic_ns() // 1000
+        frames = [rx_frame(0, now_us, _encode({"peer": info.to_json()})) for info in records]
+        q.count += len(records)
+        if q.history is not None and not q.history and len(records) < budget:
+            end = {"end": True, "count": q.count, "stats": proxy.stats()}
+            frames.append(rx_frame(0, now_us, _encode(end)))
             q.done = True
-            made += 1
-        return made
-
-    def _record(self, conn: Connection, info: PeerInfo) -> None:
-        self.proxy.count("control_records")
-        self._reply(conn, {"peer": info.to_json()})
+        proxy.count("control_records", len(records))
+        if frames:
+            q.conn.deliver(b"".join(frames), len(frames))
+        return len(frames)
 
     def _reply(self, conn: Connection, obj: dict[str, Any]) -> None:
-        body = json.dumps(obj, separators=(",", ":")).encode()
-        conn.on_message(0, time.monotonic_ns() // 1000, body)
+        conn.on_message(0, time.monotonic_ns() // 1000, _encode(obj))
+
+
+def _encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
