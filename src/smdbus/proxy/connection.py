@@ -125,7 +125,6 @@ class Connection(asyncio.Protocol):
         self.published = 0
         self.pending: tuple[int, bytes] | None = None  # (class, body) taken but not published
         self.held: str | None = None  # "queue" or "congestion" while not publishing
-        self.allowance = -1  # messages it may publish in its admission turn (-1: no turn)
         self.reading_paused = False
         # delivering
         self.bytes_out = 0
@@ -135,14 +134,20 @@ class Connection(asyncio.Protocol):
         self.congested = False
         self.stalled = False
         self.outflow = Outflow(settings.stall_grace, settings.stall_timeout)
-        self.write_failed: str | None = None  # why delivery to it ended (it is read to EOF)
-        # ending
+        # ending (close_reason is set while open when a write failed: see write_failed)
+        # 29 attributes at most: past that CPython 3.11 stops sharing the instance
+        # dicts' keys, and each connection's dict grows from ~300 bytes to ~1.6 KB
         self.close_reason: str | None = None
         self.closed_at: float | None = None
         self.dropped = 0
         self._first_frame_timer: asyncio.TimerHandle | None = None
 
     # -- description -------------------------------------------------------
+
+    @property
+    def write_failed(self) -> str | None:
+        """Why delivery to this open connection ended (a write failed), or None."""
+        return self.close_reason if self.state != "closed" else None
 
     def __repr__(self) -> str:
         return f"<Connection #{self.id} {self.describe()}>"
@@ -234,7 +239,7 @@ class Connection(asyncio.Protocol):
         if self.state != "smd":  # a tool that cannot be answered has nothing more to say
             self.close(f"write failed: {exc}")
             return
-        self.write_failed = f"write failed: {exc}"
+        self.close_reason = f"write failed: {exc}"
         lost = self.msgs_out + self.out_msgs - self.delivered
         self.dropped += lost
         self.msgs_out = self.delivered
@@ -326,9 +331,10 @@ class Connection(asyncio.Protocol):
 
     def _published(self, n: int) -> None:
         self.published += n
-        if self.allowance > 0:
-            self.allowance -= n
-        self.proxy.published_now(n)
+        proxy = self.proxy
+        if proxy.turn is self:
+            proxy.allowance -= n
+        proxy.published_now(n)
 
     def _hold(self, message: tuple[int, bytes], why: str) -> None:
         self.pending = message
@@ -344,14 +350,6 @@ class Connection(asyncio.Protocol):
         if not self.reading_paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()
-
-    def admit(self, share: int) -> None:
-        """Its turn (:mod:`~smdbus.proxy.admission`): publish up to ``share`` messages."""
-        self.allowance = share
-        try:
-            self.resume()
-        finally:
-            self.allowance = -1
 
     def resume(self) -> None:
         """Publishing may go on (room in the queue, or congestion cleared)."""

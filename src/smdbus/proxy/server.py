@@ -183,6 +183,8 @@ class Proxy:
         self._held: list[Connection] = []
         self.admission: Admission[Connection] = Admission(ADMISSION_QUANTUM)
         self._admission_armed = False
+        self.turn: Connection | None = None  # the publisher whose turn it is (in _admit)
+        self.allowance = 0  # what it may still publish in its turn
         self.control = Control(self)
         self._stall_timer: asyncio.TimerHandle | None = None
         # one RX frame built per message, shared by every group it goes to
@@ -379,8 +381,8 @@ class Proxy:
         """Messages ``conn`` may put on the bus queue now: none while others wait their turn."""
         bus = self.bus
         room = bus.queue_depth - bus.queue_length
-        if conn.allowance >= 0:
-            return min(room, conn.allowance)
+        if conn is self.turn:
+            return min(room, self.allowance)
         return 0 if self.admission else room
 
     def wait_for_room(self, conn: Connection) -> None:
@@ -401,9 +403,10 @@ class Proxy:
         bus = self.bus
         try:
             while (turn := admission.next(bus.queue_depth - bus.queue_length)) is not None:
-                conn, share = turn
-                conn.admit(share)
+                self.turn, self.allowance = turn
+                self.turn.resume()  # publishes up to its share, then waits again if it has more
         finally:
+            self.turn = None
             if admission and not self._admission_armed:
                 self._admission_armed = True
                 bus.when_room(self._admit)
