@@ -84,11 +84,6 @@ def test_nothing_duplicated_or_reordered_outside_restart(report: dict[str, Any])
     assert outside["reordered"] == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10 point 3: a publisher subscribed to its own class that closes after a "
-    "burst loses what the proxy had not read yet (burst publisher)",
-)
 def test_nothing_lost_outside_restart(report: dict[str, Any]) -> None:
     w = report["well_behaved"]
     assert w["outside"]["lost"] == 0, w["by_publisher"]
