@@ -428,7 +428,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.state == "closed":
             return
-        if self.write_failed is not None:
+        if self.close_reason is not None:  # open with a reason: a write failed (write_failed)
             self.dropped += n
             self.proxy.count("dropped_write_failed", n)
             return
