@@ -7,8 +7,13 @@ Both scenarios run our proxy in its own process and one *paced* publisher
 (a raw socket, 1 000 msgs/s of USER1 on an absolute schedule, its send time
 in each payload) whose messages a raw subscriber takes; reported are how
 many got through, the longest gap between two consecutive arrivals and the
-p50/p99 of (arrival - send), both CLOCK_MONOTONIC. Goal (issue 10): the
-longest gap under 100 ms.
+p50/p99 of (arrival - send), all CLOCK_MONOTONIC. To tell the machine's
+stalls from the proxy's, also: the longest gap between two consecutive
+sends, between their admissions (the proxy's timestamp: when it put each
+on its bus), the most the proxy added to a gap (admission gap minus send
+gap), how late the publisher woke against its schedule (this machine, or a
+send that blocked before) and its longest blocked send (the proxy not
+reading it). Goal (issue 10): gaps under 100 ms.
 
 - ``fair``: beside ``--flooders`` processes that write USER0 as fast as the
   proxy takes it (raw sockets, blocking ``sendall``), and one subscriber
@@ -66,17 +71,22 @@ def _open(address: str, mask: int, streamtype: str = "_lws_smd") -> socket.socke
 # -- the paced publisher and its subscriber --------------------------------------
 
 
-def _paced_publisher(address: str, count: int, rate: float, go: Any) -> None:
+def _paced_publisher(address: str, count: int, rate: float, go: Any, out: Any) -> None:
     sock = _open(address, 0)
     go.wait()
     start = time.monotonic_ns()
     step = int(1e9 / rate)
+    late = blocked = 0
     for seq in range(count):
         due = start + seq * step
         while (now := time.monotonic_ns()) < due:
             time.sleep(min(0.0005, (due - now) / 1e9))
-        sock.sendall(tx(PACED, 0, _SEQ.pack(seq, time.monotonic_ns()) + bytes(88)))
+        before = time.monotonic_ns()
+        late = max(late, before - due)  # this machine, or a send that blocked before it
+        sock.sendall(tx(PACED, 0, _SEQ.pack(seq, before) + bytes(88)))
+        blocked = max(blocked, time.monotonic_ns() - before)  # the proxy not reading it
     sock.close()
+    out.put(("publisher", {"late_ms": late / 1e6, "blocked_ms": blocked / 1e6}))
 
 
 def _paced_subscriber(address: str, count: int, seconds: float, ready: Any, out: Any) -> None:
@@ -85,6 +95,8 @@ def _paced_subscriber(address: str, count: int, seconds: float, ready: Any, out:
     decoder = Decoder(Role.CLIENT)
     arrivals: list[int] = []
     latencies: list[int] = []
+    sends: list[int] = []
+    admitted: list[int] = []  # the proxy's timestamp: when it put the message on its bus (µs)
     ready.set()
     deadline = time.monotonic() + seconds + 10
     while len(arrivals) < count and time.monotonic() < deadline:
@@ -100,13 +112,21 @@ def _paced_subscriber(address: str, count: int, seconds: float, ready: Any, out:
                 _, sent = _SEQ.unpack_from(event.body)
                 arrivals.append(now)
                 latencies.append(now - sent)
+                sends.append(sent)
+                admitted.append(event.timestamp * 1000)
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    send_gaps = [b - a for a, b in itertools.pairwise(sends)]
+    admit_gaps = [b - a for a, b in itertools.pairwise(admitted)]
+    added = [a - s for a, s in zip(admit_gaps, send_gaps, strict=True)]
     out.put(
         (
             "paced",
             {
                 "received": len(arrivals),
                 "longest_gap_ms": max(gaps, default=0) / 1e6,
+                "send_gap_ms": max(send_gaps, default=0) / 1e6,
+                "admission_gap_ms": max(admit_gaps, default=0) / 1e6,
+                "proxy_added_ms": max(added, default=0) / 1e6,
                 "p50_ms": percentile(latencies, 50) / 1e6 if latencies else 0.0,
                 "p99_ms": percentile(latencies, 99) / 1e6 if latencies else 0.0,
             },
@@ -243,7 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
         procs.append(
-            MP.Process(target=_paced_publisher, args=(system.address, count, args.rate, go))
+            MP.Process(target=_paced_publisher, args=(system.address, count, args.rate, go, out))
         )
         for p in procs:
             p.start()
@@ -253,7 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results: dict[str, Any] = {}
         results.update([out.get(timeout=args.seconds + 30)])  # the paced subscriber's
         stop.set()
-        expected = 2  # the paced subscriber's, and the sink's or the asker's
+        expected = 3  # the paced subscriber's and publisher's, and the sink's or the asker's
         while len(results) < expected:
             results.update([out.get(timeout=30)])
         results["proxy"] = {
@@ -292,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"paced {args.rate:g} msgs/s for {args.seconds:g} s: {paced['received']} of "
         f"{results['sent']} through, longest gap {paced['longest_gap_ms']:.1f} ms, "
-        f"p50 {paced['p50_ms']:.2f} ms, p99 {paced['p99_ms']:.2f} ms"
+        f"p50 {paced['p50_ms']:.2f} ms, p99 {paced['p99_ms']:.2f} ms\n"
+        f"  longest gap between its sends {paced['send_gap_ms']:.1f} ms, "
+        f"between its admissions {paced['admission_gap_ms']:.1f} ms, "
+        f"added by the proxy {paced['proxy_added_ms']:.1f} ms; the publisher woke up to "
+        f"{results['publisher']['late_ms']:.1f} ms late and was blocked in a send up to "
+        f"{results['publisher']['blocked_ms']:.1f} ms"
     )
     if "flood" in results:
         counts = results["flood"]["counts"]
