@@ -17,8 +17,9 @@ from collections.abc import AsyncIterable
 from typing import TextIO
 
 from smdbus.classes import Class
+from smdbus.commands._failure import connect_failure
+from smdbus.commands._options import add_socket, examples, positive_float
 from smdbus.system.query import QUERY, StateReport, parse_state_message
-from smdbus.wire import format_address, parse_address
 
 DEFAULT_TIMEOUT = 3.0
 
@@ -27,15 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--watch", "-w", action="store_true", help="keep printing each change until interrupted"
     )
-    parser.add_argument(
-        "--socket",
-        default="@proxy.ss.lws",
-        metavar="ADDR",
-        help="proxy address (@abstract or /path; default @proxy.ss.lws)",
-    )
+    add_socket(parser)
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_float,
         default=DEFAULT_TIMEOUT,
         metavar="S",
         help=f"how long to wait for the state without --watch (default {DEFAULT_TIMEOUT} s)",
@@ -47,20 +43,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="do not ask for the current state; only print announced changes",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    examples(
+        parser,
+        "smd state                 the current state, e.g. OPERATIONAL",
+        "smd state --watch --json  then each change, as JSON lines",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.timeout <= 0:
-        print(f"smd state: --timeout must be > 0 s, got {args.timeout}", file=sys.stderr)
-        return 2
-    try:
-        address = parse_address(args.socket)
-    except ValueError as e:
-        print(f"smd state: {e}", file=sys.stderr)
-        return 2
     return asyncio.run(
         state_command(
-            address,
+            args.socket,
             watch=args.watch,
             timeout=args.timeout,
             query=args.query,
@@ -85,7 +78,7 @@ async def state_command(
     try:
         client = await connect(address, Class.SYSTEM_STATE)
     except ProxyUnavailable as e:
-        print(f"smd state: no proxy at {format_address(address)}: {e}", file=sys.stderr)
+        print(f"smd state: {connect_failure(e, address)}", file=sys.stderr)
         return 1
     try:
         if query:
