@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench speedups system-deps clean
+.PHONY: run test lint typecheck unit bench speedups system-deps clean man
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# The man page and the bash/zsh completions, generated from smd's parser into the package
+# data (tests/test_clidoc.py checks they match the parser: run this after changing options).
+DATA := src/smdbus/data
+man: $(STAMP)
+	mkdir -p $(DATA)/man $(DATA)/completion
+	$(BIN)/python -m smdbus.clidoc man > $(DATA)/man/smd.1
+	$(BIN)/python -m smdbus.clidoc bash > $(DATA)/completion/smd.bash
+	$(BIN)/python -m smdbus.clidoc zsh > $(DATA)/completion/_smd
 
 # Optional: compile the bus's hot path with mypyc (imported in place of bus.py when present).
 speedups: $(STAMP)

@@ -25,14 +25,16 @@ Rules
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing before SIGINT is ours
 if TYPE_CHECKING:
     import argparse
+    import signal as _signal
     from collections.abc import Sequence
     from typing import Any, NoReturn
+else:
+    import _signal  # signal's C half, loaded by the interpreter already (signal.py imports enum)
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "a short live demonstration of the in-process bus"),
@@ -142,14 +144,14 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    previous = signal.signal(signal.SIGINT, _interrupted)
+    previous = _signal.signal(_signal.SIGINT, _interrupted)
     try:
         return _main(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         return INTERRUPTED
     finally:
         # Exiting either way: a late Ctrl-C must not print a traceback now.
-        signal.signal(signal.SIGINT, signal.SIG_IGN if argv is None else previous)
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN if argv is None else previous)
 
 
 def _main(args_list: list[str]) -> int:
@@ -163,7 +165,7 @@ def _main(args_list: list[str]) -> int:
 
     setup_logging(args.verbose + args.verbose_after)
     command = _load(args.command)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     try:
         result: int = command.run(args)
     except BrokenPipeError:

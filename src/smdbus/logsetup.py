@@ -72,8 +72,8 @@ def setup_logging(
 ) -> logging.Handler:
     """Log WARNING and up (-v: INFO, -vv: DEBUG) to ``stream`` (stderr) in the right form.
 
-    Replaces the root logger's handlers (a second call does not double the lines)
-    and returns the handler.
+    Adds one handler to the root logger, replacing the one an earlier call added
+    (so a second call does not double the lines), and returns it.
     """
     out = sys.stderr if stream is None else stream
     handler = logging.StreamHandler(out)
@@ -83,7 +83,9 @@ def setup_logging(
         handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if getattr(old, "smdbus_setup", False):
+            root.removeHandler(old)
+    handler.smdbus_setup = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.WARNING - 10 * min(verbose, 2))
     return handler

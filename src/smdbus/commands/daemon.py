@@ -21,6 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from smdbus.commands._options import examples
 from smdbus.daemon.app import Daemon, DaemonError, prepare
 from smdbus.daemon.config import DEFAULT_TOML, ConfigError, DaemonConfig, load_config
 from smdbus.daemon.live import LiveView
@@ -39,6 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print every config key with its default"
+    )
+    examples(
+        parser,
+        "smd daemon --live --config deploy/demo.toml   watch a device boot, in this terminal",
+        "smd daemon --check --config /etc/smd/daemon.toml",
+        "smd daemon --print-config > daemon.toml      every key, with its default",
     )
 
 

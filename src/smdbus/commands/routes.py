@@ -20,6 +20,8 @@ import asyncio
 import json
 import sys
 
+from smdbus.commands._options import examples
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="a JSON list instead of lines")
@@ -28,6 +30,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--gateways", action="store_true", help="only routes through a gateway (default first)"
+    )
+    examples(
+        parser,
+        "smd routes                 the table as the route monitor caches it",
+        "smd routes --gateways      only routes through a gateway",
+        "smd routes --netns dev0 --json",
     )
 
 
