@@ -12,6 +12,9 @@ Rules
   stdout is not a terminal (a pipe, a log file, a test) every event is one
   plain line and the footer is printed once, as lines, when OPERATIONAL is
   reached. ``NO_COLOR`` turns colours off.
+- The footer fits the terminal (80 columns is the size to design for): the
+  status line keeps the parts that fit, and a hint too long for one line is
+  folded at its `` · `` separators rather than cut.
 """
 
 from __future__ import annotations
@@ -236,16 +239,20 @@ class LiveView:
         cpd_style = {"OK": "green", "Captive": "yellow", "No internet": "red"}.get(s.cpd, "dim")
         for text, style in (
             (f"CPD {s.cpd}", cpd_style),
-            (f"{s.routes} routes", ""),
-            (f"{s.clients} clients", ""),
-            (f"{s.messages} messages", ""),
+            (_count(s.routes, "route"), ""),
+            (_count(s.clients, "client"), ""),
+            (_count(s.messages, "message"), ""),
             *((x, "") for x in s.extra),
         ):
             parts.append(self.paint(text, style))
             plain.append(text)
         status = _fit(parts, plain, "  ·  ", width - 1)
         lines = [rule, " " + status]
-        lines += [" " + self.paint(_cut(h, width - 2), "dim") for h in self.hints]
+        lines += [
+            " " + self.paint(_cut(line, width - 2), "dim")
+            for h in self.hints
+            for line in fold(h, width - 2)
+        ]
         return lines
 
     def _draw_footer(self) -> None:
@@ -263,6 +270,32 @@ def progress(state: str) -> str:
 
 def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+_SEPARATOR = re.compile(r" +· +")
+
+
+def fold(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width``, broken at its `` · `` separators.
+
+    A piece that is longer than ``width`` on its own stays one line (the
+    caller cuts it); the separators at a break are dropped.
+    """
+    if len(text) <= width:
+        return [text]
+    sep = _SEPARATOR.search(text)
+    joiner = sep.group() if sep else " · "
+    lines: list[str] = []
+    for piece in _SEPARATOR.split(text):
+        if lines and len(lines[-1]) + len(joiner) + len(piece) <= width:
+            lines[-1] += joiner + piece
+        else:
+            lines.append(piece)
+    return lines
 
 
 def _cut(text: str, width: int) -> str:
