@@ -195,3 +195,38 @@ def test_the_shipped_units_say_what_the_daemon_does(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "smd.service" not in r.stderr, r.stderr
+
+
+async def test_ready_names_the_socket_systemd_passed(
+    tmp_path: Path, receiver: tuple[socket.socket, str]
+) -> None:
+    """Socket activation: READY's STATUS says where the bus really is, not the configured path."""
+    from smdbus.daemon.app import Daemon, prepare
+    from smdbus.daemon.config import parse_config
+
+    sock, notify_path = receiver
+    passed = tmp_path / "from-systemd.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(passed))
+    listener.listen(8)
+    config = parse_config(
+        f'[bus]\nsocket = "{tmp_path / "configured.sock"}"\n'
+        "[routes]\nenabled = false\n[cpd]\nenabled = false\n"
+        "[gates]\ndhcp = false\ntime = false\n"
+    )
+    env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1"}
+    prepared = prepare(config, env)
+    assert prepared.activated_fd == 3
+    prepared.activated_fd = listener.detach()  # where our test process holds it; the proxy's now
+    daemon = Daemon(prepared, notifier=Notifier(notify_path))
+    run = asyncio.create_task(daemon.run())
+    try:
+        loop = asyncio.get_running_loop()
+        while True:
+            got = (await loop.run_in_executor(None, sock.recv, 512)).decode()
+            if got.startswith("READY=1"):
+                break
+        assert got == f"READY=1\nSTATUS=OPERATIONAL, bus on {passed}"
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(run, 10)

@@ -168,6 +168,8 @@ class Daemon:
         self.ops = SystemOps(set_clock=self.clock.set_clock)
         self.bus = Bus(queue_depth=self.config.bus.proxy.queue_depth)
         self.proxy: Proxy | None = None
+        self.bus_address = self.config.bus.socket
+        """Where the bus is served: the configured socket, or the one systemd passed."""
         self.manager: StateManager | None = None
         self.monitor: Any = None
         self.detector: Any = None
@@ -265,6 +267,7 @@ class Daemon:
             self.proxy = Proxy(settings, bus=self.bus)
             await self.proxy.start()
             self.note("info", f"serving the bus on {format_address(settings.address)}")
+        self.bus_address = settings.address  # systemd's socket, when it passed one
         self.notifier.status(f"serving the bus on {format_address(settings.address)}")
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -472,7 +475,7 @@ class Daemon:
         if new == State.OPERATIONAL:
             if self.stats.operational_at is None:
                 self.stats.operational_at = time.monotonic()
-            self.notifier.ready(f"OPERATIONAL, bus on {format_address(self.config.bus.socket)}")
+            self.notifier.ready(f"OPERATIONAL, bus on {format_address(self.bus_address)}")
 
     def _net_events(self, events: Sequence[Any]) -> None:
         from smdbus.net.routetable import AddressAdded, RouteAdded, RouteRemoved
