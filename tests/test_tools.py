@@ -233,3 +233,26 @@ def test_colour_only_on_a_terminal_without_no_color() -> None:
     assert use_colour("auto", tty, {"NO_COLOR": "1"}) is False  # type: ignore[arg-type]
     assert use_colour("auto", sys.stdout, {}) is sys.stdout.isatty()
     assert use_colour("always", sys.stdout, {"NO_COLOR": "1"}) is True
+
+
+def test_payload_limits_say_which_applies() -> None:
+    """384 in one process (lws_smd), 383 on the wire (the C proxy): each error names its own."""
+    from smdbus import Bus, Class, Client, PayloadTooLarge
+    from smdbus.bus import MAX_PAYLOAD
+    from smdbus.errors import IN_PROCESS_LIMIT, WIRE_LIMIT
+    from smdbus.wire import MAX_BODY
+
+    assert (IN_PROCESS_LIMIT, WIRE_LIMIT) == (MAX_PAYLOAD, MAX_BODY) == (384, 383)
+    bus = Bus()
+    bus.register(Class.NETWORK, lambda *a: None)
+    assert bus.send(Class.NETWORK, bytes(384))
+    with pytest.raises(PayloadTooLarge) as local:
+        bus.send(Class.NETWORK, bytes(385))
+    assert str(local.value).endswith(
+        "over the limit of 384 (the in-process bus's limit; through a proxy it is 383)"
+    )
+    with pytest.raises(PayloadTooLarge) as wire:
+        Client("@smdbus-unused", Class.NETWORK).send(Class.NETWORK, bytes(384))
+    assert str(wire.value).endswith(
+        "over the limit of 383 (the wire's limit, through a proxy; a bus in one process takes 384)"
+    )
