@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -230,3 +230,38 @@ async def test_ready_names_the_socket_systemd_passed(
     finally:
         daemon.stop()
         await asyncio.wait_for(run, 10)
+
+
+def test_ready_at_an_earlier_state_on_a_boot_without_network(
+    tmp_path: Path, receiver: tuple[socket.socket, str], make_netns: Callable[..., str]
+) -> None:
+    """No address anywhere: the boot holds before DHCP for ever, yet systemd hears READY.
+
+    The shipped unit passes ``--ready-at IFACE_COLDPLUG`` so that ``systemctl
+    start`` returns on a first boot without a network.
+    """
+    sock, notify_path = receiver
+    ns = make_netns("smdrdy", "d0")
+    config = tmp_path / "daemon.toml"
+    config.write_text(f'[bus]\nsocket = "{tmp_path / "bus.sock"}"\n[cpd]\nenabled = false\n')
+    proc = subprocess.Popen(
+        [
+            *("ip", "netns", "exec", ns),
+            *(sys.executable, "-m", "smdbus", "daemon", "--config", str(config)),
+            *("--ready-at", "IFACE_COLDPLUG"),
+        ],
+        env={**os.environ, "NOTIFY_SOCKET": notify_path},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        sock.settimeout(30)
+        got = [sock.recv(512).decode()]
+        while not got[-1].startswith("READY=1"):
+            got.append(sock.recv(512).decode())
+        assert got[-1] == f"READY=1\nSTATUS=IFACE_COLDPLUG, bus on {tmp_path / 'bus.sock'}"
+        assert "STATUS=DHCP" not in got  # held: no network, no address
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()

@@ -24,7 +24,8 @@ from pathlib import Path
 from smdbus.commands._options import examples
 from smdbus.daemon.app import Daemon, DaemonError, prepare
 from smdbus.daemon.config import DEFAULT_TOML, ConfigError, DaemonConfig, load_config
-from smdbus.daemon.live import LiveView
+from smdbus.daemon.live import BOOT_STATES, LiveView
+from smdbus.system.state import State
 from smdbus.wire import DEFAULT_ADDRESS, format_address
 
 CPD_LOGGER = "smdbus.net.cpd"
@@ -40,6 +41,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print every config key with its default"
+    )
+    parser.add_argument(
+        "--ready-at",
+        choices=BOOT_STATES[1:],
+        default="OPERATIONAL",
+        metavar="STATE",
+        help="tell systemd READY=1 at this boot state (default OPERATIONAL; "
+        "the shipped unit: IFACE_COLDPLUG, so a boot without a network does not hold "
+        "systemctl start)",
     )
     examples(
         parser,
@@ -72,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         view = _make_view(config)
     daemon = Daemon(
         prepared,
+        ready_state=State[args.ready_at],
         on_message=view.message if view is not None else None,
         on_note=view.note if view is not None else None,
     )
