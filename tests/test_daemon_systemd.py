@@ -186,12 +186,13 @@ def test_the_shipped_units_say_what_the_daemon_does(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze is not installed: the units were checked by reading only")
     for name in ("smd.socket", "smd.service"):
         text = (ROOT / "deploy" / "systemd" / name).read_text()
-        (tmp_path / name).write_text(text.replace("/usr/local/bin/smd", sys.executable))
+        (tmp_path / name).write_text(text.replace("/opt/smdbus/bin/smd", sys.executable))
     r = subprocess.run(
         [verify, "verify", str(tmp_path / "smd.socket"), str(tmp_path / "smd.service")],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "MANPATH": str(ROOT / "src/smdbus/data/man")},  # Documentation=
     )
     assert r.returncode == 0, r.stderr
     assert "smd.service" not in r.stderr, r.stderr

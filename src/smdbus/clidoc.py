@@ -337,7 +337,7 @@ def zsh_completion() -> str:
 
 
 OUTPUTS = {"man": man_page, "bash": bash_completion, "zsh": zsh_completion}
-FILES = {"man": "man/smd.1", "bash": "completion/smd.bash", "zsh": "completion/_smd"}
+FILES = {"man": "man/man1/smd.1", "bash": "completion/smd.bash", "zsh": "completion/_smd"}
 """Where ``make man`` puts each output, under ``src/smdbus/data/``."""
 
 

@@ -53,6 +53,7 @@ _smd() {
         cpd:--url) return ;;
         cpd:--timeout) return ;;
         daemon:--config|daemon:-c) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        daemon:--ready-at) COMPREPLY=($(compgen -W "PRE_PRIV_DROP INITIALIZED COLLECTING_STDIN IFACE_COLDPLUG DHCP CPD_PRE_TIME TIME_VALID CPD_POST_TIME POLICY_VALID REGISTERED AUTH1 AUTH2 ONE_TIME_UPDATES OPERATIONAL" -- "$cur")); return ;;
     esac
     case "$cmd" in
         "") opts="-h --help -v --verbose --version demo proxy monitor send peers state button-replay buttons routes cpd daemon" ;;
@@ -66,7 +67,7 @@ _smd() {
         buttons) opts="-h --help -v --verbose --config --evdev --gpiod --pattern --list --key --line --active-low --bias --grab --controller --regime --send --socket" ;;
         routes) opts="-h --help -v --verbose --json --netns --gateways" ;;
         cpd) opts="-h --help -v --verbose --policy --url --timeout --no-retry --json" ;;
-        daemon) opts="-h --help -v --verbose --config -c --live --check --print-config" ;;
+        daemon) opts="-h --help -v --verbose --config -c --live --check --print-config --ready-at" ;;
         *) return ;;
     esac
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
