@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -226,3 +226,24 @@ def test_no_errno_noise_when_the_socket_path_is_missing() -> None:
     out = _smd("peers", "--socket", "/nonexistent/proxy.sock")
     assert out.returncode == 1 and "[Errno" not in out.stderr
     assert out.stderr.startswith("smd peers: no proxy at /nonexistent/proxy.sock: start one")
+
+
+async def test_state_until_waits_for_the_state_or_a_later_one() -> None:
+    import io
+
+    from smdbus.commands.state import report
+    from smdbus.system.state import State
+
+    async def states(*names: str) -> AsyncIterator[tuple[int, bytes]]:
+        for i, name in enumerate(names):
+            yield i, json.dumps({"state": name}).encode()
+
+    out = io.StringIO()
+    boot = states("IFACE_COLDPLUG", "DHCP", "TIME_VALID", "OPERATIONAL")
+    assert await report(boot, watch=False, timeout=None, until=State.DHCP, out=out) == 0
+    assert out.getvalue() == "IFACE_COLDPLUG\nDHCP\n"
+    out = io.StringIO()
+    already = states("OPERATIONAL")  # the answer to the query: past TIME_VALID already
+    assert await report(already, watch=False, timeout=None, until=State.TIME_VALID, out=out) == 0
+    held = states("IFACE_COLDPLUG", "POLICY_INVALID")  # not on the boot's way
+    assert await report(held, watch=False, timeout=None, until=State.DHCP, out=out) == 1

@@ -33,6 +33,7 @@ _smd() {
         send:--count) return ;;
         peers:--socket) return ;;
         state:--socket) return ;;
+        state:--until) COMPREPLY=($(compgen -W "CONTEXT_CREATED PRE_PRIV_DROP INITIALIZED COLLECTING_STDIN IFACE_COLDPLUG DHCP CPD_PRE_TIME TIME_VALID CPD_POST_TIME POLICY_VALID REGISTERED AUTH1 AUTH2 ONE_TIME_UPDATES OPERATIONAL" -- "$cur")); return ;;
         state:--timeout) return ;;
         button-replay:--regime) return ;;
         button-replay:--controller) return ;;
@@ -62,7 +63,7 @@ _smd() {
         monitor) opts="-h --help -v --verbose --class --grep --field --json --pretty --color --count --timeout --socket" ;;
         send) opts="-h --help -v --verbose --socket --count" ;;
         peers) opts="-h --help -v --verbose --socket --json --all" ;;
-        state) opts="-h --help -v --verbose --watch -w --socket --timeout --no-query --json" ;;
+        state) opts="-h --help -v --verbose --watch -w --socket --until --timeout --no-query --json" ;;
         button-replay) opts="-h --help -v --verbose --regime --controller --button --doubleclick --no-doubleclick --active-low --json --send --socket --realtime" ;;
         buttons) opts="-h --help -v --verbose --config --evdev --gpiod --pattern --list --key --line --active-low --bias --grab --controller --regime --send --socket" ;;
         routes) opts="-h --help -v --verbose --json --netns --gateways" ;;
