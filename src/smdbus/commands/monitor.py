@@ -39,6 +39,7 @@ from typing import Any, TextIO
 
 from smdbus.classes import ALL_CLASSES, Class, class_names, parse_mask
 from smdbus.commands._options import add_socket, examples, positive_float, positive_int
+from smdbus.escape import printable
 from smdbus.wire import RxPayload, format_address
 from smdbus.wire.stream import WireStream
 
@@ -50,7 +51,6 @@ _CLASS_COLOURS = {
     Class.METRICS: "33",
 }
 _USER_COLOUR = "32"
-_NOT_PRINTABLE = re.compile(r"[^\S ]|[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e]")
 
 
 def _classes(text: str) -> int:
@@ -195,20 +195,13 @@ def _wall(timestamp_us: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(time.time() - age)
 
 
-def _escape(char: re.Match[str]) -> str:
-    c = char.group()
-    return {"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(c) or (
-        f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
-    )
-
-
 def shown_text(body: bytes) -> tuple[str, bool]:
     """The payload as a line shows it, and whether it is text (else ``<n bytes> hex``)."""
     try:
         text = body.decode()
     except UnicodeDecodeError:
         return f"<{len(body)} bytes> {body.hex()}", False
-    return _NOT_PRINTABLE.sub(_escape, text), True
+    return printable(text), True
 
 
 def _paint(text: str, sgr: str, colour: bool) -> str:
@@ -233,10 +226,7 @@ def format_line(msg: RxPayload, *, pretty: bool = False, colour: bool = False) -
         except ValueError:
             pass
         else:
-            indented = json.dumps(obj, indent=2, ensure_ascii=False)
-            shown = _NOT_PRINTABLE.sub(
-                lambda m: m.group() if m.group() == "\n" else _escape(m), indented
-            )
+            shown = printable(json.dumps(obj, indent=2, ensure_ascii=False), keep_newlines=True)
     padded = f"{names:<13}"
     return (
         f"{_paint(when, '2', colour)}  {_paint(padded, _class_colour(msg.cls), colour)} "
@@ -256,7 +246,7 @@ def format_json(msg: RxPayload) -> str:
         record["payload"] = msg.body.decode()
     except UnicodeDecodeError:
         record["payload_hex"] = msg.body.hex()
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(record, separators=(",", ":"))  # ASCII: escapes reach no terminal raw
 
 
 def make_filter(

@@ -4,6 +4,7 @@ Asks the proxy on its control stream (``_smdbus_ctl``); C clients never see it.
 Open connections by default (``--all`` adds the closed ones the proxy still
 remembers, with why they closed). The STATE column says in words where a
 connection is (:data:`STATE_WORDS`); ``--json`` keeps the proxy's own names.
+What a peer chose (its streamtype name, in a close reason) is shown escaped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from typing import Any
 
 from smdbus.commands._options import add_socket, examples
+from smdbus.escape import printable
 from smdbus.proxy.settings import CONTROL_STREAMTYPE
 from smdbus.wire.stream import WireStream
 
@@ -117,7 +119,7 @@ def format_table(peers: list[dict[str, Any]], stats: dict[str, Any]) -> str:
     for p in peers:
         state = str(p.get("state"))
         row = {**p, "note": _note(p), "state": STATE_WORDS.get(state, state)}
-        rows.append(["-" if row.get(k) is None else str(row[k]) for _, k in _COLUMNS])
+        rows.append(["-" if row.get(k) is None else printable(str(row[k])) for _, k in _COLUMNS])
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]

@@ -23,6 +23,7 @@ from typing import TextIO
 from smdbus.classes import Class
 from smdbus.commands._failure import connect_failure
 from smdbus.commands._options import add_socket, examples, positive_float
+from smdbus.escape import printable
 from smdbus.system.query import QUERY, StateReport, parse_state_message
 from smdbus.system.state import State
 
@@ -169,7 +170,7 @@ async def report(
 
 def _line(found: StateReport, timestamp_us: int, as_json: bool) -> str:
     if not as_json:
-        return found.name + "\n"
+        return printable(found.name) + "\n"  # a peer may announce any name
     obj = {
         "state": found.name,
         "n": None if found.state is None else int(found.state),

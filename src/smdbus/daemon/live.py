@@ -12,6 +12,8 @@ Rules
   stdout is not a terminal (a pipe, a log file, a test) every event is one
   plain line and the footer is printed once, as lines, when OPERATIONAL is
   reached. ``NO_COLOR`` turns colours off.
+- What a peer sent is shown escaped (:func:`smdbus.escape.printable`): a
+  payload cannot move the cursor, clear the screen or tear the footer.
 - The footer fits the terminal (80 columns is the size to design for): the
   status line keeps the parts that fit, and a hint too long for one line is
   folded at its `` · `` separators rather than cut.
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from smdbus.classes import Class, class_names
+from smdbus.escape import printable
 from smdbus.system.state import State
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -198,11 +201,12 @@ class LiveView:
     def _event(self, timestamp_us: int, line: Line) -> None:
         t = (timestamp_us - self.start_us) / 1e6
         stamp = self.paint(f"{t:+9.3f}s", "dim")
-        tag = self.paint(f"{line.tag:<8}", "dim" if line.style == "dim" else "cyan")
-        text = self.paint(line.text, line.style)
-        detail = f"  {self.paint(line.detail, 'dim')}" if line.detail and self.tty else ""
+        tag = self.paint(f"{printable(line.tag):<8}", "dim" if line.style == "dim" else "cyan")
+        text = self.paint(printable(line.text), line.style)
+        shown = printable(line.detail)
+        detail = f"  {self.paint(shown, 'dim')}" if line.detail and self.tty else ""
         if line.detail and not self.tty:
-            detail = f"  {line.detail}"
+            detail = f"  {shown}"
         self._emit(f"{stamp}  {tag} {text}{detail}")
 
     def _emit(self, text: str) -> None:
