@@ -139,7 +139,7 @@ def test_version_and_help_with_examples() -> None:
 
 def test_verbose_works_after_the_subcommand_too() -> None:
     args = build_parser("monitor").parse_args(["-v", "monitor", "-v", "-v"])
-    assert (args.verbose, args.verbose_after) == (1, 2)
+    assert (args.verbose, args.verbose_after) == (1, 2)  # main() adds them up
     address = f"@smdbus-cli-{uuid.uuid4().hex[:8]}"
     proxy = subprocess.Popen(
         [*SMD, "proxy", "--socket", address, "-v"],
@@ -247,3 +247,11 @@ async def test_state_until_waits_for_the_state_or_a_later_one() -> None:
     assert await report(already, watch=False, timeout=None, until=State.TIME_VALID, out=out) == 0
     held = states("IFACE_COLDPLUG", "POLICY_INVALID")  # not on the boot's way
     assert await report(held, watch=False, timeout=None, until=State.DHCP, out=out) == 1
+
+
+def test_routes_in_a_missing_namespace_is_one_line() -> None:
+    out = _smd("routes", "--netns", "smdbus-no-such-ns")
+    assert out.returncode == 1 and out.stdout == ""
+    assert (
+        out.stderr == "smd routes: no network namespace 'smdbus-no-such-ns' (see ip netns list)\n"
+    )

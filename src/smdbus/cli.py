@@ -163,7 +163,8 @@ def _main(args_list: list[str]) -> int:
         return 2
     from smdbus.logsetup import setup_logging
 
-    setup_logging(args.verbose + args.verbose_after)
+    args.verbose += args.verbose_after  # one count, wherever the -v were given
+    setup_logging(args.verbose)
     command = _load(args.command)
     _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     try:

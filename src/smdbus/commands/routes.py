@@ -20,6 +20,7 @@ import asyncio
 import json
 import sys
 
+from smdbus.commands._failure import strip_errno
 from smdbus.commands._options import examples
 
 
@@ -45,8 +46,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         table = asyncio.run(dump_routes(args.netns))
     except (OSError, TimeoutError) as e:
+        if args.netns and isinstance(e, FileNotFoundError):
+            print(
+                f"smd routes: no network namespace {args.netns!r} (see ip netns list)",
+                file=sys.stderr,
+            )
+            return 1
         where = f" in network namespace {args.netns!r}" if args.netns else ""
-        print(f"smd routes: cannot read the routing table{where}: {e}", file=sys.stderr)
+        print(
+            f"smd routes: cannot read the routing table{where}: {strip_errno(str(e))}",
+            file=sys.stderr,
+        )
         return 1
     routes = table.gateways() if args.gateways else table.routes
     if args.json:
