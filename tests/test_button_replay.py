@@ -115,9 +115,11 @@ class FakeProxy:
                 for event in decoder.feed(data):
                     if isinstance(event, StreamType):
                         self.streamtypes.append(event)
-                        writer.write(create_result_frame())
-                        for state in (1, 6, 5):
-                            writer.write(conn_state_frame(state))
+                        # One write: the client may send, close and be gone as soon as it
+                        # reads CREATE_RESULT; a later write would then fail (EPIPE) and
+                        # take the payloads still unread in our socket with it.
+                        states = b"".join(conn_state_frame(state) for state in (1, 6, 5))
+                        writer.write(create_result_frame() + states)
                     elif isinstance(event, TxPayload):
                         self.payloads.append(event)
             self.clean_end = True
