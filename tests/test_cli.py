@@ -255,3 +255,15 @@ def test_routes_in_a_missing_namespace_is_one_line() -> None:
     assert (
         out.stderr == "smd routes: no network namespace 'smdbus-no-such-ns' (see ip netns list)\n"
     )
+
+
+def test_daemon_on_a_taken_socket_says_so_without_errno(smd_proxy: str, tmp_path: Path) -> None:
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f'[bus]\nsocket = "{smd_proxy}"\n[cpd]\nenabled = false\n[routes]\nenabled = false\n'
+    )
+    out = _smd("daemon", "--config", str(config))
+    assert out.returncode == 1
+    assert out.stderr == (
+        f"smd daemon: cannot serve the bus: cannot listen on {smd_proxy}: Address already in use\n"
+    )

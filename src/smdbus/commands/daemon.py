@@ -21,6 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from smdbus.commands._failure import strip_errno
 from smdbus.commands._options import examples
 from smdbus.daemon.app import Daemon, DaemonError, prepare
 from smdbus.daemon.config import DEFAULT_TOML, ConfigError, DaemonConfig, load_config
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"smd daemon: bad config: {e}", file=sys.stderr)
         return 2
     except DaemonError as e:
-        print(f"smd daemon: {e}", file=sys.stderr)
+        print(f"smd daemon: {strip_errno(str(e))}", file=sys.stderr)
         return e.status
     if args.check:
         policy = prepared.policy
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     except DaemonError as e:
         if view is not None:
             view.close()
-        print(f"smd daemon: {e}", file=sys.stderr)
+        print(f"smd daemon: {strip_errno(str(e))}", file=sys.stderr)
         return e.status
     except KeyboardInterrupt:
         return 0
