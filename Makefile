@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench speedups system-deps clean
+.PHONY: run test lint typecheck unit bench speedups system-deps clean man install dist
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,28 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+# Generated files shipped as package data (src/smdbus/data/): the man page and the bash/zsh
+# completions from smd's parser, the example config from the daemon's defaults. Run after
+# changing an option or a default; tests/test_clidoc.py and test_install.py check they match.
+DATA := src/smdbus/data
+man: $(STAMP)
+	mkdir -p $(DATA)/man/man1 $(DATA)/completion
+	$(BIN)/python -m smdbus.clidoc man > $(DATA)/man/man1/smd.1
+	$(BIN)/python -m smdbus.clidoc bash > $(DATA)/completion/smd.bash
+	$(BIN)/python -m smdbus.clidoc zsh > $(DATA)/completion/_smd
+	$(BIN)/smd daemon --print-config > $(DATA)/daemon.toml
+
+# Install on this machine (as root): a venv in /opt/smdbus, the systemd units pointing into it,
+# the man page, the completions, /etc/smd/daemon.toml if absent. See scripts/install.sh for
+# the settings (make install PREFIX=... EXTRAS=...).
+install:
+	scripts/install.sh
+
+# A wheel and an sdist in dist/ (units, example config, man page, completions as package data)
+# for Yocto or Buildroot recipes, or for `make install WHEEL=dist/smdbus-....whl`.
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist
+
 # Optional: compile the bus's hot path with mypyc (imported in place of bus.py when present).
 speedups: $(STAMP)
 	scripts/build-speedups.sh
@@ -39,4 +61,4 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/proxy.py
 
 clean:
-	rm -rf $(VENV) bench/build .mypy_cache .ruff_cache .pytest_cache src/build src/smdbus/*.so
+	rm -rf $(VENV) dist bench/build .mypy_cache .ruff_cache .pytest_cache src/build src/smdbus/*.so

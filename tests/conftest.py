@@ -1,4 +1,5 @@
-"""Shared fixtures: network namespaces for the route and daemon tests (we run as root)."""
+"""Shared fixtures: network namespaces for the route and daemon tests (we run as root);
+a real ``smd proxy`` process for the command-line tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import itertools
 import os
 import shutil
 import subprocess
+import sys
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -65,3 +68,21 @@ def make_netns() -> Iterator[MakeNetns]:
     finally:
         for name in made:
             subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+SMD = [sys.executable, "-m", "smdbus"]
+
+
+@pytest.fixture
+def smd_proxy() -> Iterator[str]:
+    """A real ``smd proxy`` on a fresh abstract address (yielded as ``@name``), stopped after."""
+    addr = f"@smdbus-test-{uuid.uuid4().hex[:10]}"
+    proc = subprocess.Popen(
+        [*SMD, "proxy", "--socket", addr], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert "listening on" in proc.stdout.readline()
+    yield addr
+    if proc.poll() is None:
+        proc.terminate()
+    proc.wait(5)

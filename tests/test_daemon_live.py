@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 
 import pytest
 
 from smdbus.classes import Class, user_class
-from smdbus.daemon.live import LiveView, Status, describe, progress, strip_ansi
+from smdbus.daemon.live import LiveView, Status, describe, fold, progress, strip_ansi
 
 
 @pytest.mark.parametrize(
@@ -160,7 +161,7 @@ def test_footer_stays_at_the_bottom_on_a_terminal() -> None:
     assert rows[0] == "smd daemon"
     assert rows[2].endswith("▸ IFACE_COLDPLUG") and rows[4].endswith("▸ OPERATIONAL")
     assert rows[5].startswith("─")
-    assert rows[6] == " ● OPERATIONAL  ·  boot 0.84 s  ·  CPD OK  ·  3 routes  ·  1 clients"
+    assert rows[6] == " ● OPERATIONAL  ·  boot 0.84 s  ·  CPD OK  ·  3 routes  ·  1 client"
     assert rows[7:] == [" smd monitor", " smd send INTERACTION '{\"hello\":1}'"]
     assert all(len(r) <= 80 for r in rows[5:]), "the footer fits the terminal width"
     assert "\x1b[1;32m" in out.getvalue()  # OPERATIONAL in bold green
@@ -193,3 +194,31 @@ def test_progress() -> None:
     assert progress("CONTEXT_CREATED") == "0/14"
     assert progress("OPERATIONAL") == "14/14"
     assert progress("POLICY_INVALID") == ""
+
+
+def test_the_daemons_hints_fit_80_columns_without_being_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As `make run` shows them (``.venv/bin/smd ...``, a socket of its own): folded, not cut."""
+    from smdbus.commands.daemon import _make_view
+    from smdbus.daemon.config import parse_config
+
+    monkeypatch.setattr(sys, "argv", [".venv/bin/smd", "daemon", "--live"])
+    config = parse_config('[bus]\nsocket = "/run/smd/proxy.sock"\n')
+    hints = _make_view(config).hints
+    status = Status("OPERATIONAL", None, "No internet", 12, 1, 1234, 12.5)
+    view, _, _ = _view(tty=True, color=False, width=80, status=lambda: status)
+    view.hints = hints
+    lines = view.footer_lines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert not any("…" in line for line in lines), lines
+    text = " ".join(lines)
+    for needed in ("monitor --socket", "INTERACTION", "state", "peers", "Ctrl-C stops"):
+        assert needed in text
+    assert "·  1 client  ·" in lines[1] or lines[1].endswith("1 client")
+
+
+def test_fold_breaks_at_separators() -> None:
+    assert fold("a · b · c", 20) == ["a · b · c"]
+    assert fold("aaaa   ·   bbbb   ·   cc", 13) == ["aaaa", "bbbb   ·   cc"]
+    assert fold("x" * 30, 10) == ["x" * 30]  # the caller cuts what cannot fold

@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -186,12 +186,83 @@ def test_the_shipped_units_say_what_the_daemon_does(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze is not installed: the units were checked by reading only")
     for name in ("smd.socket", "smd.service"):
         text = (ROOT / "deploy" / "systemd" / name).read_text()
-        (tmp_path / name).write_text(text.replace("/usr/local/bin/smd", sys.executable))
+        (tmp_path / name).write_text(text.replace("/opt/smdbus/bin/smd", sys.executable))
     r = subprocess.run(
         [verify, "verify", str(tmp_path / "smd.socket"), str(tmp_path / "smd.service")],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "MANPATH": str(ROOT / "src/smdbus/data/man")},  # Documentation=
     )
     assert r.returncode == 0, r.stderr
     assert "smd.service" not in r.stderr, r.stderr
+
+
+async def test_ready_names_the_socket_systemd_passed(
+    tmp_path: Path, receiver: tuple[socket.socket, str]
+) -> None:
+    """Socket activation: READY's STATUS says where the bus really is, not the configured path."""
+    from smdbus.daemon.app import Daemon, prepare
+    from smdbus.daemon.config import parse_config
+
+    sock, notify_path = receiver
+    passed = tmp_path / "from-systemd.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(passed))
+    listener.listen(8)
+    config = parse_config(
+        f'[bus]\nsocket = "{tmp_path / "configured.sock"}"\n'
+        "[routes]\nenabled = false\n[cpd]\nenabled = false\n"
+        "[gates]\ndhcp = false\ntime = false\n"
+    )
+    env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1"}
+    prepared = prepare(config, env)
+    assert prepared.activated_fd == 3
+    prepared.activated_fd = listener.detach()  # where our test process holds it; the proxy's now
+    daemon = Daemon(prepared, notifier=Notifier(notify_path))
+    run = asyncio.create_task(daemon.run())
+    try:
+        loop = asyncio.get_running_loop()
+        while True:
+            got = (await loop.run_in_executor(None, sock.recv, 512)).decode()
+            if got.startswith("READY=1"):
+                break
+        assert got == f"READY=1\nSTATUS=OPERATIONAL, bus on {passed}"
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(run, 10)
+
+
+def test_ready_at_an_earlier_state_on_a_boot_without_network(
+    tmp_path: Path, receiver: tuple[socket.socket, str], make_netns: Callable[..., str]
+) -> None:
+    """No address anywhere: the boot holds before DHCP for ever, yet systemd hears READY.
+
+    The shipped unit passes ``--ready-at IFACE_COLDPLUG`` so that ``systemctl
+    start`` returns on a first boot without a network.
+    """
+    sock, notify_path = receiver
+    ns = make_netns("smdrdy", "d0")
+    config = tmp_path / "daemon.toml"
+    config.write_text(f'[bus]\nsocket = "{tmp_path / "bus.sock"}"\n[cpd]\nenabled = false\n')
+    proc = subprocess.Popen(
+        [
+            *("ip", "netns", "exec", ns),
+            *(sys.executable, "-m", "smdbus", "daemon", "--config", str(config)),
+            *("--ready-at", "IFACE_COLDPLUG"),
+        ],
+        env={**os.environ, "NOTIFY_SOCKET": notify_path},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        sock.settimeout(30)
+        got = [sock.recv(512).decode()]
+        while not got[-1].startswith("READY=1"):
+            got.append(sock.recv(512).decode())
+        assert got[-1] == f"READY=1\nSTATUS=IFACE_COLDPLUG, bus on {tmp_path / 'bus.sock'}"
+        assert "STATUS=DHCP" not in got  # held: no network, no address
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()

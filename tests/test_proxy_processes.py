@@ -108,7 +108,7 @@ class ProxyProcess:
 
     def peers(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         out = subprocess.run(
-            [sys.executable, "-m", "smdbus", "peers", "--socket", self.address, "--json"],
+            [sys.executable, "-m", "smdbus", "peers", "--socket", self.address, "--json", "--all"],
             capture_output=True,
             text=True,
             timeout=10,

@@ -2,22 +2,67 @@
 
 The public API lives here; modules are named from the domain (bus, classes,
 wire, proxy, client, system, button, net).
+
+The names are imported on first use (PEP 562), not when the package is: the
+``smd`` command starts in ``smdbus.cli`` and must take over Ctrl-C before
+anything heavy (asyncio, the client) is imported, and a subcommand should
+pay only for the modules it uses.
 """
 
-from smdbus.bus import MAX_PAYLOAD, Bus, ClassStats, Participant, ParticipantInfo
-from smdbus.classes import ALL_CLASSES, Class, class_names, format_mask, parse_mask, user_class
-from smdbus.client import (
-    BufferFull,
-    Client,
-    ClientClosed,
-    Message,
-    ProxyUnavailable,
-    ThreadedClient,
-    connect,
-    connect_threaded,
-)
-from smdbus.errors import PayloadTooLarge, QueueFull, SmdError
-from smdbus.proxy import Proxy, ProxySettings
+from __future__ import annotations
+
+import importlib
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from smdbus.bus import MAX_PAYLOAD, Bus, ClassStats, Participant, ParticipantInfo
+    from smdbus.classes import (
+        ALL_CLASSES,
+        Class,
+        class_names,
+        format_mask,
+        parse_mask,
+        user_class,
+    )
+    from smdbus.client import (
+        BufferFull,
+        Client,
+        ClientClosed,
+        Message,
+        ProxyUnavailable,
+        ThreadedClient,
+        connect,
+        connect_threaded,
+    )
+    from smdbus.errors import PayloadTooLarge, QueueFull, SmdError
+    from smdbus.proxy import Proxy, ProxySettings
+
+_HOME = {
+    "smdbus.bus": ("MAX_PAYLOAD", "Bus", "ClassStats", "Participant", "ParticipantInfo"),
+    "smdbus.classes": (
+        "ALL_CLASSES",
+        "Class",
+        "class_names",
+        "format_mask",
+        "parse_mask",
+        "user_class",
+    ),
+    "smdbus.client": (
+        "BufferFull",
+        "Client",
+        "ClientClosed",
+        "Message",
+        "ProxyUnavailable",
+        "ThreadedClient",
+        "connect",
+        "connect_threaded",
+    ),
+    "smdbus.errors": ("PayloadTooLarge", "QueueFull", "SmdError"),
+    "smdbus.proxy": ("Proxy", "ProxySettings"),
+}
+_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 
 __all__ = [
     "ALL_CLASSES",
@@ -45,3 +90,16 @@ __all__ = [
     "parse_mask",
     "user_class",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smdbus' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

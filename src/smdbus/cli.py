@@ -3,20 +3,43 @@
 Every subcommand lives in ``smdbus.commands.<module>`` and exposes
 ``configure(parser)`` and ``run(args) -> int``. Modules are imported only
 when their command runs, so ``smd send`` does not pay for httpx or pyroute2.
+
+Rules
+-----
+- **Ctrl-C at any moment exits 130, without a traceback.** :func:`main`
+  first replaces SIGINT's handler with a quiet exit, before argparse,
+  logging or any subcommand is imported (``import smdbus`` itself imports
+  nothing). Once the command is about to run, Python's own handler is put
+  back so that ``asyncio.run`` can cancel its task and close sockets;
+  the ``KeyboardInterrupt`` it then raises becomes status 130. The servers
+  (``smd daemon``, ``smd proxy``) catch SIGINT themselves once serving and
+  stop cleanly with 0, as for SIGTERM.
+- **Errors are one line** saying what to do (:mod:`smdbus.commands._failure`).
+  A connection error a subcommand lets through is explained here, status 1.
+- **A closed stdout is not an error**: ``smd monitor | head`` ends quietly
+  with 0 when ``head`` has read enough.
+- Exit statuses: 0 done, 1 failed (no proxy, ...), 2 bad arguments or
+  config, 130 interrupted; ``smd cpd`` adds its own (see its help).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
+import os
 import sys
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing before SIGINT is ours
+if TYPE_CHECKING:
+    import argparse
+    import signal as _signal
+    from collections.abc import Sequence
+    from typing import Any, NoReturn
+else:
+    import _signal  # signal's C half, loaded by the interpreter already (signal.py imports enum)
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "a short live demonstration of the in-process bus"),
     "proxy": ("proxy", "run the cross-process bus proxy on a Unix socket"),
-    "monitor": ("monitor", "print every message on the proxy's bus"),
+    "monitor": ("monitor", "print the messages on the proxy's bus, as sent"),
     "send": ("send", "send one message through the proxy"),
     "peers": ("peers", "list the proxy's connections"),
     "state": ("state", "print the system state (--watch: each change)"),
@@ -27,38 +50,136 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("daemon", "the device daemon: proxy, boot states, buttons, network"),
 }
 
+EXAMPLES = (
+    "smd daemon --live                     the device daemon, watching its bus",
+    "smd monitor --class NETWORK           every NETWORK message, as sent",
+    "smd send INTERACTION '{\"hello\":1}'    publish one message",
+    "smd state --watch                     the system state, then each change",
+    "smd peers                             who is connected, with counters",
+)
 
-def _load(name: str) -> object:
+INTERRUPTED = 130
+
+
+def _interrupted(signum: int, frame: object) -> NoReturn:
+    """SIGINT before the command runs: nothing to clean up yet, so leave at once."""
+    os._exit(INTERRUPTED)
+
+
+def _load(name: str) -> Any:
+    import importlib
+
     module, _ = COMMANDS[name]
     return importlib.import_module(f"smdbus.commands.{module}")
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser; with ``only``, just that subcommand is configured (imported)."""
-    parser = argparse.ArgumentParser(prog="smd", description="smdbus: a system message bus")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("smdbus")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser(only: str | None = None, *, every: bool = False) -> argparse.ArgumentParser:
+    """The parser; only the subcommand ``only`` (or, with ``every``, all) is configured.
+
+    Configuring a subcommand imports its module; ``every`` is for the man
+    page and the completions (:mod:`smdbus.clidoc`).
+    """
+    import argparse
+
+    from smdbus.commands._options import examples
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            """One line: what is wrong, and where the help is (not the whole usage)."""
+            self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+    class Version(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+            print(f"smd (smdbus) {_version()}")
+            parser.exit()
+
+    parser = Parser(
+        prog="smd",
+        description="smdbus: a system message bus for Linux devices (libwebsockets' lws_smd)",
+    )
+    verbose_help = "more logging (-vv: debug)"
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=verbose_help)
+    parser.add_argument("--version", action=Version, nargs=0, help="print the version and exit")
+    examples(parser, *EXAMPLES)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, summary) in COMMANDS.items():
         p = sub.add_parser(name, help=summary, description=summary)
-        if name == only:
-            _load(name).configure(p)  # type: ignore[attr-defined]
+        # -v after the subcommand too (its own dest: the subparser would overwrite ours)
+        p.add_argument(
+            "-v", "--verbose", dest="verbose_after", action="count", default=0, help=verbose_help
+        )
+        if every or name == only:
+            _load(name).configure(p)
     return parser
 
 
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe whose reader has gone (``| head`` is done)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    previous = _signal.signal(_signal.SIGINT, _interrupted)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    finally:
+        # Exiting either way: a late Ctrl-C must not print a traceback now.
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN if argv is None else previous)
+
+
+def _main(args_list: list[str]) -> int:
     chosen = next((a for a in args_list if a in COMMANDS), None)
     parser = build_parser(chosen)
     args = parser.parse_args(args_list)
     if args.command is None:
         parser.print_help()
         return 2
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from smdbus.logsetup import setup_logging
+
+    args.verbose += args.verbose_after  # one count, wherever the -v were given
+    setup_logging(args.verbose)
+    command = _load(args.command)
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     try:
-        result: int = _load(args.command).run(args)  # type: ignore[attr-defined]
-    except KeyboardInterrupt:
-        return 130
+        result: int = command.run(args)
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        _silence_stdout()
+        return 0
+    except ConnectionError as exc:
+        from smdbus.commands._failure import connect_failure
+
+        address = getattr(args, "socket", None) or "@proxy.ss.lws"
+        print(f"smd {args.command}: {connect_failure(exc, address)}", file=sys.stderr)
+        return 1
     return result
 
 

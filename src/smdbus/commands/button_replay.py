@@ -13,6 +13,10 @@ device running libwebsockets' C classifier would stamp it::
 
 ``--send`` then publishes the events through the proxy, so the device's
 participants can be exercised from a desk.
+
+The replay steps the classifier through every sampling period of the
+pattern, so a pattern is refused past :data:`MAX_PATTERN_MS` (an hour: far
+beyond any press sequence, and replayed in well under a second).
 """
 
 from __future__ import annotations
@@ -30,7 +34,13 @@ from smdbus.button.regime import DEFAULT_REGIME, Regime
 from smdbus.button.replay import replay
 from smdbus.button.sources.scripted import ScriptedSource, controller_for, parse_pattern
 from smdbus.classes import Class
+from smdbus.commands._failure import connect_failure
+from smdbus.commands._options import add_socket, examples
 from smdbus.errors import SmdError
+from smdbus.wire import format_address
+
+MAX_PATTERN_MS = 3_600_000
+"""The longest pattern replayed, in ms from 0 to the last release."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -65,16 +75,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print the exact payload after each event"
     )
     parser.add_argument("--send", action="store_true", help="also publish the events via the proxy")
-    parser.add_argument(
-        "--socket",
-        default="@proxy.ss.lws",
-        metavar="ADDR",
-        help="proxy address for --send (@abstract or /path; default @proxy.ss.lws)",
-    )
+    add_socket(parser, "proxy address for --send")
     parser.add_argument(
         "--realtime",
         action="store_true",
         help="with --send, space the messages as the events are spaced",
+    )
+    examples(
+        parser,
+        "smd button-replay 0-102,158-262                  a double click, as C classifies it",
+        "smd button-replay 0-2500 --regime ms_min_down_longpress=2000   tune the long press",
+        "smd button-replay user:0-80,reset:0-3000 --json  two named buttons, with the payloads",
+        "smd button-replay 0-102 --send                   publish the events through the proxy",
     )
 
 
@@ -84,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
         if args.doubleclick is not None:
             regime = regime.with_settings([f"classify_doubleclick={int(args.doubleclick)}"])
         presses = parse_pattern(args.pattern)
+        last = max(p.end_ms for p in presses)
+        if last > MAX_PATTERN_MS:
+            raise ValueError(
+                f"pattern ends at {last} ms, out of range: at most {MAX_PATTERN_MS} ms (an hour)"
+            )
         controller = controller_for(
             presses,
             name=args.controller,
@@ -103,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             sent = asyncio.run(send_events(args.socket, events, realtime=args.realtime))
         except (SmdError, OSError, ValueError) as e:
-            print(f"smd button-replay: --send to {args.socket}: {e}", file=sys.stderr)
+            print(f"smd button-replay: --send: {connect_failure(e, args.socket)}", file=sys.stderr)
             return 1
-        print(f"sent {sent} events to {args.socket}", file=sys.stderr)
+        print(f"sent {sent} events to {format_address(args.socket)}", file=sys.stderr)
     return 0
 
 

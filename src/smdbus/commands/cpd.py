@@ -19,11 +19,19 @@ import asyncio
 import json
 import sys
 
+from smdbus.commands._options import examples
+
 EXIT = {"OK": 0, "Captive": 3, "No internet": 4}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = "exit status: 0 OK, 3 Captive, 4 No internet, 2 bad arguments or policy"
+    examples(
+        parser,
+        "smd cpd                                 the policy's probe, with its retries",
+        "smd cpd --url http://127.0.0.1:8080/generate_204 --timeout 1 --no-retry",
+        "",
+        "exit status: 0 OK, 3 Captive, 4 No internet, 2 bad arguments or policy",
+    )
     parser.add_argument("--policy", metavar="FILE", help="policy JSON (default: the shipped one)")
     parser.add_argument(
         "--url", metavar="URL", help="probe this URL instead of the policy's endpoint"

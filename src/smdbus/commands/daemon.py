@@ -21,9 +21,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from smdbus.commands._failure import strip_errno
+from smdbus.commands._options import examples
 from smdbus.daemon.app import Daemon, DaemonError, prepare
 from smdbus.daemon.config import DEFAULT_TOML, ConfigError, DaemonConfig, load_config
-from smdbus.daemon.live import LiveView
+from smdbus.daemon.live import BOOT_STATES, LiveView
+from smdbus.system.state import State
 from smdbus.wire import DEFAULT_ADDRESS, format_address
 
 CPD_LOGGER = "smdbus.net.cpd"
@@ -40,6 +43,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--print-config", action="store_true", help="print every config key with its default"
     )
+    parser.add_argument(
+        "--ready-at",
+        choices=BOOT_STATES[1:],
+        default="OPERATIONAL",
+        metavar="STATE",
+        help="tell systemd READY=1 at this boot state (default OPERATIONAL; "
+        "the shipped unit: IFACE_COLDPLUG, so a boot without a network does not hold "
+        "systemctl start)",
+    )
+    examples(
+        parser,
+        "smd daemon --live --config deploy/demo.toml   watch a device boot, in this terminal",
+        "smd daemon --check --config /etc/smd/daemon.toml",
+        "smd daemon --print-config > daemon.toml      every key, with its default",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"smd daemon: bad config: {e}", file=sys.stderr)
         return 2
     except DaemonError as e:
-        print(f"smd daemon: {e}", file=sys.stderr)
+        print(f"smd daemon: {strip_errno(str(e))}", file=sys.stderr)
         return e.status
     if args.check:
         policy = prepared.policy
@@ -65,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         view = _make_view(config)
     daemon = Daemon(
         prepared,
+        ready_state=State[args.ready_at],
         on_message=view.message if view is not None else None,
         on_note=view.note if view is not None else None,
     )
@@ -77,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     except DaemonError as e:
         if view is not None:
             view.close()
-        print(f"smd daemon: {e}", file=sys.stderr)
+        print(f"smd daemon: {strip_errno(str(e))}", file=sys.stderr)
         return e.status
     except KeyboardInterrupt:
         return 0

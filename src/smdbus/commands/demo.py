@@ -13,6 +13,7 @@ import threading
 import time
 
 from smdbus import Bus, Class, QueueFull, format_mask, user_class
+from smdbus.commands._options import examples
 
 _COLOURS = {"ui": "36", "state": "35", "audit": "33", "note": "2", "ok": "32", "warn": "31"}
 
@@ -25,6 +26,7 @@ def _paint(kind: str, text: str) -> str:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pace", type=float, default=0.25, help="seconds between scenes")
+    examples(parser, "smd demo", "smd demo --pace 0   all at once")
 
 
 def run(args: argparse.Namespace) -> int:

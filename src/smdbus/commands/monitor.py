@@ -1,7 +1,26 @@
-"""``smd monitor``: print every message on the proxy's bus, a line each.
+"""``smd monitor``: the messages on the proxy's bus, a line each, as they were sent.
 
-Plain: local time, class names, payload (JSON re-printed on one line with
-spaces, other text as is, binary as hex). ``--json``: one JSON object per line.
+Rules
+-----
+- The payload is shown as the sender wrote it: the bytes, not a re-encoding
+  (``{"a":1,"a":2}`` stays that, ``1e2`` stays ``1e2``). Text that is not
+  printable (control characters, escape sequences a peer could use to
+  rewrite the terminal) is escaped; a payload that is not UTF-8 is shown as
+  its length and hex. ``--pretty`` indents JSON instead (that one *is*
+  re-encoded: duplicate keys collapse, numbers are normalised).
+- ``--json`` prints one JSON object per message with the payload as a string
+  (exact: ``jq -r .payload``; as an object: ``jq '.payload|fromjson'``).
+- Colours only on a terminal, and not when ``NO_COLOR`` is set
+  (``--color`` overrides).
+- ``--class`` is the mask the proxy filters by (nothing else is sent to us);
+  ``--grep`` and ``--field`` filter here. ``--count`` counts what is shown.
+- Exit status: 0 when ``--count`` messages were shown, when ``--timeout``
+  ended a watch without ``--count``, on Ctrl-C (130, as every command), or
+  when the reader of a pipe has gone (``| head``); 1 when the proxy hangs up
+  or ``--timeout`` ends before ``--count`` messages came; 2 bad arguments.
+
+The sender of each message is not shown: the wire does not carry it, and
+the proxy does not yet say who sent what.
 """
 
 from __future__ import annotations
@@ -10,45 +29,163 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
+import re
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
 
-from smdbus.classes import ALL_CLASSES, class_names, parse_mask
-from smdbus.wire import DEFAULT_ADDRESS, RxPayload, parse_address
+from smdbus.classes import ALL_CLASSES, Class, class_names, parse_mask
+from smdbus.commands._options import add_socket, examples, positive_float, positive_int
+from smdbus.escape import printable
+from smdbus.wire import RxPayload, format_address
 from smdbus.wire.stream import WireStream
+
+# A colour per class bit (ANSI SGR); user classes share one.
+_CLASS_COLOURS = {
+    Class.INTERACTION: "35",
+    Class.SYSTEM_STATE: "36",
+    Class.NETWORK: "34",
+    Class.METRICS: "33",
+}
+_USER_COLOUR = "32"
+
+
+def _classes(text: str) -> int:
+    try:
+        mask = parse_mask(text) & ALL_CLASSES
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not mask:
+        raise argparse.ArgumentTypeError(f"{text!r} selects no class")
+    return mask
+
+
+@dataclass(frozen=True)
+class FieldTest:
+    """``KEY=VALUE`` (the JSON payload's KEY equals VALUE) or ``KEY`` (it has KEY).
+
+    KEY may be a dotted path (``a.b``, ``list.0``). A string field equals VALUE
+    as written (``state=OPERATIONAL``, ``id=3`` for ``"id":"3"``); another
+    field equals VALUE read as JSON (``n=3``, ``up=true``, ``x=null``).
+    """
+
+    path: tuple[str, ...]
+    raw: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> FieldTest:
+        key, sep, raw = text.partition("=")
+        if not key or any(not part for part in key.split(".")):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected KEY=VALUE or KEY (a.b for nested)"
+            )
+        return cls(tuple(key.split(".")), raw if sep else None)
+
+    def matches(self, obj: Any) -> bool:
+        for part in self.path:
+            if isinstance(obj, dict) and part in obj:
+                obj = obj[part]
+            elif isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
+                obj = obj[int(part)]
+            else:
+                return False
+        if self.raw is None:
+            return True
+        if isinstance(obj, str):
+            return obj == self.raw
+        try:
+            value = json.loads(self.raw)
+        except ValueError:
+            return False
+        return bool(obj == value) and isinstance(obj, bool) == isinstance(value, bool)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--class",
         dest="classes",
-        default="ALL",
+        type=_classes,
+        default=ALL_CLASSES,
         metavar="NAMES|MASK",
         help="classes to show: NETWORK,user0 or 0x6 (default ALL)",
     )
-    parser.add_argument("--json", action="store_true", help="JSON lines instead of text")
-    parser.add_argument("--socket", default=DEFAULT_ADDRESS, metavar="ADDR", help="proxy address")
-    parser.add_argument("--count", type=int, default=0, metavar="N", help="stop after N messages")
+    parser.add_argument(
+        "--grep",
+        type=re.compile,
+        metavar="REGEX",
+        help="only payloads whose text (as shown) matches REGEX (Python re, searched)",
+    )
+    parser.add_argument(
+        "--field",
+        type=FieldTest.parse,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only JSON payloads whose KEY (a.b: nested) equals VALUE, or has KEY; repeatable",
+    )
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="one JSON object per message")
+    form.add_argument("--pretty", action="store_true", help="indent JSON payloads (re-encoded)")
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colours (auto: on a terminal, unless NO_COLOR is set)",
+    )
+    parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages")
+    parser.add_argument("--timeout", type=positive_float, metavar="S", help="stop after S seconds")
+    add_socket(parser)
+    examples(
+        parser,
+        "smd monitor                                   everything, until Ctrl-C",
+        "smd monitor --class SYSTEM_STATE,NETWORK      two classes",
+        "smd monitor --field type=button --grep click  button clicks",
+        "smd monitor --class SYSTEM_STATE --field state=OPERATIONAL --count 1 --timeout 60",
+        "                                              wait (at most 60 s) for OPERATIONAL",
+        "smd monitor --json | jq -r .payload           the payloads, exactly as sent",
+    )
+
+
+def use_colour(choice: str, out: TextIO, environ: dict[str, str] | os._Environ[str]) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    return out.isatty() and not environ.get("NO_COLOR")
 
 
 def run(args: argparse.Namespace) -> int:
+    colour = use_colour(args.color, sys.stdout, os.environ)
+    fmt: Callable[[RxPayload], str]
+    if args.json:
+        fmt = format_json
+    else:
+
+        def fmt(msg: RxPayload) -> str:
+            return format_line(msg, pretty=args.pretty, colour=colour)
+
+    keep = make_filter(args.grep, args.field)
+    shown = [0]
     try:
-        mask = parse_mask(args.classes) & ALL_CLASSES
-        address = parse_address(args.socket)
-    except ValueError as exc:
-        print(f"smd monitor: {exc}", file=sys.stderr)
-        return 2
-    if not mask:
-        print("smd monitor: the class mask is empty", file=sys.stderr)
-        return 2
-    try:
-        asyncio.run(_monitor(address, mask, args.json, args.count))
-    except ConnectionError as exc:
-        print(f"smd monitor: {exc}", file=sys.stderr)
+        hung_up = asyncio.run(
+            _monitor(args.socket, args.classes, fmt, keep, args.count, args.timeout, shown)
+        )
+    except TimeoutError:
+        if args.count is None:
+            return 0
+        print(
+            f"smd monitor: {shown[0]} of {args.count} messages within {args.timeout:g} s",
+            file=sys.stderr,
+        )
         return 1
-    except BrokenPipeError:
-        return 0
+    if hung_up:
+        print(
+            f"smd monitor: the proxy at {format_address(args.socket)} hung up "
+            f"(after {shown[0]} messages shown)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -58,54 +195,97 @@ def _wall(timestamp_us: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(time.time() - age)
 
 
-def _payload(body: bytes) -> tuple[str, Any]:
-    """("json", obj) | ("text", str) | ("hex", str)."""
+def shown_text(body: bytes) -> tuple[str, bool]:
+    """The payload as a line shows it, and whether it is text (else ``<n bytes> hex``)."""
     try:
         text = body.decode()
     except UnicodeDecodeError:
-        return "hex", body.hex()
-    try:
-        return "json", json.loads(text)
-    except ValueError:
-        return "text", text
+        return f"<{len(body)} bytes> {body.hex()}", False
+    return printable(text), True
 
 
-def format_line(msg: RxPayload) -> str:
-    kind, value = _payload(msg.body)
+def _paint(text: str, sgr: str, colour: bool) -> str:
+    return f"\x1b[{sgr}m{text}\x1b[0m" if colour and sgr else text
+
+
+def _class_colour(cls: int) -> str:
+    for bit, sgr in _CLASS_COLOURS.items():
+        if cls & bit:
+            return sgr
+    return _USER_COLOUR
+
+
+def format_line(msg: RxPayload, *, pretty: bool = False, colour: bool = False) -> str:
+    """``HH:MM:SS.ffffff  CLASSES       payload`` (the payload as sent, escaped)."""
     when = _wall(msg.timestamp).strftime("%H:%M:%S.%f")
     names = "|".join(class_names(msg.cls)) or "0"
-    if kind == "json":
-        shown = json.dumps(value, ensure_ascii=False)
-    elif kind == "hex":
-        shown = f"<{len(msg.body)} bytes> {value}"
-    else:
-        shown = value.encode("unicode_escape").decode() if not value.isprintable() else value
-    return f"{when}  {names:<13} {shown}"
+    shown, is_text = shown_text(msg.body)
+    if pretty and is_text:
+        try:
+            obj = json.loads(msg.body)
+        except ValueError:
+            pass
+        else:
+            shown = printable(json.dumps(obj, indent=2, ensure_ascii=False), keep_newlines=True)
+    padded = f"{names:<13}"
+    return (
+        f"{_paint(when, '2', colour)}  {_paint(padded, _class_colour(msg.cls), colour)} "
+        f"{shown if is_text else _paint(shown, '2', colour)}"
+    )
 
 
 def format_json(msg: RxPayload) -> str:
-    kind, value = _payload(msg.body)
+    """One JSON object: time, timestamp_us, class, classes, payload (text) or payload_hex."""
     record: dict[str, Any] = {
         "time": _wall(msg.timestamp).isoformat(timespec="microseconds"),
         "timestamp_us": msg.timestamp,
         "class": msg.cls,
         "classes": class_names(msg.cls),
     }
-    if kind == "hex":
-        record["payload_hex"] = value
-    else:
-        record["payload"] = value
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    try:
+        record["payload"] = msg.body.decode()
+    except UnicodeDecodeError:
+        record["payload_hex"] = msg.body.hex()
+    return json.dumps(record, separators=(",", ":"))  # ASCII: escapes reach no terminal raw
 
 
-async def _monitor(address: str, mask: int, as_json: bool, count: int) -> None:
-    fmt = format_json if as_json else format_line
-    seen = 0
-    async with await WireStream.connect(address, mask) as stream:
+def make_filter(
+    grep: re.Pattern[str] | None, fields: Sequence[FieldTest]
+) -> Callable[[RxPayload], bool]:
+    """The ``--grep``/``--field`` test of one message (all must hold)."""
+
+    def keep(msg: RxPayload) -> bool:
+        if grep is not None and not grep.search(shown_text(msg.body)[0]):
+            return False
+        if fields:
+            try:
+                obj = json.loads(msg.body)
+            except ValueError:
+                return False
+            return all(f.matches(obj) for f in fields)
+        return True
+
+    return keep
+
+
+async def _monitor(
+    address: str,
+    mask: int,
+    fmt: Callable[[RxPayload], str],
+    keep: Callable[[RxPayload], bool],
+    count: int | None,
+    timeout: float | None,
+    shown: list[int],
+) -> bool:
+    """Print until ``count`` or ``timeout`` (TimeoutError); True when the proxy hung up."""
+    out = sys.stdout
+    async with asyncio.timeout(timeout), await WireStream.connect(address, mask) as stream:
         async for msg in stream:
-            sys.stdout.write(fmt(msg) + "\n")
-            sys.stdout.flush()
-            seen += 1
-            if count and seen >= count:
-                return
-    print("smd monitor: the proxy hung up", file=sys.stderr)
+            if not keep(msg):
+                continue
+            out.write(fmt(msg) + "\n")
+            out.flush()
+            shown[0] += 1
+            if count is not None and shown[0] >= count:
+                return False
+    return True

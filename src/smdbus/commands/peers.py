@@ -1,6 +1,10 @@
 """``smd peers``: the proxy's connections, with their counters.
 
 Asks the proxy on its control stream (``_smdbus_ctl``); C clients never see it.
+Open connections by default (``--all`` adds the closed ones the proxy still
+remembers, with why they closed). The STATE column says in words where a
+connection is (:data:`STATE_WORDS`); ``--json`` keeps the proxy's own names.
+What a peer chose (its streamtype name, in a close reason) is shown escaped.
 """
 
 from __future__ import annotations
@@ -8,33 +12,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from typing import Any
 
+from smdbus.commands._options import add_socket, examples
+from smdbus.escape import printable
 from smdbus.proxy.settings import CONTROL_STREAMTYPE
-from smdbus.wire import DEFAULT_ADDRESS, parse_address
 from smdbus.wire.stream import WireStream
 
 _CONTROL_MAX_BODY = 0xFFFF - 32
 
 
+STATE_WORDS = {
+    "new": "starting",  # connected, has not said which stream it wants yet
+    "smd": "open",  # a message stream: publishing and/or subscribed
+    "control": "query",  # a control stream (smd peers itself)
+    "closed": "closed",
+}
+"""The proxy's connection states, as the table shows them."""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--socket", default=DEFAULT_ADDRESS, metavar="ADDR", help="proxy address")
+    add_socket(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per connection")
-    parser.add_argument("--open", action="store_true", help="only open connections")
+    parser.add_argument(
+        "--all", action="store_true", help="closed connections too (the last the proxy keeps)"
+    )
+    # Before --all existed, the default was all and --open asked for open ones only.
+    parser.add_argument("--open", action="store_true", help=argparse.SUPPRESS)
+    examples(
+        parser,
+        "smd peers                    open connections: pid, uid, mask, counters",
+        "smd peers --all              and the closed ones, with why they closed",
+        "smd peers --json | jq .pid   one JSON object per connection, then the totals",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        address = parse_address(args.socket)
-    except ValueError as exc:
-        print(f"smd peers: {exc}", file=sys.stderr)
-        return 2
-    try:
-        peers, summary = asyncio.run(query_peers(address, closed=not args.open))
-    except ConnectionError as exc:
-        print(f"smd peers: {exc}", file=sys.stderr)
-        return 1
+    peers, summary = asyncio.run(query_peers(args.socket, closed=args.all and not args.open))
     if args.json:
         for peer in peers:
             print(json.dumps(peer, separators=(",", ":")))
@@ -103,8 +117,9 @@ def _note(peer: dict[str, Any]) -> str:
 def format_table(peers: list[dict[str, Any]], stats: dict[str, Any]) -> str:
     rows = [[h for h, _ in _COLUMNS]]
     for p in peers:
-        row = {**p, "note": _note(p)}
-        rows.append(["-" if row.get(k) is None else str(row[k]) for _, k in _COLUMNS])
+        state = str(p.get("state"))
+        row = {**p, "note": _note(p), "state": STATE_WORDS.get(state, state)}
+        rows.append(["-" if row.get(k) is None else printable(str(row[k])) for _, k in _COLUMNS])
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]

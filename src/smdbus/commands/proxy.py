@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import grp
 import signal
 import sys
 
+from smdbus.commands._failure import strip_errno
+from smdbus.commands._options import add_socket, examples, positive_int
 from smdbus.proxy import Proxy, ProxySettings
-from smdbus.wire import DEFAULT_ADDRESS, format_address, parse_address
+from smdbus.wire import format_address
 
 _D = ProxySettings()
 
@@ -27,30 +30,25 @@ def _mode(text: str) -> int:
     return mode
 
 
-def _address(text: str) -> str:
-    try:
-        return parse_address(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _group(text: str) -> str | int:
-    return int(text) if text.isdigit() else text
+    """A group that exists here, by name or number (checked now, not when binding)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        grp.getgrnam(text)
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"no group {text!r} on this system (getent group lists them)"
+        ) from None
+    return text
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add(
-        "--socket",
-        type=_address,
-        default=DEFAULT_ADDRESS,
-        metavar="ADDR",
-        help="@name (abstract), +@name (C spelling) or /path "
-        f"(default {format_address(DEFAULT_ADDRESS)})",
-    )
+    add_socket(parser, "where to listen")
     add("--mode", type=_mode, default=_D.mode, help="filesystem socket permissions (default 0660)")
     add("--group", type=_group, default=None, help="group owning a filesystem socket")
-    add("--max-connections", type=int, default=_D.max_connections, metavar="N")
+    add("--max-connections", type=positive_int, default=_D.max_connections, metavar="N")
     add("--max-frame", type=int, default=_D.max_frame, metavar="BYTES", help="largest frame len")
     add(
         "--first-frame-timeout",
@@ -88,6 +86,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="a subscriber reading nothing this long is disconnected",
     )
+    examples(
+        parser,
+        "smd proxy                                       the abstract socket C programs use",
+        "smd proxy --socket /run/smd/proxy.sock --group smd --mode 0660",
+        "                                                only members of group smd may connect",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> ProxySettings:
@@ -115,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve(settings))
     except OSError as exc:
-        print(f"smd proxy: {exc}", file=sys.stderr)
+        text = strip_errno(str(exc))
+        if not text.startswith("cannot"):
+            text = f"cannot listen on {format_address(settings.address)}: {text}"
+        print(f"smd proxy: {text}", file=sys.stderr)
         return 1
     return 0
 

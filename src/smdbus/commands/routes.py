@@ -20,6 +20,9 @@ import asyncio
 import json
 import sys
 
+from smdbus.commands._failure import strip_errno
+from smdbus.commands._options import examples
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="a JSON list instead of lines")
@@ -29,6 +32,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gateways", action="store_true", help="only routes through a gateway (default first)"
     )
+    examples(
+        parser,
+        "smd routes                 the table as the route monitor caches it",
+        "smd routes --gateways      only routes through a gateway",
+        "smd routes --netns dev0 --json",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +46,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         table = asyncio.run(dump_routes(args.netns))
     except (OSError, TimeoutError) as e:
+        if args.netns and isinstance(e, FileNotFoundError):
+            print(
+                f"smd routes: no network namespace {args.netns!r} (see ip netns list)",
+                file=sys.stderr,
+            )
+            return 1
         where = f" in network namespace {args.netns!r}" if args.netns else ""
-        print(f"smd routes: cannot read the routing table{where}: {e}", file=sys.stderr)
+        print(
+            f"smd routes: cannot read the routing table{where}: {strip_errno(str(e))}",
+            file=sys.stderr,
+        )
         return 1
     routes = table.gateways() if args.gateways else table.routes
     if args.json:

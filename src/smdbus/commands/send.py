@@ -1,4 +1,9 @@
-"""``smd send CLASS PAYLOAD``: publish one message through the proxy."""
+"""``smd send CLASS PAYLOAD``: publish one message through the proxy.
+
+The payload limit here is the wire's: 383 bytes, as libwebsockets' C proxy
+takes (its frame has room for one byte less than lws_smd's 384). A bus in
+one process (:class:`smdbus.Bus`) takes 384; the error says which applies.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +11,59 @@ import argparse
 import asyncio
 import sys
 
+from smdbus.bus import MAX_PAYLOAD
 from smdbus.classes import parse_mask
-from smdbus.wire import DEFAULT_ADDRESS, MAX_BODY, parse_address
+from smdbus.commands._options import add_socket, examples, positive_int
+from smdbus.wire import MAX_BODY
 from smdbus.wire.stream import WireStream
 
 
+def _class(text: str) -> int:
+    try:
+        cls = parse_mask(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < cls <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"class {text} must have a bit among the 32")
+    return cls
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("cls", metavar="CLASS", help="NETWORK, user0, 0x4 ... (one or more bits)")
-    parser.add_argument("payload", metavar="PAYLOAD", help="the message body; - reads stdin")
-    parser.add_argument("--socket", default=DEFAULT_ADDRESS, metavar="ADDR", help="proxy address")
-    parser.add_argument("--count", type=int, default=1, metavar="N", help="send it N times")
+    parser.add_argument(
+        "cls", metavar="CLASS", type=_class, help="NETWORK, user0, 0x4 ... (one or more bits)"
+    )
+    parser.add_argument(
+        "payload",
+        metavar="PAYLOAD",
+        help=f"the message body, at most {MAX_BODY} bytes (the wire's limit); - reads stdin",
+    )
+    add_socket(parser)
+    parser.add_argument(
+        "--count", type=positive_int, default=1, metavar="N", help="send it N times (default 1)"
+    )
+    examples(
+        parser,
+        "smd send INTERACTION '{\"hello\":1}'",
+        'smd send NETWORK \'{"trigger":"cpdcheck","src":"me"}\'   ask for a CPD check',
+        "smd send user0 - < payload.bin                   the body from stdin",
+        "smd send --socket /run/smd/proxy.sock METRICS '{\"n\":1}' --count 10",
+    )
+
+
+def too_large(size: int) -> str:
+    """The error for a body over the wire's limit, saying which limit that is."""
+    return (
+        f"payload of {size} bytes is over the wire's limit of {MAX_BODY} bytes "
+        f"(libwebsockets' proxy protocol; a bus in one process takes {MAX_PAYLOAD})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cls = parse_mask(args.cls)
-        address = parse_address(args.socket)
-    except ValueError as exc:
-        print(f"smd send: {exc}", file=sys.stderr)
-        return 2
-    if not 0 < cls <= 0xFFFFFFFF:
-        print(f"smd send: class {args.cls} must have a bit among the 32", file=sys.stderr)
-        return 2
     body = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
     if len(body) > MAX_BODY:
-        print(
-            f"smd send: payload of {len(body)} bytes is over the limit of {MAX_BODY}",
-            file=sys.stderr,
-        )
+        print(f"smd send: {too_large(len(body))}", file=sys.stderr)
         return 2
-    try:
-        asyncio.run(_send(address, cls, body, args.count))
-    except ConnectionError as exc:
-        print(f"smd send: {exc}", file=sys.stderr)
-        return 1
+    asyncio.run(_send(args.socket, args.cls, body, args.count))
     return 0
 
 

@@ -16,7 +16,9 @@ on one asyncio loop:
    address, CPD_PRE_TIME for a CPD result, TIME_VALID for a sane clock
    (SNTP), and leaving POLICY_INVALID for a reloaded policy;
 3. starts the button sources, then steps the state manager toward
-   OPERATIONAL. systemd hears READY=1 when OPERATIONAL is reached;
+   OPERATIONAL. systemd hears READY=1 when OPERATIONAL is reached (or the
+   earlier ``ready_state`` a device chooses: a first boot without a network
+   may never reach OPERATIONAL, and ``systemctl start`` waits for READY);
 4. on SIGHUP runs the POLICY_INVALID cycle (the policy is re-read while the
    state is held in POLICY_INVALID); on SIGTERM/SIGINT announces DESTROYING,
    lets the bus deliver it, hangs up every client and returns 0.
@@ -152,6 +154,7 @@ class Daemon:
         on_message: MessageSink | None = None,
         on_note: NoteSink | None = None,
         notifier: Notifier | None = None,
+        ready_state: State = State.OPERATIONAL,
         wall_clock: WallClock | None = None,
     ) -> None:
         self.config = prepared.config
@@ -160,6 +163,10 @@ class Daemon:
         self._on_message = on_message
         self._note_sink = on_note
         self.notifier = notifier or Notifier(enabled=self.config.systemd.notify)
+        if not State.CONTEXT_CREATED <= ready_state <= State.OPERATIONAL:
+            raise ValueError(f"READY at {ready_state.name}: not a state on the boot's way")
+        self.ready_state = ready_state
+        self._ready_sent = False  # in this boot (or reload) cycle
         t = self.config.time
         self.clock = wall_clock or WallClock(t.valid_after, mode=t.set_clock)
         self.blobs = Blobs()
@@ -168,6 +175,8 @@ class Daemon:
         self.ops = SystemOps(set_clock=self.clock.set_clock)
         self.bus = Bus(queue_depth=self.config.bus.proxy.queue_depth)
         self.proxy: Proxy | None = None
+        self.bus_address = self.config.bus.socket
+        """Where the bus is served: the configured socket, or the one systemd passed."""
         self.manager: StateManager | None = None
         self.monitor: Any = None
         self.detector: Any = None
@@ -265,6 +274,7 @@ class Daemon:
             self.proxy = Proxy(settings, bus=self.bus)
             await self.proxy.start()
             self.note("info", f"serving the bus on {format_address(settings.address)}")
+        self.bus_address = settings.address  # systemd's socket, when it passed one
         self.notifier.status(f"serving the bus on {format_address(settings.address)}")
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -469,10 +479,12 @@ class Daemon:
 
     def _state_changed(self, previous: State, new: State) -> None:
         self.notifier.status(f"{new.published_name}")
-        if new == State.OPERATIONAL:
-            if self.stats.operational_at is None:
-                self.stats.operational_at = time.monotonic()
-            self.notifier.ready(f"OPERATIONAL, bus on {format_address(self.config.bus.socket)}")
+        if new == State.OPERATIONAL and self.stats.operational_at is None:
+            self.stats.operational_at = time.monotonic()
+        on_the_way = State.CONTEXT_CREATED <= new <= State.OPERATIONAL
+        if on_the_way and new >= self.ready_state and not self._ready_sent:
+            self._ready_sent = True
+            self.notifier.ready(f"{new.published_name}, bus on {format_address(self.bus_address)}")
 
     def _net_events(self, events: Sequence[Any]) -> None:
         from smdbus.net.routetable import AddressAdded, RouteAdded, RouteRemoved
@@ -527,6 +539,7 @@ class Daemon:
             return
         self.note("info", "SIGHUP: policy invalid; re-reading it")
         self.notifier.reloading(time.monotonic_ns() // 1000)
+        self._ready_sent = False  # READY=1 again when the cycle reaches ready_state
         try:
             m.policy_invalid()
         except (IllegalTransition, StateError) as e:

@@ -12,6 +12,11 @@ Rules
   stdout is not a terminal (a pipe, a log file, a test) every event is one
   plain line and the footer is printed once, as lines, when OPERATIONAL is
   reached. ``NO_COLOR`` turns colours off.
+- What a peer sent is shown escaped (:func:`smdbus.escape.printable`): a
+  payload cannot move the cursor, clear the screen or tear the footer.
+- The footer fits the terminal (80 columns is the size to design for): the
+  status line keeps the parts that fit, and a hint too long for one line is
+  folded at its `` · `` separators rather than cut.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from smdbus.classes import Class, class_names
+from smdbus.escape import printable
 from smdbus.system.state import State
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -195,11 +201,12 @@ class LiveView:
     def _event(self, timestamp_us: int, line: Line) -> None:
         t = (timestamp_us - self.start_us) / 1e6
         stamp = self.paint(f"{t:+9.3f}s", "dim")
-        tag = self.paint(f"{line.tag:<8}", "dim" if line.style == "dim" else "cyan")
-        text = self.paint(line.text, line.style)
-        detail = f"  {self.paint(line.detail, 'dim')}" if line.detail and self.tty else ""
+        tag = self.paint(f"{printable(line.tag):<8}", "dim" if line.style == "dim" else "cyan")
+        text = self.paint(printable(line.text), line.style)
+        shown = printable(line.detail)
+        detail = f"  {self.paint(shown, 'dim')}" if line.detail and self.tty else ""
         if line.detail and not self.tty:
-            detail = f"  {line.detail}"
+            detail = f"  {shown}"
         self._emit(f"{stamp}  {tag} {text}{detail}")
 
     def _emit(self, text: str) -> None:
@@ -236,16 +243,20 @@ class LiveView:
         cpd_style = {"OK": "green", "Captive": "yellow", "No internet": "red"}.get(s.cpd, "dim")
         for text, style in (
             (f"CPD {s.cpd}", cpd_style),
-            (f"{s.routes} routes", ""),
-            (f"{s.clients} clients", ""),
-            (f"{s.messages} messages", ""),
+            (_count(s.routes, "route"), ""),
+            (_count(s.clients, "client"), ""),
+            (_count(s.messages, "message"), ""),
             *((x, "") for x in s.extra),
         ):
             parts.append(self.paint(text, style))
             plain.append(text)
         status = _fit(parts, plain, "  ·  ", width - 1)
         lines = [rule, " " + status]
-        lines += [" " + self.paint(_cut(h, width - 2), "dim") for h in self.hints]
+        lines += [
+            " " + self.paint(_cut(line, width - 2), "dim")
+            for h in self.hints
+            for line in fold(h, width - 2)
+        ]
         return lines
 
     def _draw_footer(self) -> None:
@@ -263,6 +274,32 @@ def progress(state: str) -> str:
 
 def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+_SEPARATOR = re.compile(r" +· +")
+
+
+def fold(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width``, broken at its `` · `` separators.
+
+    A piece that is longer than ``width`` on its own stays one line (the
+    caller cuts it); the separators at a break are dropped.
+    """
+    if len(text) <= width:
+        return [text]
+    sep = _SEPARATOR.search(text)
+    joiner = sep.group() if sep else " · "
+    lines: list[str] = []
+    for piece in _SEPARATOR.split(text):
+        if lines and len(lines[-1]) + len(joiner) + len(piece) <= width:
+            lines[-1] += joiner + piece
+        else:
+            lines.append(piece)
+    return lines
 
 
 def _cut(text: str, width: int) -> str:

@@ -1,0 +1,164 @@
+"""Installing on a device: the wheel and sdist, `make install`'s script, the shipped units.
+
+The install runs for real, into a scratch root (every directory the script
+writes is given to it), from a wheel built here with ``python -m build``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import smdbus
+from smdbus.daemon.config import DEFAULT_TOML
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(smdbus.__file__).parent / "data"
+SHIPPED = [
+    "smdbus/data/systemd/smd.service",
+    "smdbus/data/systemd/smd.socket",
+    "smdbus/data/daemon.toml",
+    "smdbus/data/man/man1/smd.1",
+    "smdbus/data/completion/smd.bash",
+    "smdbus/data/completion/_smd",
+]
+ANALYZE = shutil.which("systemd-analyze") or ""
+
+
+def test_the_example_config_is_the_daemons_defaults() -> None:
+    assert (DATA / "daemon.toml").read_text() == DEFAULT_TOML, "run `make man`"
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``python -m build``: an sdist and a wheel (the build backend comes from the index)."""
+    out = tmp_path_factory.mktemp("dist")
+    r = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if r.returncode != 0 and re.search(r"Could not find a version|connection|resolve", r.stdout):
+        pytest.skip("python -m build could not fetch its build backend (no package index)")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    yield out
+
+
+def test_wheel_and_sdist_carry_units_config_manual_and_completions(dist: Path) -> None:
+    (wheel,) = dist.glob("smdbus-*.whl")
+    (sdist,) = dist.glob("smdbus-*.tar.gz")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert set(SHIPPED) <= names
+    with tarfile.open(sdist) as tar:
+        in_sdist = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert {f"src/{name}" for name in SHIPPED} <= in_sdist
+
+
+def _install(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ROOT / "scripts/install.sh"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def install_env(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`make install`'s settings for a scratch root, from the wheel, without extras."""
+    root = tmp_path_factory.mktemp("root")
+    (wheel,) = dist.glob("smdbus-*.whl")
+    return {
+        "ROOT": str(root),
+        "PREFIX": str(root / "opt/smdbus"),
+        "EXTRAS": "",
+        "WHEEL": str(wheel),
+        "PYTHON": sys.executable,
+        "UNITDIR": str(root / "etc/systemd/system"),
+        "MANDIR": str(root / "usr/local/share/man"),
+        "CONFDIR": str(root / "etc/smd"),
+        "BASHCOMPDIR": str(root / "usr/share/bash-completion/completions"),
+        "ZSHCOMPDIR": str(root / "usr/local/share/zsh/site-functions"),
+    }
+
+
+@pytest.fixture(scope="module")
+def installed(install_env: dict[str, str]) -> Path:
+    """The scratch root after `make install`'s script ran once."""
+    r = _install(install_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "done: smd (smdbus) " in r.stdout
+    return Path(install_env["ROOT"])
+
+
+def test_install_makes_a_venv_and_points_the_unit_at_it(installed: Path) -> None:
+    smd = installed / "opt/smdbus/bin/smd"
+    assert subprocess.run([smd, "--version"], capture_output=True, text=True).stdout.startswith(
+        "smd (smdbus) "
+    )
+    service = (installed / "etc/systemd/system/smd.service").read_text()
+    assert f"\nExecStart={smd} daemon --config /etc/smd/daemon.toml " in service
+    assert "\nDocumentation=man:smd(1)\n" in service
+    for path in (
+        "etc/systemd/system/smd.socket",
+        "usr/local/share/man/man1/smd.1",
+        "usr/share/bash-completion/completions/smd",
+        "usr/local/share/zsh/site-functions/_smd",
+    ):
+        assert (installed / path).is_file(), path
+    assert (installed / "etc/smd/daemon.toml").read_text() == DEFAULT_TOML
+    man = subprocess.run(
+        ["man", "-w", "smd"],
+        env={**os.environ, "MANPATH": str(installed / "usr/local/share/man")},
+        capture_output=True,
+        text=True,
+    )
+    assert man.stdout.strip() == str(installed / "usr/local/share/man/man1/smd.1")
+
+
+def test_install_again_keeps_an_existing_config(
+    installed: Path, install_env: dict[str, str]
+) -> None:
+    config = installed / "etc/smd/daemon.toml"
+    config.write_text("# mine\n")
+    r = _install(install_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "daemon.toml exists: left as it is" in r.stdout
+    assert config.read_text() == "# mine\n"
+
+
+@pytest.mark.skipif(not ANALYZE, reason="systemd-analyze is not installed")
+def test_installed_units_verify_with_their_manual(installed: Path) -> None:
+    unitdir = installed / "etc/systemd/system"
+    r = subprocess.run(
+        [ANALYZE, "verify", str(unitdir / "smd.socket"), str(unitdir / "smd.service")],
+        env={**os.environ, "MANPATH": str(installed / "usr/local/share/man")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and "smd." not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(not ANALYZE, reason="systemd-analyze is not installed")
+def test_the_service_is_rated_at_most_3_by_systemd_analyze_security() -> None:
+    r = subprocess.run(
+        [ANALYZE, "security", "--offline=yes", str(DATA / "systemd/smd.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    found = re.search(r"Overall exposure level for smd.service: (\d+\.\d+)", r.stdout)
+    assert found is not None, r.stdout + r.stderr
+    assert float(found.group(1)) <= 3.0, r.stdout
