@@ -329,9 +329,13 @@ async def test_outbox_bound_drops_are_counted_and_reported(
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
 
 
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
 @pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, Certs]]:
-    certs = make_certs(tmp_path / "certs")
+def tls_broker(tmp_path: Path, certs: Certs) -> Iterator[tuple[Mosquitto, Certs]]:
     m = Mosquitto(tmp_path / "tls-broker", certs)
     m.start()
     yield m, certs
@@ -411,3 +415,52 @@ def test_smd_fleet_commands(broker: Mosquitto, tmp_path: Path) -> None:
         assert got == [b'{"go":1}']
     finally:
         pub.loop_stop()
+
+
+def test_daemon_config_bridge_errors_name_file_and_field(tmp_path: Path) -> None:
+    from smdbus.daemon.config import ConfigError, parse_config
+
+    text = '[bridge]\ndevice_id = "d"\ndown = { NETWORK = { rate = -1 } }\n'
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "smd.toml")
+    assert str(err.value).startswith("smd.toml: bridge.down.NETWORK.rate: must be above 0")
+    cfg = parse_config('[bus]\nsocket = "@x"\n[bridge]\ndevice_id = "d"\n', "smd.toml")
+    assert cfg.bridge is not None and cfg.bridge.socket == "\0x"  # the daemon's own bus
+    assert parse_config("", "smd.toml").bridge is None
+
+
+async def test_daemon_bridges_its_bus(broker: Mosquitto, tmp_path: Path) -> None:
+    """``smd daemon`` with a [bridge] table: its boot states reach the broker, retained."""
+    sock = f"@smdbus-fleet-daemon-{os.getpid()}"
+    config = tmp_path / "smd.toml"
+    config.write_text(
+        f'[bus]\nsocket = "{sock}"\n'
+        "[gates]\ncoldplug = false\ndhcp = false\ntime = false\n"
+        "[cpd]\nenabled = false\n[routes]\nenabled = false\n[systemd]\nnotify = false\n"
+        f'[bridge]\nbroker = "{broker.url}"\ndevice_id = "devD"\nprefix = "t"\n'
+        'outbox = "outbox.sqlite"\n'
+    )
+    sub = Subscriber(broker, "t/devD/#")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smdbus", "daemon", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    def operational() -> bool:
+        with sub.lock:
+            return any(
+                t == "t/devD/SYSTEM_STATE" and b"OPERATIONAL" in p for t, p, _ in sub.messages
+            )
+
+    try:
+        await until(operational, 30)
+        assert (tmp_path / "outbox.sqlite").exists()  # relative to the config file
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+        statuses = lambda: [p for t, p, _ in list(sub.messages) if t == "t/devD/status"]  # noqa: E731
+        await until(lambda: statuses()[-1] == b"offline", what=str(sub.messages[-5:]))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sub.close()

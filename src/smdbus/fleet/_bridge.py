@@ -96,10 +96,15 @@ class FleetBridge:
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def start(self) -> None:
-        """Connect to the proxy (in the background) and start the broker link."""
+    async def start(self, *, wait_for_bus: bool = False) -> None:
+        """Connect to the proxy and start the broker link.
+
+        ``wait_for_bus``: return once the proxy stream exists (the daemon's
+        case: its boot must not run ahead of the bridge), else keep trying
+        in the background (``smd bridge`` may start before the proxy).
+        """
         self._client = await connect(
-            self.cfg.socket, self.cfg.up, wait=False, on_message=self._from_bus
+            self.cfg.socket, self.cfg.up, wait=wait_for_bus, on_message=self._from_bus
         )
         self._task = asyncio.create_task(self._run_link(), name="fleet-link")
         self._status_task = asyncio.create_task(self._save_status_often(), name="fleet-status")
@@ -266,6 +271,7 @@ class FleetBridge:
             await self._lost.wait()
             self._up_event.clear()
             if self._stop.is_set():
+                self._set_state("stopping")  # the pump stops: nothing goes up after offline
                 with contextlib.suppress(Exception):
                     mid = link.publish(topics.status, b"offline", 1, True)
                     acked = self._acked[mid] = asyncio.get_running_loop().create_future()
