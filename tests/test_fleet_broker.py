@@ -458,7 +458,10 @@ async def test_daemon_bridges_its_bus(broker: Mosquitto, tmp_path: Path) -> None
         assert (tmp_path / "outbox.sqlite").exists()  # relative to the config file
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 20) == 0
-        statuses = lambda: [p for t, p, _ in list(sub.messages) if t == "t/devD/status"]  # noqa: E731
+
+        def statuses() -> list[bytes]:
+            return [p for t, p, _ in list(sub.messages) if t == "t/devD/status"]
+
         await until(lambda: statuses()[-1] == b"offline", what=str(sub.messages[-5:]))
     finally:
         if proc.poll() is None:
