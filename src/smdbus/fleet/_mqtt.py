@@ -144,7 +144,12 @@ class MqttLink:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+    def _on_connect(self, c: Any, _u: Any, _f: Any, rc: Any, props: Any) -> None:
+        # MQTT 5: never more unacknowledged publishes than the broker's Receive Maximum;
+        # paho holds the rest back until acknowledgements come (we publish after this).
+        receive_max = getattr(props, "ReceiveMaximum", None)
+        if isinstance(receive_max, int) and 0 < receive_max < c.max_inflight_messages:
+            c.max_inflight_messages_set(receive_max)
         self._post(self._connected, None if not rc.is_failure else str(rc))
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
