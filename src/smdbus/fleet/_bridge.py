@@ -173,7 +173,9 @@ class FleetBridge:
         link = self._link
         if link is None or self.state != "up":
             return
-        room = self.cfg.inflight - len(self._inflight)
+        # two below the broker's Receive Maximum: room for the status and a drop report
+        window = max(1, min(self.cfg.inflight, link.receive_maximum - 2))
+        room = window - len(self._inflight)
         if room <= 0:
             return
         origin = self.cfg.device_id

@@ -111,6 +111,8 @@ class MqttLink:
         self._events = events
         self._loop = asyncio.get_running_loop()
         self._connack: asyncio.Future[None] = self._loop.create_future()
+        self.receive_maximum = 65535
+        """The most unacknowledged QoS 1/2 publishes the broker takes (MQTT 5 CONNACK)."""
         self._closed = False
         c = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -144,12 +146,12 @@ class MqttLink:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _on_connect(self, c: Any, _u: Any, _f: Any, rc: Any, props: Any) -> None:
-        # MQTT 5: never more unacknowledged publishes than the broker's Receive Maximum;
-        # paho holds the rest back until acknowledgements come (we publish after this).
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, props: Any) -> None:
+        # MQTT 5: the broker's Receive Maximum bounds our unacknowledged publishes (paho
+        # does not apply it; the bridge does). Set before CONNACK is posted to the loop.
         receive_max = getattr(props, "ReceiveMaximum", None)
-        if isinstance(receive_max, int) and 0 < receive_max < c.max_inflight_messages:
-            c.max_inflight_messages_set(receive_max)
+        if isinstance(receive_max, int) and receive_max > 0:
+            self.receive_maximum = receive_max
         self._post(self._connected, None if not rc.is_failure else str(rc))
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
