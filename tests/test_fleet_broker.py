@@ -152,11 +152,13 @@ async def test_up_mapping_envelope_and_retained_state(
     assert retained["t/dev1/status"] == b"offline"  # a clean stop says so too
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_down_allow_list_rate_limit_and_no_loop(
-    broker: Mosquitto, proxy: str, tmp_path: Path
+    broker: Mosquitto, proxy: str, tmp_path: Path, protocol: str
 ) -> None:
     down = {"NETWORK": {"rate": 0.001, "burst": 3}, "USER0": {"rate": 100.0, "burst": 100}}
-    cfg = parse_bridge_config(bridge_table(broker, proxy, tmp_path, down=down))
+    table = bridge_table(broker, proxy, tmp_path, down=down, protocol=protocol)
+    cfg = parse_bridge_config(table)
     bridge = FleetBridge(cfg)
     await bridge.start()
     await bridge.wait_up(10)
@@ -467,3 +469,33 @@ async def test_daemon_bridges_its_bus(broker: Mosquitto, tmp_path: Path) -> None
         if proc.poll() is None:
             proc.kill()
         sub.close()
+
+
+async def test_reconnect_waits_follow_the_retry_table_with_jitter(
+    proxy: str, tmp_path: Path
+) -> None:
+    """Nobody listens on the port: each failure waits backoff[i] + jitter, the last repeats."""
+    from fleet_broker import free_port
+
+    table = {
+        "broker": f"mqtt://127.0.0.1:{free_port()}",
+        "socket": proxy,
+        "outbox": str(tmp_path / "o.sqlite"),
+        "retry": {"backoff_ms": [10, 20, 40], "jitter_pc": 50},
+    }
+    waits: list[float] = []
+
+    class Recording(FleetBridge):
+        def _set_state(self, state: str) -> None:
+            if state == "waiting" and self.next_retry_at is not None:
+                waits.append(round(self.next_retry_at, 6))
+            super()._set_state(state)
+
+    bridge = Recording(parse_bridge_config(table), wall=lambda: 0.0, rand=lambda: 0.5)
+    await bridge.start()
+    try:
+        await until(lambda: len(waits) >= 5)
+    finally:
+        await bridge.stop()
+    assert waits[:5] == [0.012, 0.025, 0.05, 0.05, 0.05]  # 10, 20, 40 ms + 25 % (whole ms)
+    assert "connection refused" in (bridge.last_error or "")

@@ -41,6 +41,11 @@ from smdbus.fleet._config import BrokerConfig
 
 log = logging.getLogger("smdbus.fleet")
 
+MAX_PACKET = 64 * 1024
+"""MQTT 5 Maximum Packet Size we announce: the broker sends nothing larger (a command is
+at most 383 bytes, an envelope under 1 KiB). MQTT 3.1.1 has no such bound: the broker's
+``message_size_limit`` is the one there."""
+
 
 class LinkError(ConnectionError):
     """The broker could not be reached or refused us; the message says why."""
@@ -191,9 +196,14 @@ class MqttLink:
     async def connect(self) -> None:
         """Connect and wait for CONNACK; :class:`LinkError` saying why not."""
         c = self._client
+        v5: dict[str, Any] = {}
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.MaximumPacketSize = MAX_PACKET
+            v5 = {"clean_start": True, "properties": props}
         try:
             await asyncio.to_thread(
-                c.connect, self.broker.host, self.broker.port, self.broker.keepalive
+                c.connect, self.broker.host, self.broker.port, self.broker.keepalive, **v5
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise LinkError(explain(self.broker, exc)) from None
