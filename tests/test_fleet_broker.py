@@ -499,3 +499,12 @@ async def test_reconnect_waits_follow_the_retry_table_with_jitter(
         await bridge.stop()
     assert waits[:5] == [0.012, 0.025, 0.05, 0.05, 0.05]  # 10, 20, 40 ms + 25 % (whole ms)
     assert "connection refused" in (bridge.last_error or "")
+
+
+async def test_a_message_the_disk_refuses_is_counted(tmp_path: Path) -> None:
+    cfg = parse_bridge_config({"device_id": "d", "outbox": str(tmp_path / "o.sqlite")})
+    bridge = FleetBridge(cfg)
+    bridge.outbox._db.execute("DROP TABLE messages")  # the disk says no
+    bridge._from_bus(Class.NETWORK, 0, b"x")  # the proxy client's on_message
+    assert bridge.store_failed == 1
+    assert bridge.status()["store_failed"] == 1

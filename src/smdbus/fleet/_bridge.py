@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -80,6 +81,7 @@ class FleetBridge:
         self.next_retry_at: float | None = None
         self.published = 0
         self.bus_refused = 0
+        self.store_failed = 0
         self._client: Client | None = None
         self._link: MqttLink | None = None
         self._inflight: dict[int, int] = {}  # mid -> seq
@@ -146,7 +148,18 @@ class FleetBridge:
         up = self.core.uplink(cls, body)
         if up is None:
             return
-        self.outbox.add(up.topic, up.qos, up.retain, body)
+        try:
+            self.outbox.add(up.topic, up.qos, up.retain, body)
+        except sqlite3.Error as exc:  # a full or broken disk: counted, said, not silent
+            self.store_failed += 1
+            if self.store_failed <= 10 or self.store_failed % 1000 == 0:
+                log.error(
+                    "outbox %s: %s (%d messages lost so far)",
+                    self.cfg.outbox,
+                    exc,
+                    self.store_failed,
+                )
+            return
         self._schedule_flush()
 
     def _to_bus(self, cls: int, body: bytes) -> None:
@@ -321,6 +334,7 @@ class FleetBridge:
             "downlinked": self.core.downlinked,
             "refused": dict(self.core.refused),
             "bus_refused": self.bus_refused,
+            "store_failed": self.store_failed,
             "loops_prevented": self.core.memory.suppressed,
             "bus": client.state if client is not None else None,
             "saved_at": self._wall(),
