@@ -71,7 +71,7 @@ def make_certs(d: Path) -> Certs:
 class Mosquitto:
     """One broker process; ``restart()`` keeps its port and its persistence file."""
 
-    def __init__(self, workdir: Path, certs: Certs | None = None) -> None:
+    def __init__(self, workdir: Path, certs: Certs | None = None, extra: str = "") -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -95,7 +95,7 @@ class Mosquitto:
                 "require_certificate true",
             ]
         self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text("\n".join(lines) + "\n")
+        self.conf.write_text("\n".join(lines) + "\n" + extra)
 
     @property
     def url(self) -> str:

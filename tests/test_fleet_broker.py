@@ -508,3 +508,32 @@ async def test_a_message_the_disk_refuses_is_counted(tmp_path: Path) -> None:
     bridge._from_bus(Class.NETWORK, 0, b"x")  # the proxy client's on_message
     assert bridge.store_failed == 1
     assert bridge.status()["store_failed"] == 1
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="no mosquitto_passwd")
+async def test_username_and_password_from_a_file(proxy: str, tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "dev1", "right"], check=True)
+    broker = Mosquitto(tmp_path / "auth-broker", extra=f"password_file {passwd}\n")
+    broker.conf.write_text(broker.conf.read_text().replace("allow_anonymous true", ""))
+    broker.start()
+    (tmp_path / "pw").write_text("right\n")
+    (tmp_path / "bad").write_text("wrong\n")
+    try:
+        auth = {"username": "dev1", "password_file": str(tmp_path / "pw")}
+        cfg = parse_bridge_config(bridge_table(broker, proxy, tmp_path, auth=auth))
+        bridge = FleetBridge(cfg)
+        await bridge.start()
+        try:
+            await bridge.wait_up(10)
+        finally:
+            await bridge.stop()
+        for password_file, words in ((tmp_path / "bad", "broker refused"), (tmp_path / "no", "")):
+            bad = {"username": "dev1", "password_file": str(password_file)}
+            broker_cfg = parse_broker_config({"broker": broker.url, "auth": bad})
+            with pytest.raises(LinkError) as err:
+                async with FleetClient(broker_cfg):
+                    pass
+            assert (words or "cannot use the TLS files or the password") in str(err.value)
+    finally:
+        broker.stop()

@@ -129,10 +129,6 @@ class MqttLink:
         c.connect_timeout = broker.connect_timeout
         c.max_inflight_messages_set(inflight)
         c.max_queued_messages_set(0)
-        if broker.tls:
-            c.tls_set_context(tls_context(broker))
-        if broker.username is not None:
-            c.username_pw_set(broker.username, broker.password())
         if will is not None:
             c.will_set(will.topic, will.payload, will.qos, will.retain)
         c.on_connect = self._on_connect
@@ -196,6 +192,14 @@ class MqttLink:
     async def connect(self) -> None:
         """Connect and wait for CONNACK; :class:`LinkError` saying why not."""
         c = self._client
+        b = self.broker
+        try:  # read at each connect: a rotated certificate or password is picked up
+            if b.tls:
+                c.tls_set_context(tls_context(b))
+            if b.username is not None:
+                c.username_pw_set(b.username, b.password())
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise LinkError(f"{b.url}: cannot use the TLS files or the password: {exc}") from None
         v5: dict[str, Any] = {}
         if self.v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
