@@ -291,3 +291,16 @@ def test_fleet_view_presence_state_gaps_and_duplicates() -> None:
     d1 = view.devices["d1"]
     assert (d1.status, d1.state) == ("online", '{"state":"OPERATIONAL"}')
     assert (d1.last_seq, d1.duplicates, d1.gaps) == (5, 1, 2)
+
+
+def test_smd_fleet_refuses_a_device_or_prefix_that_is_not_one_topic_level(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from smdbus.cli import main
+
+    assert main(["fleet", "send", "a/+", "NETWORK", "x"]) == 2
+    assert "fleet.device_id" in capsys.readouterr().err
+    assert main(["fleet", "--prefix", "#"]) == 2
+    assert "fleet.prefix" in capsys.readouterr().err
+    assert main(["fleet", "send", "dev1", "NETWORK|USER0", "x"]) == 2
+    assert "one class" in capsys.readouterr().err

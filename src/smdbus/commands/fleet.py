@@ -60,8 +60,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _broker(args: argparse.Namespace) -> Any:
-    from smdbus.fleet import parse_broker_config
+    from smdbus.fleet import check_device_id, check_prefix, parse_broker_config
 
+    check_prefix(args.prefix, "fleet")
+    if args.fleet_command == "send":  # a device id with / or + would aim somewhere else
+        check_device_id(args.device, "fleet")
     table: dict[str, Any] = {"broker": args.broker, "protocol": args.protocol}
     table["connect_timeout"] = args.wait
     tls = {k: getattr(args, k) for k in ("ca", "cert", "key") if getattr(args, k)}

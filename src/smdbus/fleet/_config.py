@@ -275,6 +275,23 @@ def parse_broker_config(
     return broker
 
 
+def check_device_id(value: str, path: str = "bridge") -> str:
+    """A device id that is one topic level with no wildcard (``+``/``#``) or separator."""
+    if not _ID_OK.fullmatch(value):
+        raise BridgeConfigError(
+            f"{path}.device_id", f"must be 1..64 of A-Z a-z 0-9 _ . : -, got {value!r}"
+        )
+    return value
+
+
+def check_prefix(value: str, path: str = "bridge") -> str:
+    if not _PREFIX_OK.fullmatch(value):
+        raise BridgeConfigError(
+            f"{path}.prefix", f"must be topic levels of A-Z a-z 0-9 _ . : - , got {value!r}"
+        )
+    return value
+
+
 def _default_device_id() -> str:
     name = re.sub(r"[^A-Za-z0-9_.:-]", "-", socket.gethostname())[:64]
     return name or "device"
@@ -287,12 +304,8 @@ def parse_bridge_config(
     t = _Table(path, table, base or Path.cwd())
     enabled = t.boolean("enabled", True)
     broker = _broker(t)
-    device_id = t.string("device_id", "") or _default_device_id()
-    if not _ID_OK.fullmatch(device_id):
-        raise t.fail("device_id", f"must be 1..64 of A-Z a-z 0-9 _ . : -, got {device_id!r}")
-    prefix = t.string("prefix", DEFAULT_PREFIX)
-    if not _PREFIX_OK.fullmatch(prefix):
-        raise t.fail("prefix", f"must be topic levels of A-Z a-z 0-9 _ . : - , got {prefix!r}")
+    device_id = check_device_id(t.string("device_id", "") or _default_device_id(), path)
+    prefix = check_prefix(t.string("prefix", DEFAULT_PREFIX), path)
     client_id = t.string("client_id", "")
     if len(client_id) > 128:
         raise t.fail("client_id", "must be at most 128 characters")
