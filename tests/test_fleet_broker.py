@@ -432,7 +432,7 @@ def test_daemon_config_bridge_errors_name_file_and_field(tmp_path: Path) -> None
 
 
 async def test_daemon_bridges_its_bus(broker: Mosquitto, tmp_path: Path) -> None:
-    """``smd daemon`` with a [bridge] table: its boot states reach the broker, retained."""
+    """``smd daemon --live`` with [bridge]: boot states go up; the view shows the link."""
     sock = f"@smdbus-fleet-daemon-{os.getpid()}"
     config = tmp_path / "smd.toml"
     config.write_text(
@@ -444,9 +444,9 @@ async def test_daemon_bridges_its_bus(broker: Mosquitto, tmp_path: Path) -> None
     )
     sub = Subscriber(broker, "t/devD/#")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "smdbus", "daemon", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        [sys.executable, "-m", "smdbus", "daemon", "--live", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
     def operational() -> bool:
@@ -459,7 +459,9 @@ async def test_daemon_bridges_its_bus(broker: Mosquitto, tmp_path: Path) -> None
         await until(operational, 30)
         assert (tmp_path / "outbox.sqlite").exists()  # relative to the config file
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(proc.wait, 20) == 0
+        out, _ = await asyncio.to_thread(proc.communicate, None, 20)
+        assert proc.returncode == 0
+        assert f"bridge up: {broker.url} as devD" in out.decode()  # the live view shows it
 
         def statuses() -> list[bytes]:
             return [p for t, p, _ in list(sub.messages) if t == "t/devD/status"]

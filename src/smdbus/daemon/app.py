@@ -339,7 +339,7 @@ class Daemon:
             from smdbus.fleet import FleetBridge
         except ImportError as e:
             raise DaemonError(f"[bridge] needs the fleet extra (smdbus[fleet]): {e}", 1) from None
-        self.bridge = FleetBridge(bridge_cfg)
+        self.bridge = FleetBridge(bridge_cfg, on_link=self.note)
         await self.bridge.start(wait_for_bus=True)
         self.note("info", f"bridging to {bridge_cfg.broker.url} as {bridge_cfg.device_id}")
 

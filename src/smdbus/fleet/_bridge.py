@@ -63,8 +63,12 @@ class FleetBridge:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        on_link: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``on_link(level, text)`` hears when the link comes up or goes down (the daemon's
+        notes, so the live view shows it); the log hears it either way."""
         self.cfg = cfg
+        self._on_link = on_link
         self.core = BridgeCore(cfg, clock)
         self.outbox = Outbox(
             cfg.outbox,
@@ -281,6 +285,7 @@ class FleetBridge:
                 link.subscribe(sub, 1)
             self.outbox.expire()
             self._set_state("up")
+            self._tell("info", f"bridge up: {self.cfg.broker.url} as {self.cfg.device_id}")
             self._up_event.set()
             self._flush()
             await self._lost.wait()
@@ -293,7 +298,7 @@ class FleetBridge:
                     await asyncio.wait_for(acked, 1.0)
                 await link.close()
             else:
-                log.warning("%s", self.last_error)
+                self._tell("warning", f"bridge down: {self.last_error}")
                 await link.close()
             self._link = None
             self._inflight.clear()
@@ -312,6 +317,12 @@ class FleetBridge:
         self.next_retry_at = None
 
     # -- status --------------------------------------------------------------
+
+    def _tell(self, level: str, text: str) -> None:
+        if self._on_link is not None:
+            self._on_link(level, text)
+        else:
+            log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", text)
 
     def _set_state(self, state: str) -> None:
         if state != self.state:
