@@ -5,6 +5,7 @@ Clocks are injected; nothing here opens a socket.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from smdbus.fleet import (
     Downlink,
     FleetView,
     Outbox,
+    OutboxBusy,
     Refused,
     Topics,
     Uplink,
@@ -222,6 +224,12 @@ def outbox(path: Path, wall: Clock, **over: Any) -> Outbox:
     return Outbox(path / "o.sqlite", clock=wall, **limits)
 
 
+def crash(box: Outbox) -> None:
+    """What kill -9 leaves: nothing more is committed, and the kernel drops the lock."""
+    box._db.close()
+    os.close(box._lock_fd)
+
+
 def test_outbox_sequence_survives_reopening_and_acks(tmp_path: Path) -> None:
     wall = Clock()
     box = outbox(tmp_path, wall)
@@ -229,17 +237,27 @@ def test_outbox_sequence_survives_reopening_and_acks(tmp_path: Path) -> None:
     box.commit()
     box.ack(1)
     box.commit()
-    # a second instance sees what the first committed (as after kill -9)
+    box.add("t/a", 1, False, b"never committed")
+    crash(box)
+    # a second instance sees what the first committed
     again = outbox(tmp_path, wall)
     assert [(r.seq, r.body) for r in again.pending(0, 10)] == [(2, b"1"), (3, b"2")]
     assert [r.seq for r in again.pending(2, 10)] == [3]
     again.ack(2)
     again.ack(3)
     again.ack(3)  # an ack of something already gone is harmless
-    again.commit()
+    again.close()
     third = outbox(tmp_path, wall)
     assert third.count == 0
     assert third.add("t/a", 1, False, b"x") == 4  # numbers are never reused
+
+
+def test_outbox_has_one_writer(tmp_path: Path) -> None:
+    box = outbox(tmp_path, Clock())
+    with pytest.raises(OutboxBusy, match="another bridge has this outbox open"):
+        outbox(tmp_path, Clock())
+    crash(box)  # the kernel drops a dead process's lock
+    outbox(tmp_path, Clock()).close()
 
 
 def test_outbox_bounds_count_bytes_age_and_the_drop_report(tmp_path: Path) -> None:
@@ -256,7 +274,9 @@ def test_outbox_bounds_count_bytes_age_and_the_drop_report(tmp_path: Path) -> No
     box.add("t", 1, False, b"new")
     assert [r.seq for r in box.pending(0, 10)] == [8]
     box.commit()
-    report = outbox(tmp_path, wall).drop_report()  # kept on disk
+    crash(box)
+    box = outbox(tmp_path, wall)
+    report = box.drop_report()  # kept on disk
     assert report is not None
     assert (report.by_count, report.by_bytes, report.by_age) == (3, 3, 1)
     assert (report.first_seq, report.last_seq, report.total) == (1, 7, 7)

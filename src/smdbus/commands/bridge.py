@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"smd bridge: {exc} (install smdbus[fleet])", file=sys.stderr)
         return 1
+    except (OSError, RuntimeError) as exc:  # the outbox: busy, unwritable
+        print(f"smd bridge: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -31,7 +31,7 @@ from smdbus.fleet._config import (
     parse_broker_url,
 )
 from smdbus.fleet._core import BridgeCore, Downlink, Refused, Uplink
-from smdbus.fleet._outbox import DropReport, Outbox, read_status
+from smdbus.fleet._outbox import DropReport, Outbox, OutboxBusy, read_status
 from smdbus.fleet._topics import Envelope, Topics, decode_envelope, encode_envelope, split_topic
 from smdbus.fleet._view import DeviceView, FleetView
 
@@ -69,6 +69,7 @@ __all__ = [
     "FleetView",
     "LinkError",
     "Outbox",
+    "OutboxBusy",
     "Refused",
     "Topics",
     "Uplink",

@@ -124,7 +124,10 @@ class FleetBridge:
         self._stop.set()
         self._lost.set()
         if self._task is not None:
-            await self._task
+            try:
+                await self._task
+            except Exception:  # a bug in the link loop must not keep the outbox open
+                log.exception("the broker link ended with an error")
         if self._status_task is not None:
             self._status_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -23,11 +23,18 @@ Rules
   :meth:`drops_reported`).
 - Acknowledging a message that is no longer here (it was dropped while in
   flight) is harmless.
+- One writer: an outbox holds an exclusive ``flock`` on ``<path>.lock`` for
+  its lifetime (the kernel drops it when the process dies, ``kill -9``
+  included); a second bridge on the same file is refused with
+  :class:`OutboxBusy` instead of sharing sequence numbers. Readers
+  (:func:`read_status`) do not need it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -83,6 +90,21 @@ class DropReport:
         ).encode()
 
 
+class OutboxBusy(RuntimeError):
+    """Another process has this outbox open for writing."""
+
+
+def _lock(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutboxBusy(f"{path}: another bridge has this outbox open") from None
+    return fd
+
+
 def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
@@ -111,6 +133,7 @@ class Outbox:
         self.path = path
         self.max_messages, self.max_bytes, self.max_age = max_messages, max_bytes, max_age
         self._clock = clock
+        self._lock_fd = _lock(path)
         self._db = _connect(path)
         meta = self._meta()
         count, nbytes, top = self._db.execute(
@@ -250,6 +273,7 @@ class Outbox:
     def close(self) -> None:
         self.commit()
         self._db.close()
+        os.close(self._lock_fd)
 
 
 def read_status(path: Path) -> dict[str, Any]:
