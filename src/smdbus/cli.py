@@ -48,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "routes": ("routes", "print the routing-table cache"),
     "cpd": ("cpd", "run one captive portal detection check"),
     "daemon": ("daemon", "the device daemon: proxy, boot states, buttons, network"),
+    "bridge": ("bridge", "bridge the bus to an MQTT broker (--status: how it is doing)"),
+    "fleet": ("fleet", "the devices on an MQTT broker; monitor; send a command down"),
 }
 
 EXAMPLES = (

@@ -184,6 +184,7 @@ class Daemon:
         self.time_gate: TimeGate | None = None
         self.policy_gate: PolicyGate | None = None
         self._cpd_link: Any = None
+        self.bridge: Any = None
         self._responder: StateResponder | None = None
         self._stop: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -330,6 +331,8 @@ class Daemon:
             manager.register(self.policy_gate, "policy")
 
         self._start_buttons(loop)
+        if cfg.bridge is not None and cfg.bridge.enabled:
+            await self._start_bridge(cfg.bridge)
 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -340,6 +343,15 @@ class Daemon:
             await self._wait_for_peers(cfg.boot.wait_for_peers, cfg.boot.wait_for_peers_timeout)
         self.note("info", f"booting toward OPERATIONAL (policy {self.policy.release or '?'})")
         self._advance(lambda: manager.steps(State.OPERATIONAL))
+
+    async def _start_bridge(self, bridge_cfg: Any) -> None:
+        try:
+            from smdbus.fleet import FleetBridge
+        except ImportError as e:
+            raise DaemonError(f"[bridge] needs the fleet extra (smdbus[fleet]): {e}", 1) from None
+        self.bridge = FleetBridge(bridge_cfg, on_link=self.note)
+        await self.bridge.start(wait_for_bus=True)
+        self.note("info", f"bridging to {bridge_cfg.broker.url} as {bridge_cfg.device_id}")
 
     def _advance(self, request: Callable[[], bool]) -> None:
         try:
@@ -605,6 +617,8 @@ class Daemon:
             await self.monitor.stop()
         if self._responder is not None:
             self._responder.close()
+        if self.bridge is not None:
+            await self.bridge.stop()  # a client of the proxy: stopped before it
         if self.proxy is not None:
             # Clients are told by closing, as the C proxy does.
             await self.proxy.close()

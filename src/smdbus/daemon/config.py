@@ -33,6 +33,7 @@ from typing import Any
 
 from smdbus.button.errors import ButtonError
 from smdbus.button.regime import DEFAULT_REGIME, Regime
+from smdbus.fleet import BridgeConfig, BridgeConfigError, parse_bridge_config
 from smdbus.proxy.settings import ProxySettings
 from smdbus.system.state import State
 from smdbus.wire import DEFAULT_ADDRESS, format_address, parse_address
@@ -184,6 +185,8 @@ class DaemonConfig:
     boot: BootConfig = field(default_factory=BootConfig)
     log: LogConfig = field(default_factory=LogConfig)
     buttons: ButtonsConfig = field(default_factory=ButtonsConfig)
+    bridge: BridgeConfig | None = None
+    """``[bridge]`` (docs/fleet.md): checked by :func:`smdbus.fleet.parse_bridge_config`."""
 
 
 # -- the embedded defaults, as a documented file ------------------------------------
@@ -424,6 +427,7 @@ class _Reader:
         log = LogConfig(level=log_t.choice("level", "info", LOG_LEVELS))
         log_t.done()
         buttons = self.buttons(top.table("buttons"))
+        bridge = self.bridge(top.table("bridge"), bus) if top.has("bridge") else None
         top.done()
         return DaemonConfig(
             source=self.source,
@@ -437,7 +441,16 @@ class _Reader:
             boot=boot,
             log=log,
             buttons=buttons,
+            bridge=bridge,
         )
+
+    def bridge(self, t: _Table, bus: BusConfig) -> BridgeConfig:
+        """The fleet package checks its own table; the bridge joins this daemon's bus."""
+        table = {"socket": format_address(bus.socket), **t.data}
+        try:
+            return parse_bridge_config(table, base=self.base, path=t.path)
+        except BridgeConfigError as e:
+            raise ConfigError(self.source, e.field, e.problem) from None
 
     def bus(self, t: _Table) -> BusConfig:
         d = ProxySettings()
