@@ -5,7 +5,9 @@ Clocks are injected; nothing here opens a socket.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -317,6 +319,17 @@ def test_smd_fleet_refuses_a_device_or_prefix_that_is_not_one_topic_level(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from smdbus.cli import main
+
+    root = logging.getLogger()  # main() sets up logging: leave the root logger as it was
+    handlers, level = list(root.handlers), root.level
+    try:
+        _refusals(main, capsys)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def _refusals(main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["fleet", "send", "a/+", "NETWORK", "x"]) == 2
     assert "fleet.device_id" in capsys.readouterr().err

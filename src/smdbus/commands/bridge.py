@@ -17,6 +17,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from smdbus.commands._options import examples
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML file with [bridge]")
@@ -27,6 +29,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--outbox", metavar="PATH", help="the on-disk outbox (bridge.outbox)")
     parser.add_argument("--status", action="store_true", help="show the bridge's status and exit")
     parser.add_argument("--json", action="store_true", help="--status as one JSON object")
+    examples(
+        parser,
+        "smd bridge --config /etc/smd/daemon.toml     its [bridge] table",
+        "smd bridge --broker mqtt://10.0.0.2:1883 --device-id kiosk-7",
+        "smd bridge --config /etc/smd/daemon.toml --status --json",
+    )
 
 
 def _table(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from smdbus.classes import class_names, parse_mask
+from smdbus.commands._options import examples
 
 PASSWORD_ENV = "SMD_MQTT_PASSWORD"
 
@@ -57,6 +58,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     send.add_argument("device", metavar="DEVICE")
     send.add_argument("cls", metavar="CLASS", help="NETWORK, USER0 ... (one class)")
     send.add_argument("payload", metavar="PAYLOAD", help="the message body; - reads stdin")
+    examples(
+        parser,
+        "smd fleet --broker mqtt://10.0.0.2:1883          every device: status and state",
+        "smd fleet monitor --count 10",
+        'smd fleet send kiosk-7 NETWORK \'{"trigger":"cpdcheck","src":"backend"}\'',
+    )
 
 
 def _broker(args: argparse.Namespace) -> Any:

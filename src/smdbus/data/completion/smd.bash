@@ -55,9 +55,24 @@ _smd() {
         cpd:--timeout) return ;;
         daemon:--config|daemon:-c) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         daemon:--ready-at) COMPREPLY=($(compgen -W "PRE_PRIV_DROP INITIALIZED COLLECTING_STDIN IFACE_COLDPLUG DHCP CPD_PRE_TIME TIME_VALID CPD_POST_TIME POLICY_VALID REGISTERED AUTH1 AUTH2 ONE_TIME_UPDATES OPERATIONAL" -- "$cur")); return ;;
+        bridge:--config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        bridge:--socket) return ;;
+        bridge:--broker) return ;;
+        bridge:--device-id) return ;;
+        bridge:--prefix) return ;;
+        bridge:--outbox) return ;;
+        fleet:--broker) return ;;
+        fleet:--protocol) COMPREPLY=($(compgen -W "3.1.1 5" -- "$cur")); return ;;
+        fleet:--prefix) return ;;
+        fleet:--ca) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        fleet:--cert) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        fleet:--key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        fleet:--username) return ;;
+        fleet:--password-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        fleet:--wait) return ;;
     esac
     case "$cmd" in
-        "") opts="-h --help -v --verbose --version demo proxy monitor send peers state button-replay buttons routes cpd daemon" ;;
+        "") opts="-h --help -v --verbose --version demo proxy monitor send peers state button-replay buttons routes cpd daemon bridge fleet" ;;
         demo) opts="-h --help -v --verbose --pace" ;;
         proxy) opts="-h --help -v --verbose --socket --mode --group --max-connections --max-frame --first-frame-timeout --queue-depth --high-water --max-buffer --stall-grace --stall-timeout" ;;
         monitor) opts="-h --help -v --verbose --class --grep --field --json --pretty --color --count --timeout --socket" ;;
@@ -69,6 +84,8 @@ _smd() {
         routes) opts="-h --help -v --verbose --json --netns --gateways" ;;
         cpd) opts="-h --help -v --verbose --policy --url --timeout --no-retry --json" ;;
         daemon) opts="-h --help -v --verbose --config -c --live --check --print-config --ready-at" ;;
+        bridge) opts="-h --help -v --verbose --config --socket --broker --device-id --prefix --outbox --status --json" ;;
+        fleet) opts="-h --help -v --verbose --broker --protocol --prefix --ca --cert --key --username --password-file --wait --json" ;;
         *) return ;;
     esac
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
