@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import grp
 import re
 import tomllib
 from pathlib import Path
@@ -179,6 +180,48 @@ def test_abstract_socket_spellings() -> None:
             "unknown key",
         ),
         ("[buttons]\nscript = []\n", "buttons.script", "did you mean 'scripted'"),
+        # what the system must hold: a group it has, a gid, room in sockaddr_un
+        ('[bus]\ngroup = "no-such-group-x"\n', "bus.group", "no group named 'no-such-group-x'"),
+        ('[bus]\ngroup = "4242"\n', "bus.group", "written as a number: group = 4242"),
+        ("[bus]\ngroup = 99999999999999999999\n", "bus.group", "0..4294967294"),
+        ("[bus]\ngroup = -1\n", "bus.group", "0..4294967294"),
+        (f'[bus]\nsocket = "/run/{"s" * 103}"\n', "bus.socket", "108 bytes; a socket path"),
+        (f'[bus]\nsocket = "@{"s" * 108}"\n', "bus.socket", "108 bytes; an abstract name"),
+        # nesting tomllib cannot read (it recurses), named by the key that holds it
+        (f"[gates]\ndhcp = {'[' * 2000}{']' * 2000}\n", "gates.dhcp", "nested too deeply"),
+        # maxima: a limit set past them would no longer limit anything
+        ("[bus]\nqueue_depth = 9223372036854775807\n", "bus.queue_depth", "1..4096"),
+        ("[bus]\nmax_buffer = 9223372036854775807\n", "bus.max_buffer", "1..67108864"),
+        ("[bus]\nstall_timeout = 1e308\n", "bus.stall_timeout", "at most 300"),
+        (
+            '[[buttons.scripted]]\npattern = "0-86400001"\n',
+            "buttons.scripted[0].pattern",
+            "one day",
+        ),
+        (
+            '[[buttons.controller]]\nname = "bc"\nsource = "gpiod"\nchip = "c"\n'
+            '[[buttons.controller.button]]\nname = "a"\nline = 4294967296\n',
+            "buttons.controller[0].button[0]",
+            "0..4294967295",
+        ),
+        (
+            '[[buttons.controller]]\nname = "bc"\nsource = "gpiod"\nchip = "c"\n'
+            '[[buttons.controller.button]]\nname = "a"\nline = 1\ndebounce_ms = inf\n',
+            "buttons.controller[0].button[0]",
+            "debounce_ms must be 0..1000",
+        ),
+        (
+            '[[buttons.controller]]\nname = "bc"\nsource = "gpiod"\nchip = "c"\n'
+            '[[buttons.controller.button]]\nname = "a"\nline = 1\ndebounce_ms = "10"\n',
+            "buttons.controller[0].button[0]",
+            "debounce_ms must be a number",
+        ),
+        (
+            '[[buttons.controller]]\nname = "bc"\nsource = "gpiod"\nchip = "c"\n'
+            '[[buttons.controller.button]]\nname = "a"\nline = 1\nactive_low = "no"\n',
+            "buttons.controller[0].button[0]",
+            "active_low must be true or false",
+        ),
     ],
 )
 def test_errors_name_the_file_and_the_field(text: str, field: str, words: str) -> None:
@@ -244,3 +287,65 @@ regime = { ms_min_down = 30, classify_doubleclick = false }
     assert demo.buttons == ("btn",) and demo.active_high == 1 and demo.start == State.DHCP
     assert (demo.delay, demo.repeat, demo.index) == (1.5, 10.0, 0)
     assert demo.regime == Regime(ms_min_down=30, classify_doubleclick=False)
+
+
+def _numeric_keys() -> list[tuple[str, str, object]]:
+    """Every number the config takes: (table, key, default), from the documented defaults."""
+    doc = tomllib.loads(DEFAULT_TOML)
+    out: list[tuple[str, str, object]] = [
+        (table, key, value)
+        for table, keys in doc.items()
+        for key, value in keys.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    ]
+    example = DEFAULT_TOML.split("[[buttons.scripted]]")[1]
+    for key, value in re.findall(r"^# (\w+) = ([0-9.]+)", example, re.M):
+        out.append(("buttons.scripted", key, float(value)))
+    return out
+
+
+def test_the_numeric_keys_are_all_here() -> None:
+    names = {f"{t}.{k}" for t, k, _ in _numeric_keys()}
+    assert {"bus.queue_depth", "bus.max_buffer", "bus.stall_timeout", "time.valid_after"} <= names
+    assert {"buttons.scripted.delay", "buttons.scripted.repeat"} <= names
+    assert len(names) == 18, sorted(names)
+
+
+@pytest.mark.parametrize(("table", "key", "default"), _numeric_keys())
+@pytest.mark.parametrize("huge", [2**63 - 1, 1e308])
+def test_every_number_has_a_maximum(table: str, key: str, default: object, huge: float) -> None:
+    """A limit of 2^63 or 1e308 is no limit: each number the config takes is refused there."""
+    if table == "buttons.scripted":
+        text = f'[[buttons.scripted]]\npattern = "0-10"\n{key} = {huge!r}\n'
+        field = f"buttons.scripted[0].{key}"
+    else:
+        text = f"[{table}]\n{key} = {huge!r}\n"
+        field = f"{table}.{key}"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "/etc/smd/daemon.toml")
+    assert info.value.field == field, str(info.value)
+    assert str(info.value).startswith(f"/etc/smd/daemon.toml: {field}: ")
+
+
+def test_the_maxima_themselves_are_accepted() -> None:
+    """The documented maxima are usable values (bounds inclusive), and documented."""
+    cfg = parse_config(
+        "[bus]\nmax_connections = 65536\nqueue_depth = 4096\nhigh_water = 67108864\n"
+        "max_buffer = 67108864\nfirst_frame_timeout = 60\nstall_grace = 10\n"
+        "stall_timeout = 300\n[gates]\ndhcp_timeout = 86400\n[cpd]\ntimeout = 60\n"
+        "[time]\nvalid_after = 9999-12-31T23:59:59Z\nntp_timeout = 60\nretry_interval = 3600\n"
+        "[boot]\nwait_for_peers = 1024\nwait_for_peers_timeout = 3600\n"
+        '[[buttons.scripted]]\npattern = "0-86400000"\ndelay = 86400\nrepeat = 86400\n'
+    )
+    assert cfg.bus.proxy.queue_depth == 4096 and cfg.bus.proxy.stall_timeout == 300
+    assert cfg.time.valid_after == 253402300799
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    for figure in ("65536", "4096", "67108864", "300", "86400", "3600", "253402300799"):
+        assert figure in doc, figure
+
+
+def test_a_gid_and_a_group_that_exist_are_kept() -> None:
+    name = grp.getgrgid(0).gr_name
+    assert parse_config(f'[bus]\ngroup = "{name}"\n').bus.proxy.group == name
+    assert parse_config("[bus]\ngroup = 4294967294\n").bus.proxy.group == 4294967294
+    assert parse_config('[bus]\nsocket = "/run/' + "s" * 102 + '"\n').bus.socket.endswith("s")

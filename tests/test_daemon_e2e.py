@@ -19,10 +19,12 @@ import ctypes
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -424,26 +426,66 @@ pattern = "0-102"
         ("[time]\nntp_port = 70000\n", "time.ntp_port"),
         ('[[buttons.controller]]\nname = "a"\nsource = "evdev"\n', "buttons.controller[0]"),
         ("[bus\n", ""),
+        ('[bus]\nsocket = "SOCK"\ngroup = "no-such-group-x"\n', "bus.group"),
+        ('[bus]\nsocket = "SOCK"\ngroup = 99999999999999999999\n', "bus.group"),
+        (f'[bus]\nsocket = "SOCK"\nmode = {"[" * 2000}{"]" * 2000}\n', "bus.mode"),
+        ('[bus]\nsocket = "LONG"\n', "bus.socket"),
+        ('[bus]\nsocket = "SOCK"\nqueue_depth = 9223372036854775807\n', "bus.queue_depth"),
+        ('[bus]\nsocket = "SOCK"\nmax_buffer = 9223372036854775807\n', "bus.max_buffer"),
+        ('[bus]\nsocket = "SOCK"\nstall_timeout = 1e308\n', "bus.stall_timeout"),
     ],
 )
 def test_broken_config_fails_fast_naming_file_and_field(
     tmp_path: Path, toml: str, field: str
 ) -> None:
+    """Refused by ``--check`` and at start alike: exit 2, one line, no socket left behind."""
     config = tmp_path / "bad.toml"
     sock = tmp_path / "never.sock"
-    config.write_text(
-        f'[log]\nlevel = "info"\n{toml}'.replace("[bus\n", f'[bus\nsocket="{sock}"\n')
-    )
-    started = time.monotonic()
-    r = subprocess.run(
-        [SMD, "daemon", "--config", str(config)], capture_output=True, text=True, timeout=30
-    )
-    assert r.returncode == 2, r.stderr
-    assert str(config) in r.stderr
-    assert field in r.stderr
-    assert r.stderr.count("\n") == 1, "one clear line, no traceback"
-    assert not sock.exists()
-    assert time.monotonic() - started < 10
+    long = tmp_path / f"{'x' * 110}.sock"
+    text = f'[log]\nlevel = "info"\n[routes]\nenabled = false\n[cpd]\nenabled = false\n{toml}'
+    text = text.replace("[bus\n", f'[bus\nsocket="{sock}"\n')
+    config.write_text(text.replace("SOCK", str(sock)).replace("LONG", str(long)))
+    for check in (["--check"], []):
+        started = time.monotonic()
+        r = subprocess.run(
+            [SMD, "daemon", *check, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 2, (check, r.stderr)
+        assert str(config) in r.stderr
+        assert f": {field}: " in r.stderr if field else "not valid TOML" in r.stderr
+        assert r.stderr.count("\n") == 1, "one clear line, no traceback"
+        assert not sock.exists() and not long.exists()
+        assert time.monotonic() - started < 10
+
+
+def test_a_socket_group_the_daemon_may_not_use_fails_before_binding() -> None:
+    """As nobody (no CAP_CHOWN, not in group root): refused at start, exit 2, no socket file."""
+    shared = Path(tempfile.mkdtemp(prefix="smd-group-"))
+    try:
+        shared.chmod(0o777)
+        sock = shared / "bus.sock"
+        config = shared / "daemon.toml"
+        config.write_text(
+            f'[bus]\nsocket = "{sock}"\ngroup = "root"\n'
+            "[routes]\nenabled = false\n[cpd]\nenabled = false\n"
+        )
+        config.chmod(0o644)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        r = subprocess.run(
+            [*as_nobody, SMD, "daemon", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 2, r.stderr
+        assert f"{config}: bus.group: " in r.stderr and "CAP_CHOWN" in r.stderr
+        assert r.stderr.count("\n") == 1, "one clear line, no traceback"
+        assert not sock.exists()
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_broken_policy_fails_fast_naming_file_and_path(tmp_path: Path) -> None:

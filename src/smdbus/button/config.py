@@ -118,7 +118,7 @@ def _controller(table: Any, where: str) -> Configured:
                     raise ConfigError(f"{where}.button[{i}]: missing 'key' (e.g. \"KEY_ENTER\")")
                 keys[key] = specs[i].name
             device = _get(table, "device", str, where)
-            grab = bool(table.get("grab", False))
+            grab = _flag(table, "grab", where)
             return Configured(controller, EvdevSource(device, keys, controller, grab=grab))
         if kind == "gpiod":
             lines = [_line(b, specs[i].name, f"{where}.button[{i}]") for i, b in enumerate(buttons)]
@@ -138,13 +138,17 @@ def _line(b: Mapping[str, Any], button: str, where: str) -> LineSpec:
     line = b.get("line")
     if not isinstance(line, int | str) or isinstance(line, bool):
         raise ConfigError(f"{where}: missing 'line' (an offset such as 17 or a name \"GPIO17\")")
+    debounce = b.get("debounce_ms", 0)
+    if isinstance(debounce, bool) or not isinstance(debounce, int | float):
+        raise ConfigError(f"{where}: debounce_ms must be a number of ms, got {debounce!r}")
+    active_low = _flag(b, "active_low", where)
     try:
         return LineSpec(
             line,
             button,
-            active_low=bool(b.get("active_low", False)),
+            active_low=active_low,
             bias=str(b.get("bias", "as-is")),
-            debounce_ms=float(b.get("debounce_ms", 0)),
+            debounce_ms=float(debounce),
         )
     except ButtonError as e:
         raise ConfigError(f"{where}: {e}") from e
@@ -162,6 +166,14 @@ def _regime(table: Any, base: Regime, where: str) -> Regime:
         return base.with_settings(settings)
     except ButtonError as e:
         raise ConfigError(f"{where}: regime: {e}") from e
+
+
+def _flag(table: Mapping[str, Any], key: str, where: str) -> bool:
+    """A true/false key (a string "no" is not silently true)."""
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
 
 
 def _get(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -118,7 +120,47 @@ def prepare(config: DaemonConfig, environ: dict[str, str] | None = None) -> Prep
             fd = fds[0]
             if len(fds) > 1:
                 log.warning("systemd passed %d sockets; the proxy uses fd %d only", len(fds), fd)
+    if fd is None:
+        _check_socket_group(config)
     return Prepared(config, policy, fd)
+
+
+def _check_socket_group(config: DaemonConfig) -> None:
+    """Refuse a ``bus.group`` this process may not give its socket to (chown(2) would fail).
+
+    Without CAP_CHOWN a process can only hand a file to a group it is in; found
+    now, that is a bad config (exit 2), not a failure after the socket is bound.
+    """
+    settings = config.bus.proxy
+    if settings.group is None or settings.address.startswith("\0") or _can_chown():
+        return
+    where = f"bad config: {config.source}: bus.group"
+    try:
+        gid = (
+            settings.group
+            if isinstance(settings.group, int)
+            else grp.getgrnam(settings.group).gr_gid
+        )
+    except KeyError:
+        raise DaemonError(f"{where}: no group named {settings.group!r} on this system", 2) from None
+    if gid != os.getegid() and gid not in os.getgroups():
+        raise DaemonError(
+            f"{where}: this process (uid {os.geteuid()}) is not in group {settings.group!r} "
+            "and has no CAP_CHOWN to give the socket to it",
+            2,
+        )
+
+
+def _can_chown() -> bool:
+    """CAP_CHOWN in the effective set (root usually has it; a container's root may not)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & 1)  # CAP_CHOWN is capability 0
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
 
 
 def _make_detector(policy: Policy, config: DaemonConfig, bus: Any) -> Any:

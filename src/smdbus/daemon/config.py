@@ -6,7 +6,10 @@ Rules
   --print-config`` shows and docs/configuration.md explains) run the daemon
   as a normal user: an abstract socket, the built-in policy, no buttons.
 - Loading is strict and stops at the first problem: an unknown section or
-  key, a value of the wrong type or out of range. The error
+  key, a value of the wrong type or out of range. Every number has a
+  maximum as well as a minimum (a limit set to 2^63 no longer limits), and
+  what the system must hold (the socket group, room for the socket path in
+  ``sockaddr_un``) is checked here too. The error
   (:class:`ConfigError`) names the file and the dotted field
   (``buttons.scripted[0].pattern``) so an operator finds it in one look; nothing has been
   started when it is raised.
@@ -24,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import difflib
+import grp
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -34,7 +39,7 @@ from typing import Any
 from smdbus.button.errors import ButtonError
 from smdbus.button.regime import DEFAULT_REGIME, Regime
 from smdbus.fleet import BridgeConfig, BridgeConfigError, parse_bridge_config
-from smdbus.proxy.settings import ProxySettings
+from smdbus.proxy.settings import MAXIMA, ProxySettings
 from smdbus.system.state import State
 from smdbus.wire import DEFAULT_ADDRESS, format_address, parse_address
 
@@ -48,6 +53,17 @@ NTP client; we check the same instant by default.
 CPD_GATE_MODES = ("result", "ok", "off")
 SET_CLOCK_MODES = ("system", "process")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+SUN_PATH = 108
+"""Bytes in Linux's ``sockaddr_un.sun_path``: 107 for the path or the abstract name."""
+GID_MAX = 2**32 - 2
+"""The largest gid: ``gid_t`` is 32 bits and (gid_t)-1 tells chown(2) to leave the group."""
+VALID_AFTER_MAX = 253402300799
+"""9999-12-31T23:59:59Z: the last instant a date-time can name."""
+DAY = 86400.0
+"""The longest wait any key allows (a boot gate, a scripted button's delay or repeat)."""
+CPD_TIMEOUT_MAX = 60.0
+"""Seconds one CPD probe may take at most (C's typo made it 50 minutes; we default to 3 s)."""
 
 
 class ConfigError(ValueError):
@@ -303,7 +319,32 @@ def parse_config(text: str, source: str = "<config>", *, base: Path | None = Non
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(source, "", f"not valid TOML: {e}") from None
+    except RecursionError:
+        # tomllib parses nesting by recursion: a few hundred levels exhaust the stack.
+        raise ConfigError(
+            source, _deep_key(text), "arrays or inline tables nested too deeply to read"
+        ) from None
     return _Reader(source, base or Path.cwd()).config(doc)
+
+
+def _deep_key(text: str) -> str:
+    """The key whose value opens the deepest brackets: where to look in a too-deep file.
+
+    A rough reading (quotes and comments are not parsed): it only names the
+    place for the error message, the file is already refused.
+    """
+    key, deepest, table = "", -1, ""
+    for line in text.splitlines():
+        header = re.match(r"\s*\[\[?\s*([^\]\s]+)\s*\]", line)
+        if header:
+            table = header.group(1)
+            continue
+        m = re.match(r"\s*([A-Za-z0-9_.\"'-]+)\s*=", line)
+        depth = line.count("[") + line.count("{")
+        if m and depth > deepest:
+            deepest = depth
+            key = f"{table}.{m.group(1)}" if table else m.group(1)
+    return key
 
 
 _FIELD_IN_PROXY_ERROR = re.compile(r"proxy setting (\w+)=")
@@ -337,16 +378,17 @@ class _Table:
             raise self.fail(key, f"must be true or false, got {_show(v)}")
         return v
 
-    def integer(self, key: str, default: int, lo: int, hi: int | None = None) -> int:
+    def integer(self, key: str, default: int, lo: int, hi: int) -> int:
         v = self._get(key, default)
         if isinstance(v, bool) or not isinstance(v, int):
             raise self.fail(key, f"must be a whole number, got {_show(v)}")
-        if v < lo or (hi is not None and v > hi):
-            rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise self.fail(key, f"must be {rng}, got {v}")
+        if not lo <= v <= hi:
+            raise self.fail(key, f"must be {lo}..{hi}, got {v}")
         return v
 
-    def number(self, key: str, default: float, lo: float, *, above: bool = False) -> float:
+    def number(
+        self, key: str, default: float, lo: float, hi: float, *, above: bool = False
+    ) -> float:
         v = self._get(key, default)
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise self.fail(key, f"must be a number of seconds, got {_show(v)}")
@@ -355,6 +397,8 @@ class _Table:
             raise self.fail(key, f"must be a finite number, got {v}")
         if (v <= lo) if above else (v < lo):
             raise self.fail(key, f"must be {'>' if above else '>='} {lo:g}, got {v:g}")
+        if v > hi:
+            raise self.fail(key, f"must be at most {hi:g}, got {v:g}")
         return v
 
     def string(self, key: str, default: str) -> str:
@@ -420,7 +464,9 @@ class _Reader:
         boot_t = top.table("boot")
         boot = BootConfig(
             wait_for_peers=boot_t.integer("wait_for_peers", 0, 0, 1024),
-            wait_for_peers_timeout=boot_t.number("wait_for_peers_timeout", 10.0, 0, above=True),
+            wait_for_peers_timeout=boot_t.number(
+                "wait_for_peers_timeout", 10.0, 0, 3600.0, above=True
+            ),
         )
         boot_t.done()
         log_t = top.table("log")
@@ -462,6 +508,15 @@ class _Reader:
         if not address.startswith("\0"):
             p = Path(address).expanduser()
             address = str(p if p.is_absolute() else self.base / p)
+        # sun_path holds a path and its NUL, or the NUL that marks an abstract name and the name
+        size = len(os.fsencode(address.removeprefix("\0")))
+        if size >= SUN_PATH:
+            what = "an abstract name" if address.startswith("\0") else "a socket path"
+            raise t.fail(
+                "socket",
+                f"{format_address(address)!r} is {size} bytes; {what} holds at most "
+                f"{SUN_PATH - 1} (sockaddr_un)",
+            )
         mode_text = t.string("mode", f"{d.mode:04o}")
         try:
             mode = int(mode_text, 8)
@@ -471,22 +526,23 @@ class _Reader:
             ) from None
         if not 0 <= mode <= 0o777:
             raise t.fail("mode", f"{mode_text!r} is not a permission mode")
-        group_v = t._get("group", "")
-        group: str | int | None
-        if isinstance(group_v, bool) or not isinstance(group_v, str | int):
-            raise t.fail("group", f"must be a group name or gid, got {_show(group_v)}")
-        group = group_v if group_v != "" else None
+        group = self.group(t)
+
+        def whole(key: str, lo: int) -> int:
+            return t.integer(key, getattr(d, key), lo, int(MAXIMA[key]))
+
+        def seconds(key: str) -> float:
+            return t.number(key, getattr(d, key), 0, MAXIMA[key], above=True)
+
         kw: dict[str, Any] = {
-            "max_connections": t.integer("max_connections", d.max_connections, 1),
+            "max_connections": whole("max_connections", 1),
             "max_frame": t.integer("max_frame", d.max_frame, 32, 0xFFFF),
-            "first_frame_timeout": t.number(
-                "first_frame_timeout", d.first_frame_timeout, 0, above=True
-            ),
-            "queue_depth": t.integer("queue_depth", d.queue_depth, 1),
-            "high_water": t.integer("high_water", d.high_water, 1),
-            "max_buffer": t.integer("max_buffer", d.max_buffer, 1),
-            "stall_grace": t.number("stall_grace", d.stall_grace, 0, above=True),
-            "stall_timeout": t.number("stall_timeout", d.stall_timeout, 0, above=True),
+            "first_frame_timeout": seconds("first_frame_timeout"),
+            "queue_depth": whole("queue_depth", 1),
+            "high_water": whole("high_water", 1),
+            "max_buffer": whole("max_buffer", 1),
+            "stall_grace": seconds("stall_grace"),
+            "stall_timeout": seconds("stall_timeout"),
         }
         t.done()
         try:
@@ -495,6 +551,24 @@ class _Reader:
             m = _FIELD_IN_PROXY_ERROR.search(str(e))
             raise t.fail(m.group(1) if m else "", str(e)) from None
         return BusConfig(proxy)
+
+    def group(self, t: _Table) -> str | int | None:
+        """``bus.group``: a gid in range, or the name of a group this system has."""
+        v = t._get("group", "")
+        if isinstance(v, bool) or not isinstance(v, str | int):
+            raise t.fail("group", f"must be a group name or gid, got {_show(v)}")
+        if isinstance(v, int):
+            if not 0 <= v <= GID_MAX:
+                raise t.fail("group", f"a gid is 0..{GID_MAX}, got {v}")
+            return v
+        if v == "":
+            return None
+        try:
+            grp.getgrnam(v)
+        except (KeyError, ValueError):
+            hint = f" (a gid is written as a number: group = {v})" if v.isdigit() else ""
+            raise t.fail("group", f"no group named {v!r} on this system{hint}") from None
+        return v
 
     def policy(self, t: _Table) -> PolicyConfig:
         cfg = PolicyConfig(file=t.path_value("file"))
@@ -505,7 +579,7 @@ class _Reader:
         cfg = GatesConfig(
             coldplug=t.boolean("coldplug", True),
             dhcp=t.boolean("dhcp", True),
-            dhcp_timeout=t.number("dhcp_timeout", 0.0, 0),
+            dhcp_timeout=t.number("dhcp_timeout", 0.0, 0, DAY),
             cpd=t.choice("cpd", "result", CPD_GATE_MODES),
             time=t.boolean("time", True),
             policy=t.boolean("policy", True),
@@ -520,7 +594,7 @@ class _Reader:
         cfg = CpdConfig(
             enabled=t.boolean("enabled", True),
             url=url,
-            timeout=t.number("timeout", 0.0, 0),
+            timeout=t.number("timeout", 0.0, 0, CPD_TIMEOUT_MAX),
             retry=t.boolean("retry", True),
         )
         t.done()
@@ -535,7 +609,7 @@ class _Reader:
         elif isinstance(raw, _dt.date):
             raise t.fail("valid_after", "give a date-time with a time zone, or Unix seconds")
         else:
-            valid_after = t.integer("valid_after", C_TIME_VALID_AFTER, 0)
+            valid_after = t.integer("valid_after", C_TIME_VALID_AFTER, 0, VALID_AFTER_MAX)
         server = t.optional_string("ntp_server")
         if server is not None and (any(c.isspace() for c in server) or len(server) > 253):
             raise t.fail("ntp_server", f"is not a host name or address: {server!r}")
@@ -543,8 +617,8 @@ class _Reader:
             valid_after=valid_after,
             ntp_server=server,
             ntp_port=t.integer("ntp_port", 123, 1, 65535),
-            ntp_timeout=t.number("ntp_timeout", 2.0, 0, above=True),
-            retry_interval=t.number("retry_interval", 5.0, 0, above=True),
+            ntp_timeout=t.number("ntp_timeout", 2.0, 0, 60.0, above=True),
+            retry_interval=t.number("retry_interval", 5.0, 0, 3600.0, above=True),
             set_clock=t.choice("set_clock", "system", SET_CLOCK_MODES),
         )
         t.done()
@@ -631,6 +705,8 @@ class _Reader:
         for p in presses:
             if p.button is not None and p.button not in names:
                 raise t.fail("pattern", f"presses button {p.button!r}, not one of {list(names)}")
+            if p.end_ms > DAY * 1000:
+                raise t.fail("pattern", f"ends at {p.end_ms} ms, after one day ({DAY * 1000:.0f})")
         start_text = t.string("start", "OPERATIONAL")
         try:
             start = State.parse(start_text)
@@ -643,8 +719,8 @@ class _Reader:
             active_high=active_high,
             regime=regime,
             start=start,
-            delay=t.number("delay", 0.0, 0),
-            repeat=t.number("repeat", 0.0, 0),
+            delay=t.number("delay", 0.0, 0, DAY),
+            repeat=t.number("repeat", 0.0, 0, DAY),
             index=index,
         )
         t.done()

@@ -12,6 +12,22 @@ CONTROL_STREAMTYPE = "_smdbus_ctl"
 C clients only ever ask for ``_lws_smd``, so they never meet it.
 """
 
+MAXIMA: dict[str, float] = {
+    "max_connections": 65536,
+    "first_frame_timeout": 60.0,
+    "queue_depth": 4096,
+    "high_water": 64 * 1024 * 1024,
+    "max_buffer": 64 * 1024 * 1024,
+    "stall_grace": 10.0,
+    "stall_timeout": 300.0,
+}
+"""The largest value of each limit: past these a limit no longer limits anything.
+
+4096 queued messages of at most 383 bytes, 64 MiB held for one subscriber, a
+minute for a first frame, ten seconds of publishers held back by one reader,
+five minutes of a reader that reads nothing (docs/proxy.md).
+"""
+
 
 @dataclass(frozen=True)
 class ProxySettings:
@@ -65,6 +81,7 @@ class ProxySettings:
             ("control_rate", 0 < self.control_rate <= 1000),
             ("control_burst", 1 <= self.control_burst <= 1000),
         ]
+        checks += [(name, getattr(self, name) <= top) for name, top in MAXIMA.items()]
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"proxy setting {name}={getattr(self, name)!r} is out of range")

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from gpiod import LineRequest
 
 BIASES = ("as-is", "disabled", "pull-up", "pull-down")
+LINE_MAX = 2**32 - 1
+"""Line offsets are 32-bit in the kernel's GPIO v2 interface."""
+DEBOUNCE_MAX_MS = 1000.0
+"""A longer kernel debounce would swallow presses; the regime is there for slow filtering."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +51,13 @@ class LineSpec:
             raise ConfigError(f"line {self.line!r}: bias {self.bias!r} is not one of {BIASES}")
         if isinstance(self.line, bool) or not isinstance(self.line, int | str):
             raise ConfigError(f"a line is an offset or a name, got {self.line!r}")
-        if isinstance(self.line, int) and self.line < 0:
-            raise ConfigError(f"line offset {self.line} is negative")
-        if self.debounce_ms < 0:
-            raise ConfigError(f"line {self.line!r}: debounce_ms must be >= 0")
+        if isinstance(self.line, int) and not 0 <= self.line <= LINE_MAX:
+            raise ConfigError(f"line offset {self.line} is not 0..{LINE_MAX}")
+        if not 0 <= self.debounce_ms <= DEBOUNCE_MAX_MS:  # NaN fails too
+            raise ConfigError(
+                f"line {self.line!r}: debounce_ms must be 0..{DEBOUNCE_MAX_MS:g}, "
+                f"got {self.debounce_ms!r}"
+            )
 
 
 class EdgeEventLike(Protocol):
