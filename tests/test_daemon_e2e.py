@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import itertools
 import json
 import os
@@ -486,6 +487,100 @@ def test_a_socket_group_the_daemon_may_not_use_fails_before_binding() -> None:
         assert not sock.exists()
     finally:
         shutil.rmtree(shared)
+
+
+QUIET = """
+[routes]
+enabled = false
+[cpd]
+enabled = false
+[gates]
+dhcp = false
+time = false
+"""
+
+
+async def _spawn_reading_config_from_a_fifo(
+    tmp_path: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Start the daemon with its config in a FIFO; return once it has opened it.
+
+    The sentinel is the FIFO's reader: opening the write end succeeds only
+    once the daemon has opened its config, so a signal sent then arrives
+    while it is still loading (in the first ~0.2 s of its life).
+    """
+    fifo = tmp_path / "daemon.toml"
+    os.mkfifo(fifo)
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as e:
+        proc = subprocess.Popen(
+            [SMD, "daemon", "--config", str(fifo)], stdout=e, stderr=subprocess.STDOUT, env=env
+        )
+    async with asyncio.timeout(WAIT):
+        while True:
+            try:
+                return proc, os.open(fifo, os.O_WRONLY | os.O_NONBLOCK), err
+            except OSError as exc:  # ENXIO: nobody has it open for reading yet
+                if exc.errno != errno.ENXIO or proc.poll() is not None:
+                    raise
+            await asyncio.sleep(0.005)
+
+
+async def test_sighup_while_starting_neither_kills_nor_is_lost(tmp_path: Path) -> None:
+    """SIGHUP's default action would kill it (exit 129): caught from the first moment, the
+    daemon boots, re-reading the policy before the boot, and stops cleanly."""
+    sock = tmp_path / "smd.sock"
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
+    proc, fd, err = await _spawn_reading_config_from_a_fifo(tmp_path, env)
+    try:
+        with _output_on_failure(err):
+            proc.send_signal(signal.SIGHUP)
+            os.write(fd, f'[bus]\nsocket = "{sock}"\n{QUIET}'.encode())
+            os.close(fd)
+            fd = -1
+            await notify.until("READY=1")
+            text = err.read_text()
+            assert "SIGHUP while starting: the policy is re-read before the boot" in text
+            assert text.index("policy reloaded") < text.index("booting toward OPERATIONAL")
+            proc.send_signal(signal.SIGTERM)
+            assert await _exit(proc) == 0
+            assert not sock.exists()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        notify.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_sigterm_while_starting_stops_before_serving(tmp_path: Path) -> None:
+    """SIGTERM before the loop runs: exit 0 without ever serving (no socket file, no READY)."""
+    sock = tmp_path / "smd.sock"
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
+    proc, fd, err = await _spawn_reading_config_from_a_fifo(tmp_path, env)
+    try:
+        with _output_on_failure(err):
+            proc.send_signal(signal.SIGTERM)
+            os.write(fd, f'[bus]\nsocket = "{sock}"\n{QUIET}'.encode())
+            os.close(fd)
+            fd = -1
+            assert await _exit(proc) == 0
+            assert "SIGTERM while starting: stopping before serving" in err.read_text()
+            assert not sock.exists()
+            with contextlib.suppress(BlockingIOError):
+                while True:  # what is still queued on the notify socket
+                    notify.messages.append(notify.sock.recv(4096).decode())
+            assert not any("READY=1" in m or "serving" in m for m in notify.messages)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        notify.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_broken_policy_fails_fast_naming_file_and_path(tmp_path: Path) -> None:

@@ -9,6 +9,10 @@
 Exit status: 0 after SIGTERM/SIGINT, 2 for a bad config or policy (nothing
 started), 1 when the bus cannot be served (the socket is taken, ...).
 See docs/user-guide.md and docs/configuration.md.
+
+Signals are caught first (:mod:`smdbus.daemon.signals`), before the config
+is read and before the daemon's heavier modules (httpx, pyroute2) are
+imported, which is why ``app`` and ``config`` are imported inside :func:`run`.
 """
 
 from __future__ import annotations
@@ -20,14 +24,18 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smdbus.commands._failure import strip_errno
 from smdbus.commands._options import examples
-from smdbus.daemon.app import Daemon, DaemonError, prepare
-from smdbus.daemon.config import DEFAULT_TOML, ConfigError, DaemonConfig, load_config
 from smdbus.daemon.live import BOOT_STATES, LiveView
+from smdbus.daemon.signals import PendingSignals
 from smdbus.system.state import State
 from smdbus.wire import DEFAULT_ADDRESS, format_address
+
+if TYPE_CHECKING:
+    from smdbus.daemon.app import Daemon
+    from smdbus.daemon.config import DaemonConfig
 
 CPD_LOGGER = "smdbus.net.cpd"
 
@@ -61,6 +69,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    signals = PendingSignals().catch()  # first: a SIGHUP from here on cannot kill the daemon
+    from smdbus.daemon.app import Daemon, DaemonError, prepare
+    from smdbus.daemon.config import DEFAULT_TOML, ConfigError, load_config
+
     if args.print_config:
         sys.stdout.write(DEFAULT_TOML)
         return 0
@@ -86,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         ready_state=State[args.ready_at],
         on_message=view.message if view is not None else None,
         on_note=view.note if view is not None else None,
+        signals=signals,
     )
     if view is not None:
         view._status = daemon.status

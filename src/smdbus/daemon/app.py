@@ -23,6 +23,13 @@ on one asyncio loop:
    state is held in POLICY_INVALID); on SIGTERM/SIGINT announces DESTROYING,
    lets the bus deliver it, hangs up every client and returns 0.
 
+The loop takes SIGHUP, SIGTERM and SIGINT before it starts anything, from
+the :class:`~smdbus.daemon.signals.PendingSignals` that caught them while
+the process started: a SIGTERM that came first stops it before it serves
+anything; a SIGHUP before the boot has started re-reads the policy just
+before the boot starts (there is no POLICY_VALID yet to leave). The loop
+lets go of them only after the proxy has closed and removed its socket.
+
 The daemon itself publishes nothing the components do not: what a client
 sees on the bus is what each component announces.
 """
@@ -45,6 +52,7 @@ from smdbus.classes import ALL_CLASSES, Class
 from smdbus.daemon.config import DaemonConfig, ScriptedButtons, build_controller
 from smdbus.daemon.gates import CpdResultGate, DhcpGate, PolicyGate
 from smdbus.daemon.live import Status
+from smdbus.daemon.signals import PendingSignals
 from smdbus.daemon.systemd import (
     ActivationError,
     Notifier,
@@ -198,6 +206,7 @@ class Daemon:
         notifier: Notifier | None = None,
         ready_state: State = State.OPERATIONAL,
         wall_clock: WallClock | None = None,
+        signals: PendingSignals | None = None,
     ) -> None:
         self.config = prepared.config
         self.policy = prepared.policy
@@ -234,6 +243,10 @@ class Daemon:
         self._sources: list[Any] = []
         self.stats = _Stats()
         self.exit_reason = ""
+        self._signals = signals
+        """Caught before the loop ran; caught again once it is done (None: neither)."""
+        self._booting = False
+        self._reload_pending = False
 
     # -- notes ---------------------------------------------------------------
 
@@ -281,17 +294,43 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.stats.started = time.monotonic()
-        async with self.bus:
-            try:
-                await self._start_proxy()
-            except OSError as e:
-                raise DaemonError(f"cannot serve the bus: {e}", 1) from None
-            try:
-                await self._start(loop)
-                await self._stop.wait()
-            finally:
-                await self._shutdown(loop)
+        self._take_signals(loop)
+        try:
+            if self._stop.is_set():
+                self.note("info", f"{self.exit_reason} while starting: stopping before serving")
+                return 0
+            async with self.bus:
+                try:
+                    await self._start_proxy()
+                except OSError as e:
+                    raise DaemonError(f"cannot serve the bus: {e}", 1) from None
+                try:
+                    await self._start(loop)
+                    await self._stop.wait()
+                finally:
+                    await self._shutdown()
+        finally:
+            self._release_signals(loop)
         return 0
+
+    def _take_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop handles SIGHUP/SIGTERM/SIGINT from now on; then act on any caught before."""
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
+            loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
+        for sig in self._signals.take() if self._signals is not None else ():
+            if sig == signal.SIGHUP:
+                self.reload()
+            else:
+                self.stop(sig.name)
+
+    def _release_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+        if self._signals is not None:
+            self._signals.catch()
 
     def stop(self, reason: str = "asked to stop") -> None:
         self.exit_reason = reason
@@ -376,13 +415,14 @@ class Daemon:
         if cfg.bridge is not None and cfg.bridge.enabled:
             await self._start_bridge(cfg.bridge)
 
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGHUP, self.reload)
-            loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
-            loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
-
         if cfg.boot.wait_for_peers:
             await self._wait_for_peers(cfg.boot.wait_for_peers, cfg.boot.wait_for_peers_timeout)
+        while self._reload_pending:  # a SIGHUP came while starting
+            self._reload_pending = False
+            await self._reload_policy()
+        if self._stop is not None and self._stop.is_set():
+            return
+        self._booting = True
         self.note("info", f"booting toward OPERATIONAL (policy {self.policy.release or '?'})")
         self._advance(lambda: manager.steps(State.OPERATIONAL))
 
@@ -519,6 +559,8 @@ class Daemon:
         self.note("info", f"waiting for {count} client(s) on SYSTEM_STATE before booting")
         deadline = time.monotonic() + timeout
         while ready() < count:
+            if self._stop is not None and self._stop.is_set():
+                return
             if time.monotonic() >= deadline:
                 self.note("warning", f"only {ready()} of {count} client(s) after {timeout:g} s")
                 return
@@ -589,7 +631,13 @@ class Daemon:
     def reload(self) -> None:
         """SIGHUP: the POLICY_INVALID cycle with a re-read policy."""
         m = self.manager
-        if m is None or m.state == State.CONTEXT_DESTROYING:
+        if self._stop is not None and self._stop.is_set():
+            return
+        if m is None or not self._booting:
+            self._reload_pending = True
+            self.note("info", "SIGHUP while starting: the policy is re-read before the boot")
+            return
+        if m.state == State.CONTEXT_DESTROYING:
             return
         self.note("info", "SIGHUP: policy invalid; re-reading it")
         self.notifier.reloading(time.monotonic_ns() // 1000)
@@ -622,11 +670,8 @@ class Daemon:
 
     # -- shutdown ---------------------------------------------------------------
 
-    async def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _shutdown(self) -> None:
         self.notifier.stopping()
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
         m = self.manager
         if m is not None and m.state != State.CONTEXT_DESTROYING:
             try:
