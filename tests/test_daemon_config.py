@@ -308,7 +308,7 @@ def test_the_numeric_keys_are_all_here() -> None:
     names = {f"{t}.{k}" for t, k, _ in _numeric_keys()}
     assert {"bus.queue_depth", "bus.max_buffer", "bus.stall_timeout", "time.valid_after"} <= names
     assert {"buttons.scripted.delay", "buttons.scripted.repeat"} <= names
-    assert len(names) == 18, sorted(names)
+    assert len(names) == 19, sorted(names)
 
 
 @pytest.mark.parametrize(("table", "key", "default"), _numeric_keys())

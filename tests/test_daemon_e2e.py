@@ -583,6 +583,82 @@ async def test_sigterm_while_starting_stops_before_serving(tmp_path: Path) -> No
             proc.wait()
 
 
+FLOOD = """
+import socket, sys
+from smdbus.classes import Class
+from smdbus.wire import SMD_STREAMTYPE, Decoder, Role, RxPayload, StreamType, TxPayload
+from smdbus.wire import encode_all, parse_address
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(parse_address(sys.argv[1]))
+burst = encode_all([TxPayload(Class.NETWORK, 0, b'{"trigger":"cpdcheck","src":"flood"}')] * 100)
+s.sendall(encode_all([StreamType(SMD_STREAMTYPE, Class.NETWORK)]) + burst)
+decoder = Decoder(Role.CLIENT)
+while data := s.recv(65536):  # each CPD result: ask again at once, 100 times
+    for ev in decoder.feed(data):
+        if isinstance(ev, RxPayload) and b'"type":"cpd"' in ev.body:
+            s.sendall(burst)
+"""
+
+
+async def test_a_local_users_cpdcheck_flood_is_rate_limited(tmp_path: Path) -> None:
+    """nobody answers every CPD result with 100 cpdcheck triggers (on main: a probe loop,
+    one user made 3 001 HTTP probes in 10 s). Every trigger is delivered; the checks they
+    ask for start at most one per cpd.min_interval."""
+    servers = Servers()
+    await servers.start(_tcp(), _udp())
+    address = f"@smd-{os.getpid()}-{next(_names)}"
+    interval = 0.5
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f'[bus]\nsocket = "{address}"\n[cpd]\nmin_interval = {interval}\n'
+        f'url = "http://127.0.0.1:{servers.http_port}/generate_204"\n'
+        "[routes]\nenabled = false\n[gates]\ndhcp = false\ntime = false\n"
+    )
+    notify = NotifySocket(tmp_path / "notify.sock")
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as e:
+        proc = subprocess.Popen(
+            [SMD, "daemon", "--config", str(config)],
+            stdout=e,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, NOTIFY_SOCKET=str(notify.path)),
+        )
+    flooder: subprocess.Popen[bytes] | None = None
+    watcher = Watcher()
+    client = Client(address, Class.NETWORK, on_message=watcher)
+    try:
+        with _output_on_failure(err):
+            await notify.until("READY=1")  # the boot's own check is done: CPD_PRE_TIME passed
+            await client.start(wait=True)
+            before = servers.http_requests
+            as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            started = time.monotonic()
+            flooder = subprocess.Popen([*as_nobody, sys.executable, "-c", FLOOD, address])
+
+            def results() -> int:
+                return sum(1 for _, m in watcher.messages if m.get("type") == "cpd")
+
+            await watcher.until("4 CPD results", lambda: results() >= 4, timeout=30)
+            elapsed = time.monotonic() - started
+            probes = servers.http_requests - before
+            triggers = sum(1 for _, m in watcher.messages if m.get("src") == "flood")
+            assert triggers >= 400  # delivered to everyone: the limit is on probes only
+            assert probes <= 1 + elapsed / interval, (probes, elapsed)
+            flooder.kill()
+            proc.send_signal(signal.SIGTERM)
+            assert await _exit(proc) == 0
+            logged = err.read_text().count("cpdcheck:flood")
+            assert logged <= 2 * (servers.http_requests - before), logged  # per check
+    finally:
+        await client.close()
+        notify.close()
+        await servers.close()
+        for p in (flooder, proc):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def test_broken_policy_fails_fast_naming_file_and_path(tmp_path: Path) -> None:
     policy = tmp_path / "policy.json"
     _policy(policy, "bad")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -380,19 +381,106 @@ async def test_triggers_through_a_real_bus(portal: Portal) -> None:
     assert d.announcer.sent == 3
 
 
-async def test_triggers_while_running_start_nothing_more(portal: Portal) -> None:
+class Time:
+    """An injected clock and sleeper: a sleep ends when the test moves the clock past it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.asleep = asyncio.Event()
+        self._moved = asyncio.Event()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.asleep.set()
+        until = self.now + seconds
+        while self.now < until:
+            self._moved.clear()
+            await self._moved.wait()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.asleep.clear()
+        self._moved.set()
+
+
+async def test_triggers_while_running_owe_one_check_after_it(portal: Portal) -> None:
+    """A gateway change mid-check is not lost: one check follows, after min_interval."""
     url = portal.script("/generate_204", "gate")
+    t = Time()
     async with Bus() as bus:
         seen = Collector(bus)
-        d = detector(url, bus=bus)
+        d = detector(url, bus=bus, clock=t, sleep=t.sleep, min_interval=2.0)
         for _ in range(3):
             bus.send_json(Class.NETWORK, {"trigger": "cpdcheck"})
         await bus.drain()
-        assert (d.checks, d.coalesced) == (1, 2)
+        assert (d.checks, d.deferred, d.coalesced) == (1, 1, 1) and d.owed
+        t.advance(0.5)
         portal.gate.set()
         await seen.wait_for(lambda: len(seen.results()) == 1)
+        await asyncio.wait_for(t.asleep.wait(), 5)
+        assert t.sleeps == [1.5] and d.checks == 1  # 2 s after the first began
+        t.advance(1.5)
+        await seen.wait_for(lambda: len(seen.results()) == 2)
         await d.aclose()
-    assert portal.count("/generate_204") == 1
+    assert d.checks == 2 and portal.count("/generate_204") == 2
+    assert d.last is not None and d.last.trigger == "cpdcheck, owed; 1 later triggers joined it"
+
+
+async def test_a_flood_of_bus_triggers_costs_one_probe_per_min_interval(
+    portal: Portal, caplog: pytest.LogCaptureFixture
+) -> None:
+    """3 000 cpdcheck triggers right after a check: one more probe, once the interval is over,
+    every trigger counted, one log line for them all."""
+    url = portal.script("/generate_204", Answer(204))
+    t = Time()
+    caplog.set_level(logging.INFO, logger="smdbus.net.cpd")
+    async with Bus() as bus:
+        seen = Collector(bus)
+        d = detector(url, bus=bus, clock=t, sleep=t.sleep, min_interval=2.0)
+        bus.send_json(Class.NETWORK, {"trigger": "cpdcheck", "src": "flood"})
+        await seen.wait_for(lambda: len(seen.results()) == 1)
+        t.advance(0.25)
+        for _ in range(150):
+            for _ in range(20):  # the bus queue holds 40
+                bus.send_json(Class.NETWORK, {"trigger": "cpdcheck", "src": "flood"})
+            await bus.drain()
+        await asyncio.wait_for(t.asleep.wait(), 5)
+        assert t.sleeps == [1.75]
+        assert (d.checks, d.deferred, d.coalesced) == (1, 1, 2999)
+        assert portal.count("/generate_204") == 1
+        t.advance(1.75)
+        await seen.wait_for(lambda: len(seen.results()) == 2)
+        await d.aclose()
+    assert portal.count("/generate_204") == 2 and not d.owed
+    assert d.last is not None and d.last.trigger.endswith("owed; 2999 later triggers joined it")
+    waits = [r.getMessage() for r in caplog.records if "checking in" in r.getMessage()]
+    assert waits == [
+        "cpd: cpdcheck:flood 0.25 s after check 1 began: checking in 1.75 s (min_interval 2 s)"
+    ]
+
+
+async def test_a_call_serves_an_owed_check(portal: Portal) -> None:
+    """The state machine's trigger starts at once (calls are not rate-limited) and is the
+    check the bus was owed: no second probe."""
+    url = portal.script("/generate_204", Answer(204))
+    t = Time()
+    async with Bus() as bus:
+        seen = Collector(bus)
+        d = detector(url, bus=bus, clock=t, sleep=t.sleep, min_interval=2.0)
+        assert (await d.check()).result is CpdResult.OK
+        bus.send_json(Class.NETWORK, {"type": "ipacq"})
+        await asyncio.wait_for(t.asleep.wait(), 5)
+        assert d.owed
+        assert d.trigger("state") is True and not d.owed
+        await seen.wait_for(lambda: len(seen.results()) == 2)
+        t.advance(10)
+        await bus.drain()
+        await d.aclose()
+    assert d.checks == 2 and portal.count("/generate_204") == 2
 
 
 def test_trigger_reasons() -> None:
@@ -404,6 +492,12 @@ def test_trigger_reasons() -> None:
     assert trigger_reason(b'{"trigger":"cpdcheck"}\n') == "cpdcheck"  # C appends newlines
     assert trigger_reason(b'{"trigger": "cpdcheck", oops') == "cpdcheck"
     assert trigger_reason(b"\xff\xfe") is None
+    # a peer's src reaches the log escaped and cut, unless it is a short plain token
+    forged = b'{"trigger":"cpdcheck","src":"x\\n2026-11-27 ERROR forged\\u001b[31m"}'
+    assert trigger_reason(forged) == "cpdcheck:'x\\n2026-11-27 ERROR forged\\x1b[31m'"
+    assert trigger_reason(b'{"trigger":"cpdcheck","src":"' + b"y" * 99 + b'"}') == (
+        f"cpdcheck:'{'y' * 32}'"
+    )
 
 
 def test_classify_is_pure() -> None:
@@ -415,6 +509,8 @@ def test_classify_is_pure() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="timeout must be > 0 s, got 0"):
         CaptivePortalDetector(SPEC, timeout=0)
+    with pytest.raises(ValueError, match="min_interval must be >= 0 s and finite, got inf"):
+        CaptivePortalDetector(SPEC, min_interval=float("inf"))
     with pytest.raises(ValueError, match="CPD url must be http:// or https://"):
         CaptivePortalDetector(SPEC, url="ftp://x/")
 

@@ -174,7 +174,7 @@ def _can_chown() -> bool:
 def _make_detector(policy: Policy, config: DaemonConfig, bus: Any) -> Any:
     from smdbus.net.cpd import CaptivePortalDetector
 
-    kwargs: dict[str, Any] = {"bus": bus}
+    kwargs: dict[str, Any] = {"bus": bus, "min_interval": config.cpd.min_interval}
     if config.cpd.url:
         kwargs["url"] = config.cpd.url
     if config.cpd.timeout:

@@ -39,6 +39,7 @@ from typing import Any
 from smdbus.button.errors import ButtonError
 from smdbus.button.regime import DEFAULT_REGIME, Regime
 from smdbus.fleet import BridgeConfig, BridgeConfigError, parse_bridge_config
+from smdbus.net.cpd import DEFAULT_MIN_INTERVAL
 from smdbus.proxy.settings import MAXIMA, ProxySettings
 from smdbus.system.state import State
 from smdbus.wire import DEFAULT_ADDRESS, format_address, parse_address
@@ -117,6 +118,8 @@ class CpdConfig:
     timeout: float = 0.0
     """Seconds for one probe; 0: the policy's ``timeout_ms``, else 3 s."""
     retry: bool = True
+    min_interval: float = DEFAULT_MIN_INTERVAL
+    """Seconds between the starts of checks that bus triggers ask for (a rate limit)."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,7 @@ enabled = true            # captive portal detection (on boot, cpdcheck, ipacq, 
 url = ""                  # probe this URL instead of the policy's endpoint ("" = the policy's)
 timeout = 0.0             # seconds for one probe; 0 = the policy's timeout_ms, else 3 s
 retry = true              # retry failed probes along the policy's retry table
+min_interval = {DEFAULT_MIN_INTERVAL:<11}# seconds between checks that bus triggers ask for
 
 [time]
 valid_after = {C_TIME_VALID_AFTER}   # Unix seconds or a TOML date-time: earlier = not valid
@@ -596,6 +600,7 @@ class _Reader:
             url=url,
             timeout=t.number("timeout", 0.0, 0, CPD_TIMEOUT_MAX),
             retry=t.boolean("retry", True),
+            min_interval=t.number("min_interval", DEFAULT_MIN_INTERVAL, 0.5, 3600.0),
         )
         t.done()
         return cfg

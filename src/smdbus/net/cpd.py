@@ -20,18 +20,30 @@ Rules of this module:
   before the answer) are retried along the policy's retry table: ``1 +
   conceal`` tries, waiting ``backoff[i]`` ms (+ up to ``jitterpc`` %)
   between them. A server that *answered* is believed at once.
-- One check at a time: a trigger while a check runs does not start another
-  (it is counted in ``coalesced``). While a check runs the state is UNKNOWN;
-  its result becomes the state, is published on NETWORK as
+- One check at a time. While a check runs the state is UNKNOWN; its result
+  becomes the state, is published on NETWORK as
   ``{"type":"cpd","result":"OK"|"Captive"|"No internet"}`` and is handed to
   result listeners (the state-manager gate).
-- Triggers: :meth:`CaptivePortalDetector.trigger` (a call), and, once
-  attached to a bus, a NETWORK message with ``"trigger":"cpdcheck"`` (any
-  ``src``; the route monitor sends ``"src":"gw-change"``) or with
-  ``"type":"ipacq"`` (an interface acquired an address).
+- Triggers: :meth:`CaptivePortalDetector.trigger` (a call: the state
+  machine, ``smd cpd``), and, once attached to a bus, a NETWORK message
+  with ``"trigger":"cpdcheck"`` (any ``src``; the route monitor sends
+  ``"src":"gw-change"``) or with ``"type":"ipacq"`` (an interface acquired
+  an address). A call while a check runs joins it (counted in ``coalesced``).
+- Bus triggers are rate-limited, because any local user can send them and
+  each check is an HTTP request (one user made 3 001 in 10 s). A check
+  started by the bus begins at least ``min_interval`` seconds after the
+  previous check began. A bus trigger is never dropped: one that comes while
+  a check runs, or sooner than that, makes the detector *owe* one check
+  (counted in ``deferred``), which starts as soon as both allow; every
+  further trigger until then joins the owed check (counted in
+  ``coalesced``). So a gateway change in the middle of a check is still
+  followed by a check on the new route, and a flood costs one probe per
+  ``min_interval``. The log says so once per owed check, not per trigger.
+- The ``src`` of a trigger is a peer's text: it is shown only if it is a
+  short plain token, else escaped and cut.
 
 The sleeper, clock and jitter source are injected so tests never wait for
-backoff delays to pass.
+backoff delays or the minimum interval to pass.
 """
 
 from __future__ import annotations
@@ -62,6 +74,8 @@ log = logging.getLogger("smdbus.net.cpd")
 
 DEFAULT_TIMEOUT = 3.0
 """Seconds for one probe (C meant 3 s and wrote 3 ms-as-seconds: 50 minutes)."""
+DEFAULT_MIN_INTERVAL = 2.0
+"""Seconds from the start of one check to the start of one a bus trigger asks for (C: none)."""
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "smdbus-cpd/0.1"
@@ -162,6 +176,12 @@ def _failure(exc: BaseException, timeout: float) -> ProbeOutcome:
 
 _TRIGGER = re.compile(rb'"trigger"\s*:\s*"cpdcheck"')
 _IPACQ = re.compile(rb'"type"\s*:\s*"ipacq"')
+_PLAIN_SRC = re.compile(r"[\w.:@/-]{1,32}", re.ASCII)
+
+
+def _shown_src(src: str) -> str:
+    """A peer's ``src`` for the log: a short plain token as is, anything else escaped and cut."""
+    return src if _PLAIN_SRC.fullmatch(src) else ascii(src[:32])
 
 
 def trigger_reason(payload: bytes) -> str | None:
@@ -173,7 +193,7 @@ def trigger_reason(payload: bytes) -> str | None:
     if isinstance(obj, dict):
         if obj.get("trigger") == "cpdcheck":
             src = obj.get("src")
-            return f"cpdcheck:{src}" if isinstance(src, str) else "cpdcheck"
+            return f"cpdcheck:{_shown_src(src)}" if isinstance(src, str) else "cpdcheck"
         if obj.get("type") == "ipacq":
             return "ipacq"
         return None
@@ -194,6 +214,7 @@ class CaptivePortalDetector:
 
     ``url`` overrides where the probe goes (scheme, host, port, path), keeping
     the policy's method and expectations. ``retry`` None means one try.
+    ``min_interval`` spaces the checks bus triggers ask for (module rules).
     """
 
     def __init__(
@@ -209,9 +230,12 @@ class CaptivePortalDetector:
         rand: Callable[[], float] = random.random,
         trust_env: bool = False,
         smd_class: int = Class.NETWORK,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
     ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 s, got {timeout}")
+        if not 0 <= min_interval < float("inf"):
+            raise ValueError(f"min_interval must be >= 0 s and finite, got {min_interval}")
         if settings.protocol != "h1":
             try:
                 importlib.import_module("h2")
@@ -229,6 +253,7 @@ class CaptivePortalDetector:
             raise ValueError(f"CPD url must be http:// or https:// with a host, got {self.url!r}")
         self.trust_env = trust_env
         self.smd_class = smd_class
+        self.min_interval = min_interval
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
@@ -242,10 +267,18 @@ class CaptivePortalDetector:
         self.last: CheckReport | None = None
         self.last_at: float | None = None
         """``clock()`` when the last check finished."""
+        self._started_at: float | None = None
+        self._owed: str | None = None
+        """Why the check a bus trigger is owed was asked for (None: none owed)."""
+        self._owed_task: asyncio.Task[None] | None = None
+        self._owed_joined = 0
         self.checks = 0
         """Checks started."""
         self.coalesced = 0
-        """Triggers that arrived while a check ran (no second check started)."""
+        """Triggers that started no check of their own: a call while a check ran (it joins
+        that check), a bus trigger while a check was already owed (it joins the owed one)."""
+        self.deferred = 0
+        """Owed checks: bus triggers that came while a check ran or within ``min_interval``."""
         if bus is not None:
             self.attach(bus)
 
@@ -271,6 +304,11 @@ class CaptivePortalDetector:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def owed(self) -> bool:
+        """A bus trigger is waiting for its check (the running one to end, the interval to pass)."""
+        return self._owed is not None
+
     def add_result_listener(self, listener: ResultListener) -> Callable[[], None]:
         """Call ``listener(result, detector)`` after each check; returns a remover."""
         self._listeners.append(listener)
@@ -287,14 +325,77 @@ class CaptivePortalDetector:
         """Start a check on the running loop; False (and counted) if one is running."""
         if self.running:
             self.coalesced += 1
-            log.debug("cpd: %s trigger while a check runs: ignored", reason)
+            log.debug("cpd: %s trigger while a check runs: it answers this one too", reason)
             return False
+        loop = asyncio.get_running_loop()
         self.checks += 1
         self._state = CpdState.UNKNOWN
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(reason), name=f"cpd-check-{self.checks}"
-        )
+        self._started_at = self._clock()
+        task = loop.create_task(self._run(reason), name=f"cpd-check-{self.checks}")
+        self._task = task
+        task.add_done_callback(self._check_done)
+        if self._owed is not None:  # a check that starts now is the one the bus was owed
+            self._forget_owed()
         return True
+
+    def request(self, reason: str) -> bool:
+        """A trigger from the bus: a check now if the interval allows, else one owed (module rules).
+
+        True when a check started now.
+        """
+        if self._owed is not None:
+            self.coalesced += 1
+            self._owed_joined += 1
+            return False
+        wait = self._wait_left()
+        if not self.running and wait <= 0:
+            return self.trigger(reason)
+        self._owed, self._owed_joined = reason, 0
+        self.deferred += 1
+        if self.running:
+            log.info("cpd: %s while check %d runs: another check follows it", reason, self.checks)
+        else:
+            self._owe(wait)
+        return False
+
+    def _wait_left(self) -> float:
+        if self._started_at is None:
+            return 0.0
+        return self._started_at + self.min_interval - self._clock()
+
+    def _owe(self, wait: float) -> None:
+        """Start the owed check after ``wait`` seconds (on the injected sleeper)."""
+        if wait > 0:
+            log.info(
+                "cpd: %s %.3g s after check %d began: checking in %.3g s (min_interval %g s)",
+                self._owed,
+                self.min_interval - wait,
+                self.checks,
+                wait,
+                self.min_interval,
+            )
+        self._owed_task = asyncio.get_running_loop().create_task(
+            self._start_owed(max(wait, 0.0)), name=f"cpd-owed-{self.checks + 1}"
+        )
+
+    async def _start_owed(self, wait: float) -> None:
+        if wait > 0:
+            await self._sleep(wait)
+        reason, joined = self._owed, self._owed_joined
+        self._forget_owed(cancel=False)
+        if reason is not None:
+            self.trigger(f"{reason}, owed; {joined} later triggers joined it" if joined else reason)
+
+    def _check_done(self, task: asyncio.Task[CheckReport]) -> None:
+        """A check ended: the check the bus is owed may be started (or its wait begun)."""
+        if task is self._task and self._owed is not None and self._owed_task is None:
+            self._owe(self._wait_left())
+
+    def _forget_owed(self, *, cancel: bool = True) -> None:
+        task, self._owed_task = self._owed_task, None
+        self._owed = None
+        if cancel and task is not None and not task.done():
+            task.cancel()
 
     async def check(self, reason: str = "call") -> CheckReport:
         """Run a check and return its report (joins the running one if there is one)."""
@@ -316,8 +417,9 @@ class CaptivePortalDetector:
         self._participant = None
 
     async def aclose(self) -> None:
-        """Stop listening and cancel a running check (its result is not published)."""
+        """Stop listening, forget an owed check, cancel a running one (its result unpublished)."""
         self.detach()
+        self._forget_owed()
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -327,7 +429,7 @@ class CaptivePortalDetector:
     def _on_message(self, cls: int, timestamp_us: int, payload: bytes) -> None:
         reason = trigger_reason(payload)
         if reason is not None:
-            self.trigger(reason)
+            self.request(reason)
 
     # -- the check ----------------------------------------------------------------------
 
