@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -500,10 +501,42 @@ time = false
 """
 
 
-async def _spawn_reading_config_from_a_fifo(
-    tmp_path: Path, env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """Start the daemon with its config in a FIFO; return once it has opened it.
+def _spawn_daemon(
+    config: Path, tmp_path: Path
+) -> tuple[subprocess.Popen[bytes], NotifySocket, Path]:
+    """``smd daemon --config``, telling a notify socket of the test; output in stderr.txt."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as e:
+        proc = subprocess.Popen(
+            [SMD, "daemon", "--config", str(config)],
+            stdout=e,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, NOTIFY_SOCKET=str(notify.path)),
+        )
+    return proc, notify, err
+
+
+@dataclass
+class Starting:
+    """A daemon caught while it reads its config (from a FIFO the test writes)."""
+
+    proc: subprocess.Popen[bytes]
+    notify: NotifySocket
+    err: Path
+    sock: Path
+    fd: int
+
+    def write_config(self) -> None:
+        """Hand over the config (a filesystem socket, nothing slow) and let it go on."""
+        os.write(self.fd, f'[bus]\nsocket = "{self.sock}"\n{QUIET}'.encode())
+        os.close(self.fd)
+        self.fd = -1
+
+
+@contextlib.asynccontextmanager
+async def _daemon_reading_its_config(tmp_path: Path) -> AsyncIterator[Starting]:
+    """Start the daemon with its config in a FIFO; yield once it has opened it.
 
     The sentinel is the FIFO's reader: opening the write end succeeds only
     once the daemon has opened its config, so a signal sent then arrives
@@ -511,76 +544,57 @@ async def _spawn_reading_config_from_a_fifo(
     """
     fifo = tmp_path / "daemon.toml"
     os.mkfifo(fifo)
-    err = tmp_path / "stderr.txt"
-    with err.open("wb") as e:
-        proc = subprocess.Popen(
-            [SMD, "daemon", "--config", str(fifo)], stdout=e, stderr=subprocess.STDOUT, env=env
-        )
-    async with asyncio.timeout(WAIT):
-        while True:
-            try:
-                return proc, os.open(fifo, os.O_WRONLY | os.O_NONBLOCK), err
-            except OSError as exc:  # ENXIO: nobody has it open for reading yet
-                if exc.errno != errno.ENXIO or proc.poll() is not None:
-                    raise
-            await asyncio.sleep(0.005)
+    proc, notify, err = _spawn_daemon(fifo, tmp_path)
+    starting: Starting | None = None
+    try:
+        async with asyncio.timeout(WAIT):
+            while starting is None:
+                try:
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError as exc:  # ENXIO: nobody has it open for reading yet
+                    if exc.errno != errno.ENXIO or proc.poll() is not None:
+                        raise
+                    await asyncio.sleep(0.005)
+                else:
+                    starting = Starting(proc, notify, err, tmp_path / "smd.sock", fd)
+        with _output_on_failure(err):
+            yield starting
+    finally:
+        if starting is not None and starting.fd >= 0:
+            os.close(starting.fd)
+        notify.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 async def test_sighup_while_starting_neither_kills_nor_is_lost(tmp_path: Path) -> None:
     """SIGHUP's default action would kill it (exit 129): caught from the first moment, the
     daemon boots, re-reading the policy before the boot, and stops cleanly."""
-    sock = tmp_path / "smd.sock"
-    notify = NotifySocket(tmp_path / "notify.sock")
-    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
-    proc, fd, err = await _spawn_reading_config_from_a_fifo(tmp_path, env)
-    try:
-        with _output_on_failure(err):
-            proc.send_signal(signal.SIGHUP)
-            os.write(fd, f'[bus]\nsocket = "{sock}"\n{QUIET}'.encode())
-            os.close(fd)
-            fd = -1
-            await notify.until("READY=1")
-            text = err.read_text()
-            assert "SIGHUP while starting: the policy is re-read before the boot" in text
-            assert text.index("policy reloaded") < text.index("booting toward OPERATIONAL")
-            proc.send_signal(signal.SIGTERM)
-            assert await _exit(proc) == 0
-            assert not sock.exists()
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        notify.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    async with _daemon_reading_its_config(tmp_path) as d:
+        d.proc.send_signal(signal.SIGHUP)
+        d.write_config()
+        await d.notify.until("READY=1")
+        text = d.err.read_text()
+        assert "SIGHUP while starting: the policy is re-read before the boot" in text
+        assert text.index("policy reloaded") < text.index("booting toward OPERATIONAL")
+        d.proc.send_signal(signal.SIGTERM)
+        assert await _exit(d.proc) == 0
+        assert not d.sock.exists()
 
 
 async def test_sigterm_while_starting_stops_before_serving(tmp_path: Path) -> None:
     """SIGTERM before the loop runs: exit 0 without ever serving (no socket file, no READY)."""
-    sock = tmp_path / "smd.sock"
-    notify = NotifySocket(tmp_path / "notify.sock")
-    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
-    proc, fd, err = await _spawn_reading_config_from_a_fifo(tmp_path, env)
-    try:
-        with _output_on_failure(err):
-            proc.send_signal(signal.SIGTERM)
-            os.write(fd, f'[bus]\nsocket = "{sock}"\n{QUIET}'.encode())
-            os.close(fd)
-            fd = -1
-            assert await _exit(proc) == 0
-            assert "SIGTERM while starting: stopping before serving" in err.read_text()
-            assert not sock.exists()
-            with contextlib.suppress(BlockingIOError):
-                while True:  # what is still queued on the notify socket
-                    notify.messages.append(notify.sock.recv(4096).decode())
-            assert not any("READY=1" in m or "serving" in m for m in notify.messages)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        notify.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    async with _daemon_reading_its_config(tmp_path) as d:
+        d.proc.send_signal(signal.SIGTERM)
+        d.write_config()
+        assert await _exit(d.proc) == 0
+        assert "SIGTERM while starting: stopping before serving" in d.err.read_text()
+        assert not d.sock.exists()
+        with contextlib.suppress(BlockingIOError):
+            while True:  # what is still queued on the notify socket
+                d.notify.messages.append(d.notify.sock.recv(4096).decode())
+        assert not any("READY=1" in m or "serving" in m for m in d.notify.messages)
 
 
 FLOOD = """
@@ -614,15 +628,7 @@ async def test_a_local_users_cpdcheck_flood_is_rate_limited(tmp_path: Path) -> N
         f'url = "http://127.0.0.1:{servers.http_port}/generate_204"\n'
         "[routes]\nenabled = false\n[gates]\ndhcp = false\ntime = false\n"
     )
-    notify = NotifySocket(tmp_path / "notify.sock")
-    err = tmp_path / "stderr.txt"
-    with err.open("wb") as e:
-        proc = subprocess.Popen(
-            [SMD, "daemon", "--config", str(config)],
-            stdout=e,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, NOTIFY_SOCKET=str(notify.path)),
-        )
+    proc, notify, err = _spawn_daemon(config, tmp_path)
     flooder: subprocess.Popen[bytes] | None = None
     watcher = Watcher()
     client = Client(address, Class.NETWORK, on_message=watcher)
@@ -684,19 +690,7 @@ async def test_socket_activation_serves_the_passed_socket_and_leaves_it(tmp_path
     listener.listen(8)
     config = tmp_path / "daemon.toml"
     config.write_text(
-        f"""
-[bus]
-socket = "{tmp_path / "unused.sock"}"
-[boot]
-wait_for_peers = 1
-[routes]
-enabled = false
-[cpd]
-enabled = false
-[gates]
-dhcp = false
-time = false
-"""
+        f'[bus]\nsocket = "{tmp_path / "unused.sock"}"\n[boot]\nwait_for_peers = 1\n{QUIET}'
     )
     watcher = Watcher()
     client = Client(str(path), Class.SYSTEM_STATE, on_message=watcher)
