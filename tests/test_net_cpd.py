@@ -407,10 +407,13 @@ class Time:
         self._moved.set()
 
 
-async def test_triggers_while_running_owe_one_check_after_it(portal: Portal) -> None:
+async def test_triggers_while_running_owe_one_check_after_it(
+    portal: Portal, caplog: pytest.LogCaptureFixture
+) -> None:
     """A gateway change mid-check is not lost: one check follows, after min_interval."""
     url = portal.script("/generate_204", "gate")
     t = Time()
+    caplog.set_level(logging.INFO, logger="smdbus.net.cpd")
     async with Bus() as bus:
         seen = Collector(bus)
         d = detector(url, bus=bus, clock=t, sleep=t.sleep, min_interval=2.0)
@@ -428,6 +431,8 @@ async def test_triggers_while_running_owe_one_check_after_it(portal: Portal) -> 
         await d.aclose()
     assert d.checks == 2 and portal.count("/generate_204") == 2
     assert d.last is not None and d.last.trigger == "cpdcheck, owed; 1 later triggers joined it"
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cpd: cpdcheck")]
+    assert said == ["cpd: cpdcheck while check 1 runs: another check follows it"]
 
 
 async def test_a_flood_of_bus_triggers_costs_one_probe_per_min_interval(

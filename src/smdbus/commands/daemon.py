@@ -69,7 +69,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    signals = PendingSignals().catch()  # first: a SIGHUP from here on cannot kill the daemon
+    signals = PendingSignals()
+    if not (args.check or args.print_config):
+        signals.catch()  # first: from here on a SIGHUP cannot kill the daemon
     from smdbus.daemon.app import Daemon, DaemonError, prepare
     from smdbus.daemon.config import DEFAULT_TOML, ConfigError, load_config
 

@@ -355,7 +355,7 @@ class CaptivePortalDetector:
         if self.running:
             log.info("cpd: %s while check %d runs: another check follows it", reason, self.checks)
         else:
-            self._owe(wait)
+            self._owe(wait, announce=True)
         return False
 
     def _wait_left(self) -> float:
@@ -363,9 +363,13 @@ class CaptivePortalDetector:
             return 0.0
         return self._started_at + self.min_interval - self._clock()
 
-    def _owe(self, wait: float) -> None:
-        """Start the owed check after ``wait`` seconds (on the injected sleeper)."""
-        if wait > 0:
+    def _owe(self, wait: float, *, announce: bool = False) -> None:
+        """Start the owed check after ``wait`` seconds (on the injected sleeper).
+
+        ``announce``: log the wait (one line per owed check: a check owed while
+        another ran was announced then).
+        """
+        if announce and wait > 0:
             log.info(
                 "cpd: %s %.3g s after check %d began: checking in %.3g s (min_interval %g s)",
                 self._owed,
