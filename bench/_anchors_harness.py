@@ -104,8 +104,8 @@ def publish_sync(plan: Plan, pub: Publisher) -> None:
 
 async def publish_async(
     plan: Plan,
-    send: Callable[[bytes], None],
-    drain: Callable[[], Awaitable[None]],
+    send: Callable[[bytes], object],
+    drain: Callable[[], Awaitable[object]],
 ) -> None:
     """:func:`publish_sync` for an asyncio client: ``drain`` is its flow control."""
     import asyncio

@@ -35,15 +35,19 @@ from smdbus.wire import (
     create_result_frame,
     rx_payload_frame,
 )
+from smdbus.wire.control import CONTROL_STREAMTYPE, PROXY_MARK
 
 _names = itertools.count()
 
-GREETING = (
-    create_result_frame(0)
-    + conn_state_frame(ConnStateCode.CREATING)
+CONNSTATES = (
+    conn_state_frame(ConnStateCode.CREATING)
     + conn_state_frame(ConnStateCode.CONNECTING)
     + conn_state_frame(ConnStateCode.CONNECTED)
 )
+GREETING = create_result_frame(0) + CONNSTATES
+"""A C proxy's greeting, minimal: no mark, so the client paces."""
+OUR_GREETING = create_result_frame(0, rideshare=PROXY_MARK) + CONNSTATES
+"""Our proxy's greeting: the mark lets the client batch."""
 
 
 def unique_address() -> str:
@@ -53,9 +57,10 @@ def unique_address() -> str:
 class ScriptedProxy:
     """A Unix server that decodes what clients send and answers only when told."""
 
-    def __init__(self, address: str, *, greet: bool = True) -> None:
+    def __init__(self, address: str, *, greet: bool = True, ours: bool = False) -> None:
         self.address = address
         self.greet = greet
+        self.greeting = OUR_GREETING if ours else GREETING
         self.events: list[object] = []
         self.writers: list[asyncio.StreamWriter] = []
         self.accepted = 0
@@ -84,9 +89,15 @@ class ScriptedProxy:
         decoder = Decoder(Role.PROXY)
         while data := await reader.read(65536):
             for ev in decoder.feed(data):
+                if isinstance(ev, StreamType) and ev.name == CONTROL_STREAMTYPE:
+                    self.accepted -= 1  # no control stream here: the interest watch is refused
+                    self.writers.remove(writer)
+                    writer.write(create_result_frame(1))
+                    writer.close()
+                    return
                 self.events.append(ev)
                 if isinstance(ev, StreamType) and self.greet:
-                    writer.write(GREETING)
+                    writer.write(self.greeting)
                 self.changed.set()
 
     async def wait_for(self, predicate: object, timeout: float = 3.0) -> None:
@@ -235,7 +246,7 @@ async def test_byte_bound() -> None:
 
 async def test_lone_send_is_written_at_once_and_a_burst_is_batched() -> None:
     address = unique_address()
-    async with ScriptedProxy(address) as proxy:
+    async with ScriptedProxy(address, ours=True) as proxy:
         client = await connect(address, Class.NETWORK)
         client.send(Class.NETWORK, b"lone")
         assert client.stats().sent == 1, "written before the loop turns"

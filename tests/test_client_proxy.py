@@ -338,6 +338,7 @@ async def test_kill9_proxy_reconnect_and_outage_buffer(proxy: ProxyProcess) -> N
     await until(lambda: pub.connected and sub.connected, timeout=5)
     reconnect_s = time.monotonic() - restarted
     assert reconnect_s < 1.5  # the publisher retries every 1 s
+    await until(lambda: pub.stats().buffered == 0)  # held until the proxy says USER5 is heard
     for i in range(70, 80):
         pub.send(cls, b"%d" % i)
     await until(lambda: len(got) >= 80)

@@ -28,10 +28,10 @@ def test_bounds_by_count_and_bytes() -> None:
 def test_partial_write_then_rewind_resends_the_cut_frame_whole() -> None:
     ob = Outbox(100, 100_000)
     for i in range(3):
-        ob.put(frame(i), key=(4, b"body-%d" % i) if i != 1 else None)
+        ob.put(frame(i), key=(4, b"body-%d" % i, False) if i != 1 else None)
     first = len(frame(0))
     keys = ob.written(first + 5)  # frame 0 whole, 5 bytes of frame 1
-    assert keys == [(4, b"body-0")]
+    assert keys == [(4, b"body-0", False)]
     assert ob.count == 2
     ob.rewind()  # connection died with frame 1 cut
     events = list(Decoder(Role.PROXY).feed(bytes(ob.data())))
@@ -41,9 +41,9 @@ def test_partial_write_then_rewind_resends_the_cut_frame_whole() -> None:
 def test_everything_written_at_once() -> None:
     ob = Outbox(100, 100_000)
     for i in range(4):
-        ob.put(frame(i), key=(4, b"%d" % i))
+        ob.put(frame(i), key=(4, b"%d" % i, False))
     keys = ob.written(len(bytes(ob.data())))
-    assert keys == [(4, b"0"), (4, b"1"), (4, b"2"), (4, b"3")]
+    assert keys == [(4, b"%d" % i, False) for i in range(4)]
     assert (ob.count, ob.nbytes) == (0, 0)
 
 
@@ -76,9 +76,9 @@ def test_long_run_of_partial_writes_keeps_count_keys_and_order() -> None:
     ob = Outbox(10_000, 10_000_000)
     n = 5000
     for i in range(n):
-        ob.put(frame(i), key=(4, b"body-%d" % i) if i % 7 == 0 else None)
+        ob.put(frame(i), key=(4, b"body-%d" % i, False) if i % 7 == 0 else None)
     sent = bytearray()
-    keys: list[tuple[int, bytes]] = []
+    keys: list[tuple[int, bytes, bool]] = []
     counts = []
     while ob.count:
         chunk = bytes(ob.data())[:777]
@@ -88,7 +88,7 @@ def test_long_run_of_partial_writes_keeps_count_keys_and_order() -> None:
     assert counts == sorted(counts, reverse=True) and ob.nbytes == 0
     got = [e.timestamp for e in Decoder(Role.PROXY).feed(bytes(sent)) if isinstance(e, TxPayload)]
     assert got == list(range(n))
-    assert keys == [(4, b"body-%d" % i) for i in range(0, n, 7)]
+    assert keys == [(4, b"body-%d" % i, False) for i in range(0, n, 7)]
     ob.put(frame(n))  # and it goes on after being emptied
     after = [ob.count]  # a list: mypy would narrow ob.count across separate asserts
     assert ob.written(len(frame(n))) == []

@@ -31,8 +31,10 @@ from smdbus.wire.events import OnwardConnect, PayloadLengthHint, TimeoutUpdate, 
 from smdbus.wire.stream import WireStream
 
 GOLDEN_STREAMTYPE = bytes.fromhex("aa0011 01 00003a7e 0000000e") + b"_lws_smd"
+# CREATE_RESULT as the C proxy's (result 0, buflen 0, rideshare text) but with our mark,
+# ",smdbus" where C says ",(null)"; then CONNSTATE CREATING, CONNECTING, CONNECTED
 GOLDEN_GREETING = bytes.fromhex(
-    "5600050000000000 5700050100000000 5700050600000000 5700050500000000"
+    "56000c0000000000 2c736d64627573 5700050100000000 5700050600000000 5700050500000000"
 )
 BODY = b'{"class":"NETWORK","x":0}'
 GOLDEN_TX = (

@@ -202,6 +202,7 @@ class Bus:
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._room_waiters: list[Callable[[], None]] = []
         self._byte_formats: dict[str, bytes | None] = {}
+        self._union_watchers: list[Callable[[int], None]] = []
 
     # -- participants ------------------------------------------------------
 
@@ -214,12 +215,39 @@ class Bus:
         p = Participant(mask, callback, label)
         with self._lock:
             self._participants = [*self._participants, p]
+            before = self._union
             self._union |= mask
             self._fan = {}
+        if self._union != before:
+            self._union_changed()
         return p
 
     def unregister(self, participant: Participant) -> None:
         """Remove a participant; its share of queued messages is given up at once."""
+        before = self._union
+        self._unregister(participant)
+        if self._union != before:
+            self._union_changed()
+
+    def watch_union(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(union_mask)`` whenever :attr:`union_mask` changes.
+
+        Called on the thread that registered or unregistered, outside the
+        bus's lock (the proxy tells its clients who listens; see
+        :mod:`smdbus.wire.control`).
+        """
+        self._union_watchers.append(callback)
+
+    def unwatch_union(self, callback: Callable[[int], None]) -> None:
+        if callback in self._union_watchers:
+            self._union_watchers.remove(callback)
+
+    def _union_changed(self) -> None:
+        union = self._union
+        for watcher in list(self._union_watchers):
+            watcher(union)
+
+    def _unregister(self, participant: Participant) -> None:
         loop = self._loop
         with self._lock:
             if not participant.active:

@@ -1,9 +1,13 @@
 """An asyncio client of the smd proxy: one ``_lws_smd`` stream that survives the proxy.
 
-Theory of operation. The client owns a non-blocking Unix socket and drives it
-with the loop's reader/writer callbacks (no transport object: the client must
-know exactly which bytes the kernel took, so a frame cut by a crash is sent
-again whole). States::
+Theory of operation. The client drives non-blocking Unix sockets with the
+loop's reader/writer callbacks (no transport object: the client must know
+exactly which bytes the kernel took, so a frame cut by a crash is sent again
+whole). What exists only while connected (the socket, its decoder, its
+create timer, the interest watch) lives in a :class:`~smdbus.client.link.Link`
+that exists only while connected. One reconnect task makes one link at a
+time and waits for it to end, so one failure leads to one reconnect however
+many places notice it. States::
 
     IDLE --start--> CONNECTING --socket up, STREAMTYPE sent--> CREATING
     CREATING --CREATE_RESULT ok--> READY
@@ -16,12 +20,22 @@ Rules:
 - TX_PAYLOAD is written only in READY. Before that, and during an outage,
   sends go to the :class:`~smdbus.client.outbox.Outbox`, which is bounded;
   past the bound :meth:`Client.send` raises :class:`BufferFull`.
-- A lone message is written at once; bursts are batched. A send on the
-  loop thread with nothing pending writes its frame straight to the socket
-  and opens a *pass*; further sends in the same pass append to the outbox,
-  which is written in one ``send`` call when the loop next turns (or at once
-  when 16 KiB are waiting, so a sender that never yields still moves data).
-  Sends from other threads append and wake the loop.
+- Which proxy: our proxy marks its CREATE_RESULT (:mod:`smdbus.wire.control`).
+  On our proxy bursts are batched: a send on the loop thread with nothing
+  pending writes its frame straight to the socket and opens a *pass*;
+  further sends in the same pass append to the outbox, which is written in
+  one ``send`` call when the loop next turns (or at once when 16 KiB are
+  waiting). On any other peer (a C proxy) the link is *paced*: one frame
+  per write, one write per loop pass, and only once the proxy has read the
+  last one (see :mod:`smdbus.client.link` for why).
+- Who listens: on our proxy the link watches the proxy's union mask; a send
+  of a class nobody listens to returns False and is not queued, as on the
+  in-process bus. After a reconnect, the outage buffer is held (at most
+  ``listen_grace``) until the classes it holds have listeners again.
+- Confirmation: a message whose class is in the client's own mask comes
+  back from the proxy (lws_smd's rule); that echo is the only confirmation
+  the wire has. The client counts them; ``drain(confirm=True)`` and
+  ``close(confirm=True)`` wait, within a bound, until they came back.
 - Input is taken on the wire decoder's hot path: no event object per
   message; ``on_message`` is called straight from the parse loop
   (:meth:`~smdbus.wire.Decoder.dispatch`) and ``async for`` reads an inbox
@@ -30,6 +44,7 @@ Rules:
   an ``on_message`` callback, or a bus bridge. A sink that cannot take more
   makes the client stop reading the socket, which is how a slow consumer
   slows the proxy down instead of growing memory here.
+- Every timer goes through the injected :class:`~smdbus.system.scheduler.Scheduler`.
 - :meth:`Client.send` is thread-safe; everything else runs on the loop.
 """
 
@@ -53,8 +68,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 from smdbus.classes import ALL_CLASSES, format_mask
 from smdbus.client.echo import EchoFilter
 from smdbus.client.errors import BufferFull, ClientClosed, ProxyUnavailable
-from smdbus.client.outbox import EchoKey, Outbox
+from smdbus.client.interest import watch_interest
+from smdbus.client.link import Link
+from smdbus.client.outbox import Outbox, OutboxKey
 from smdbus.errors import PayloadTooLarge
+from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
 from smdbus.wire import (
     DEFAULT_ADDRESS,
     MAX_BODY,
@@ -62,13 +80,12 @@ from smdbus.wire import (
     ConnState,
     CreateResult,
     DecodeError,
-    Decoder,
-    Role,
     RxPayload,
     format_address,
     parse_address,
     stream_type_frame,
 )
+from smdbus.wire.control import is_our_proxy
 from smdbus.wire.frames import PAYLOAD_HEAD
 
 if TYPE_CHECKING:
@@ -87,6 +104,10 @@ DEFAULT_MAX_BUFFERED_BYTES = 512 * 1024
 """Bytes of frames kept unsent before sends are refused (1000 full-size messages fit)."""
 DEFAULT_MAX_INBOX = 10_000
 """Received messages waiting for ``receive()`` before the client stops reading."""
+DEFAULT_LISTEN_GRACE = 2.0
+"""Seconds the outage buffer waits after a reconnect for its classes to have listeners."""
+DEFAULT_CONFIRM_TIMEOUT = 5.0
+"""Seconds ``drain(confirm=True)`` waits for the echoes (the bound of a confirmation)."""
 
 _FLUSH_AT = 16 * 1024  # write at once, without waiting for the loop's turn
 _RECV_SIZE = 64 * 1024
@@ -141,6 +162,18 @@ class ClientStats:
     echoes_suppressed: int
     bridge_dropped: int
     last_error: str | None
+    proxy: str = "unknown"
+    """``smdbus`` (our proxy: batched), ``other`` (a C proxy: paced), ``unknown`` (offline)."""
+    interest: int | None = None
+    """The proxy's union mask as last told (None: unknown, every class is sent)."""
+    unheard: int = 0
+    """Sends refused (returned False) because nobody listened to the class."""
+    confirmed: int = 0
+    """Messages whose echo came back."""
+    awaiting_confirmation: int = 0
+    """Messages written whose echo has not come back yet."""
+    unconfirmed: int = 0
+    """Messages written whose echo never came (connection lost, expired, over the bound)."""
 
 
 class NotNow(Exception):
@@ -167,17 +200,19 @@ class Client:
         max_buffered: int = DEFAULT_MAX_BUFFERED,
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         max_inbox: int = DEFAULT_MAX_INBOX,
+        listen_grace: float = DEFAULT_LISTEN_GRACE,
         on_message: OnMessage | None = None,
         echo_ttl: float = 10.0,
         clock: Clock | None = None,
+        scheduler: Scheduler | None = None,
         name: str = SMD_STREAMTYPE,
     ) -> None:
         if not 0 <= mask <= 0xFFFFFFFF:
             raise ValueError(f"mask must fit 32 bits, got {mask:#x}")
-        if reconnect_delay < 0 or create_timeout <= 0:
+        if reconnect_delay < 0 or create_timeout <= 0 or listen_grace < 0:
             raise ValueError(
-                f"reconnect_delay must be >= 0 and create_timeout > 0, "
-                f"got {reconnect_delay} and {create_timeout}"
+                f"reconnect_delay and listen_grace must be >= 0 and create_timeout > 0, "
+                f"got {reconnect_delay}, {listen_grace} and {create_timeout}"
             )
         if max_inbox < 1:
             raise ValueError(f"max_inbox must be positive, got {max_inbox}")
@@ -186,29 +221,31 @@ class Client:
         self.stream_name = name
         self.reconnect_delay = reconnect_delay
         self.create_timeout = create_timeout
+        self.listen_grace = listen_grace
         self.max_inbox = max_inbox
         self._clock: Clock = clock or _now_us
+        self._scheduler = scheduler
         self._state = State.IDLE
         self._lock = threading.Lock()
         self._outbox = Outbox(max_buffered, max_buffered_bytes)
+        self._classes = 0  # classes of what the outbox holds (a superset, reset when empty)
         self._echo = EchoFilter(int(echo_ttl * 1_000_000), 4 * max_buffered + 1024, self._clock)
+        self._confirm = EchoFilter(int(echo_ttl * 1_000_000), 4 * max_buffered + 1024, self._clock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id = 0
-        self._sock: socket.socket | None = None
-        self._fd = -1
-        self._decoder: Decoder | None = None
+        self._link: Link | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._interest: int | None = None  # the proxy's union mask (None: unknown)
+        self._holding = False  # the outage buffer waits for listeners
+        self._hold_timer: Timer | None = None
         self._flush_scheduled = False
-        self._writing = False  # a writer callback waits for the socket
         self._input_paused = False
-        self._reader_added = False
         self._held: tuple[int, int, bytes] | None = None  # offered to the sink, not taken
         self._backlog: deque[tuple[int, int, bytes]] = deque()
         self._inbox: deque[Message] = deque()
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._ready_waiters: list[asyncio.Future[None]] = []
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._connect_task: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
         self._on_message = on_message
         self._sink: Callable[[int, int, bytes], bool] = (
@@ -222,6 +259,9 @@ class Client:
         self._sent = 0
         self._received = 0
         self._refused = 0
+        self._unheard = 0
+        self._confirmed = 0
+        self._reported_unconfirmed = 0  # confirm.expired already reported by drain(confirm)
         self.bridge_dropped = 0
         self._last_error: str | None = None
 
@@ -240,6 +280,11 @@ class Client:
     def loop(self) -> asyncio.AbstractEventLoop | None:
         return self._loop
 
+    @property
+    def interest(self) -> int | None:
+        """The classes somebody listens to at the proxy, as last told (None: unknown)."""
+        return self._interest
+
     async def start(self, wait: bool = True) -> None:
         """Begin connecting on the running loop.
 
@@ -249,10 +294,13 @@ class Client:
         """
         if self._state is not State.IDLE:
             raise RuntimeError(f"client already started ({self._state.value})")
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
-        self._first = self._loop.create_future() if wait else None
-        self._attempt()
+        if self._scheduler is None:
+            self._scheduler = LoopScheduler(loop)
+        self._first = loop.create_future() if wait else None
+        self._state = State.CONNECTING
+        self._runner = loop.create_task(self._run())
         if self._first is not None:
             try:
                 await self._first
@@ -270,22 +318,34 @@ class Client:
         self._ready_waiters.append(fut)
         await asyncio.wait_for(fut, timeout)
 
-    async def close(self, timeout: float = 1.0) -> None:
-        """Flush what can be written within ``timeout``, then hang up and stop reconnecting."""
+    async def close(self, timeout: float = 1.0, *, confirm: bool = False) -> int:
+        """Flush what can be written within ``timeout``, then hang up and stop reconnecting.
+
+        With ``confirm``, wait (within ``timeout``) until the messages written
+        came back from the proxy, as :meth:`drain` does. Returns how many
+        messages are not known to have arrived: with ``confirm``, those not
+        confirmed; without, those dropped unsent.
+        """
         if self._state is State.CLOSED:
-            return
-        if self._state is State.READY and self._outbox.count and timeout > 0:
+            return 0
+        unconfirmed = 0
+        if confirm:
+            with contextlib.suppress(ClientClosed):
+                unconfirmed = await self.drain(confirm=True, timeout=timeout)
+        elif self._state is State.READY and self._outbox.count and timeout > 0:
             with contextlib.suppress(TimeoutError, ClientClosed):
                 await asyncio.wait_for(self._wait_outbox(0, 0), timeout)
         self._state = State.CLOSED
         if self.bridge_obj is not None:
             self.bridge_obj.detach()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._connect_task is not None:
-            self._connect_task.cancel()
-        self._hang_up()
+        self._cancel_hold()
+        runner, self._runner = self._runner, None
+        if runner is not None and runner is not asyncio.current_task():
+            runner.cancel()
+        link, self._link = self._link, None
+        if link is not None:
+            self._salvage(link)
+            link.close("client closed")
         with self._lock:
             dropped = self._outbox.clear()
         if dropped:
@@ -303,6 +363,7 @@ class Client:
         if self._first is not None and not self._first.done():
             self._first.set_exception(closed)
         self._wake_inbox()
+        return unconfirmed if confirm else dropped
 
     async def __aenter__(self) -> Client:
         if self._state is State.IDLE:
@@ -320,22 +381,24 @@ class Client:
         payload: bytes | bytearray | memoryview | str,
         *,
         timestamp_us: int | None = None,
-    ) -> None:
+    ) -> bool:
         """Queue one message for the proxy (thread-safe, never blocks).
 
-        Raises :class:`PayloadTooLarge` over 383 bytes (the C proxy's limit),
-        :class:`BufferFull` when the unsent buffer is at its bound, and
-        :class:`ClientClosed` after :meth:`close`.
+        Returns False, queueing nothing, when the proxy said nobody listens to
+        ``cls`` (our proxy only; on a C proxy or while disconnected the
+        client cannot know, and queues). Raises :class:`PayloadTooLarge` over
+        383 bytes (the C proxy's limit), :class:`BufferFull` when the unsent
+        buffer is at its bound, and :class:`ClientClosed` after :meth:`close`.
         """
         if type(payload) is not bytes:
             payload = payload.encode() if isinstance(payload, str) else bytes(payload)
-        self._send(cls, payload, timestamp_us, None)
+        return self._send(cls, payload, timestamp_us, False)
 
-    def send_json(self, cls: int, obj: Any) -> None:
+    def send_json(self, cls: int, obj: Any) -> bool:
         """Send ``obj`` as compact JSON, as lws's own messages are."""
-        self._send(cls, json.dumps(obj, separators=(",", ":")).encode(), None, None)
+        return self._send(cls, json.dumps(obj, separators=(",", ":")).encode(), None, False)
 
-    def _send(self, cls: int, payload: bytes, ts: int | None, key: EchoKey | None) -> None:
+    def _send(self, cls: int, payload: bytes, ts: int | None, bridged: bool) -> bool:
         state = self._state
         if state is _CLOSED:
             raise ClientClosed(f"client is closed; message of class {format_mask(cls)} refused")
@@ -344,9 +407,14 @@ class Client:
             raise PayloadTooLarge(cls, size, MAX_BODY)
         if not 0 < cls < 1 << 64:
             raise ValueError(f"class must be a non-empty 64-bit mask, got {cls:#x}")
+        interest = self._interest
+        if interest is not None and not cls & interest and state is _READY:
+            self._unheard += 1  # nobody listens: refused, as lws_smd and the local bus do
+            return False
         now = _monotonic_ns() // 1000 if self._clock is _now_us else self._clock()
         # TX_PAYLOAD: header, Secure Streams header (whole message, our time), SMD header
         frame = _pack_head(0xAD, 32 + size, 3, 0, now, cls, now if ts is None else ts) + payload
+        key: OutboxKey | None = (cls, payload, bridged) if cls & self.mask else None
         lock = self._lock
         lock.acquire()  # not "with": that costs twice as much, and this runs per message
         try:
@@ -364,13 +432,15 @@ class Client:
                     connected=state is _READY,
                     address=self.address,
                 )
-            if state is not _READY or self._writing:
-                return  # written on connecting, or by the writer callback
+            self._classes |= cls
+            link = self._link
+            if state is not _READY or link is None or link.writing:
+                return True  # written on connecting, or by the writer callback
             if self._flush_scheduled:  # a pass is open: batch, unless a lot is waiting
-                if held >= _FLUSH_AT and threading.get_ident() == self._thread_id:
+                if held >= _FLUSH_AT and link.ours and threading.get_ident() == self._thread_id:
                     self._flush_locked()
             elif threading.get_ident() == self._thread_id:
-                # a lone message goes now; later sends of this pass are batched
+                # a lone message goes now; later sends of this pass are batched (or paced)
                 self._flush_scheduled = True
                 self._loop.call_soon(self._flush)  # type: ignore[union-attr]
                 self._flush_locked()
@@ -379,14 +449,53 @@ class Client:
                 self._loop.call_soon_threadsafe(self._flush)  # type: ignore[union-attr]
         finally:
             lock.release()
+        return True
 
-    async def drain(self) -> None:
-        """Wait while the unsent buffer is over half its bound (flow control for fast senders).
+    async def drain(self, *, confirm: bool = False, timeout: float | None = None) -> int:
+        """Flow control, or with ``confirm`` a confirmation of what was sent.
 
-        During an outage this waits for the reconnect.
+        Without ``confirm``: wait while the unsent buffer is over half its
+        bound (flow control for fast senders; during an outage this waits
+        for the reconnect). Returns 0.
+
+        With ``confirm``: wait until everything was written and every written
+        message whose class is in this client's mask came back from the
+        proxy, or ``timeout`` (default 5 s) passed. Returns how many messages
+        are not confirmed: still unsent or awaiting their echo at the
+        timeout, plus those whose echo can no longer come (the connection
+        was lost, or they expired) since the last confirming drain. Messages
+        of classes outside the mask cannot be confirmed and are not counted.
         """
         ob = self._outbox
-        await self._wait_outbox(ob.max_messages // 2, ob.max_bytes // 2)
+        if not confirm:
+            if timeout is None:
+                await self._wait_outbox(ob.max_messages // 2, ob.max_bytes // 2)
+            else:
+                await asyncio.wait_for(
+                    self._wait_outbox(ob.max_messages // 2, ob.max_bytes // 2), timeout
+                )
+            return 0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._wait_confirmed(), DEFAULT_CONFIRM_TIMEOUT if timeout is None else timeout
+            )
+        with self._lock:
+            unsent = ob.count_keys(bridged=False)
+        self._confirm.clear()  # the account is settled: late echoes are not matched
+        expired = self._confirm.expired
+        missing = unsent + expired - self._reported_unconfirmed
+        self._reported_unconfirmed = expired
+        return missing
+
+    async def _wait_confirmed(self) -> None:
+        ob = self._outbox
+        confirm = self._confirm
+        while ob.count or len(confirm):
+            if self._state is State.CLOSED:
+                raise ClientClosed("client closed while confirming")
+            fut = self._require_loop().create_future()
+            self._drain_waiters.append(fut)
+            await fut
 
     async def _wait_outbox(self, messages: int, nbytes: int) -> None:
         ob = self._outbox
@@ -404,33 +513,47 @@ class Client:
 
     def _flush_locked(self) -> None:
         """Write what the socket takes; hold the lock (sends from threads append meanwhile)."""
-        sock = self._sock
+        link = self._link
         ob = self._outbox
-        if self._state is not _READY or sock is None or not ob.count:
+        if self._state is not _READY or link is None or self._holding or not ob.count:
+            return
+        paced = link.paced
+        if paced and link.unread():
+            self._next_pass()  # the C proxy has not read the last frame yet
             return
         try:
-            n = sock.send(ob.data())
+            n = link.sock.send(ob.first() if paced else ob.data())
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as exc:
-            self._loop.call_soon(self._lost, f"write failed: {exc}")  # type: ignore[union-attr]
+            self._loop.call_soon(self._lost, link, f"write failed: {exc}")  # type: ignore[union-attr]
             return
         before = ob.count
         keys = ob.written(n)
         self._sent += before - ob.count
         if keys:
-            expect = self._echo.expect
             for key in keys:
-                expect(key)
-        if ob.count:
-            if not self._writing:
-                self._writing = True
-                self._loop.add_writer(self._fd, self._flush)  # type: ignore[union-attr]
-        elif self._writing:
-            self._writing = False
-            self._loop.remove_writer(self._fd)  # type: ignore[union-attr]
+                (self._echo if key[2] else self._confirm).expect((key[0], key[1]))
+        if not ob.count:
+            self._classes = 0
+        if paced:
+            if ob.count:
+                self._next_pass()
+        elif ob.count:
+            if not link.writing:
+                link.writing = True
+                self._loop.add_writer(link.fd, self._flush)  # type: ignore[union-attr]
+        elif link.writing:
+            link.writing = False
+            self._loop.remove_writer(link.fd)  # type: ignore[union-attr]
         if self._drain_waiters:
             self._loop.call_soon(self._wake_drain)  # type: ignore[union-attr]
+
+    def _next_pass(self) -> None:
+        """Paced: try the next frame when the loop turns again."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 
     def _wake_drain(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
@@ -509,9 +632,10 @@ class Client:
     def pause_input(self) -> None:
         """Stop reading the socket (the proxy then slows the senders down)."""
         self._input_paused = True
-        if self._reader_added:
-            self._reader_added = False
-            self._loop.remove_reader(self._fd)  # type: ignore[union-attr]
+        link = self._link
+        if link is not None and link.reader_added:
+            link.reader_added = False
+            link.loop.remove_reader(link.fd)
 
     def resume_input(self) -> None:
         """Read again: first what was held back, then the socket. Call on the loop."""
@@ -519,26 +643,33 @@ class Client:
             return
         self._input_paused = False
         self._pump()
-        if not self._input_paused and self._sock is not None and not self._reader_added:
-            self._reader_added = True
-            self._loop.add_reader(self._fd, self._on_readable)  # type: ignore[union-attr]
+        link = self._link
+        if not self._input_paused and link is not None and not link.reader_added:
+            link.reader_added = True
+            link.loop.add_reader(link.fd, self._on_readable, link)
 
-    def _on_readable(self) -> None:
-        sock = self._sock
-        if sock is None:
+    def _on_readable(self, link: Link) -> None:
+        if link is not self._link:
             return
         try:
-            data = sock.recv(_RECV_SIZE)
+            data = link.sock.recv(_RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._lost(f"read failed: {exc}")
+            self._lost(link, f"read failed: {exc}")
             return
         if not data:
-            self._lost("the proxy closed the connection")
+            self._lost(link, "the proxy closed the connection")
             return
-        self._decoder.feed(data)  # type: ignore[union-attr]
+        link.decoder.feed(data)
         self._pump()
+
+    def _check_confirm(self, cls: int, ts: int, body: bytes) -> bool:
+        """The sink while confirmations are awaited: count our own echo, then deliver."""
+        confirm = self._confirm
+        if confirm.is_echo((cls, body)) and not confirm and self._drain_waiters:
+            self._wake_drain()
+        return self._sink(cls, ts, body)
 
     def _pump(self) -> None:
         """Offer held, backlogged and decoded messages to the sink until it says stop."""
@@ -559,15 +690,19 @@ class Client:
             self._held = item
             self.pause_input()
             return
-        decoder = self._decoder
-        if decoder is None:
+        link = self._link
+        if link is None:
             return
+        decoder = link.decoder
         next_event = decoder.next_event
         callback = self._on_message if sink == self._to_callback else None
         inbox = self._inbox if sink == self._to_inbox else None
+        confirm = self._confirm
         while True:
             ready = self._state is _READY  # before CREATE_RESULT, payloads are errors (below)
-            if ready and inbox is not None:  # async for / receive(): no Python call per message
+            checking = ready and bool(confirm)  # our own messages are on their way back
+            if ready and inbox is not None and not checking:
+                # async for / receive(): no Python call per message
                 room = self.max_inbox - len(inbox)
                 n = decoder.collect(inbox.append, Message, room) if room > 0 else 0
                 if n:
@@ -578,10 +713,11 @@ class Client:
                     return
             elif ready:
                 try:
-                    if callback is not None:
+                    if callback is not None and not checking:
                         self._received += decoder.dispatch(callback)
                     else:
-                        self._received += decoder.dispatch(sink, stop_on_false=True)
+                        fn = self._check_confirm if checking else sink
+                        self._received += decoder.dispatch(fn, stop_on_false=True)
                         if decoder.stopped_by_sink:
                             self.pause_input()
                             return
@@ -600,11 +736,12 @@ class Client:
                 return
             if type(ev) is RxPayload:
                 if self._state is not State.READY:
-                    self._lost("the proxy sent a message before CREATE_RESULT")
+                    self._lost(link, "the proxy sent a message before CREATE_RESULT")
                     return
                 self._received += 1  # dispatch takes these; only a leftover lands here
                 try:
-                    if not sink(ev.cls, ev.timestamp, ev.body):
+                    fn = self._check_confirm if confirm else sink
+                    if not fn(ev.cls, ev.timestamp, ev.body):
                         self.pause_input()
                         return
                 except NotNow:
@@ -612,22 +749,24 @@ class Client:
                     self.pause_input()
                     return
             else:
-                self._control(ev)
-                if self._decoder is not decoder:  # the connection went away
+                self._control(link, ev)
+                if self._link is not link:  # the connection went away
                     return
 
-    def _control(self, ev: object) -> None:
+    def _control(self, link: Link, ev: object) -> None:
         if type(ev) is CreateResult:
             if self._state is not State.CREATING:
-                self._lost("the proxy sent a second CREATE_RESULT")
+                self._lost(link, "the proxy sent a second CREATE_RESULT")
             elif ev.result != 0:
-                self._lost(f"the proxy refused the {self.stream_name} stream (result {ev.result})")
+                self._lost(
+                    link, f"the proxy refused the {self.stream_name} stream (result {ev.result})"
+                )
             else:
-                self._ready()
+                self._ready(link, ev.rideshare)
         elif type(ev) is ConnState:
             pass  # CREATING/CONNECTING/CONNECTED: informational for SMD
         elif type(ev) is DecodeError:
-            self._lost(f"bad frame from the proxy: {ev.message}")
+            self._lost(link, f"bad frame from the proxy: {ev.message}")
         # RX credit, metadata and perf frames mean nothing for SMD: ignored
 
     # -- connection management ----------------------------------------------
@@ -637,14 +776,47 @@ class Client:
             raise RuntimeError("client not started: use 'await smdbus.connect(...)'")
         return self._loop
 
-    def _attempt(self) -> None:
-        self._timer = None
-        if self._state is State.CLOSED:
-            return
-        self._state = State.CONNECTING
-        self._connect_task = self._require_loop().create_task(self._open())
+    @property
+    def _timers(self) -> Scheduler:
+        assert self._scheduler is not None, "started clients have a scheduler"
+        return self._scheduler
 
-    async def _open(self) -> None:
+    async def _run(self) -> None:
+        """The one reconnect task: one link at a time, one wait between two.
+
+        Whatever notices a failure (a read, a write, the create timer, a bad
+        frame) only closes the current link; this task alone decides to try
+        again, so a failure cannot start two attempts.
+        """
+        while self._state is not _CLOSED:
+            self._state = State.CONNECTING
+            reason = await self._connect_once()
+            if self._state is _CLOSED:
+                return
+            self._last_error = reason
+            self._state = State.WAITING
+            first = self._first
+            if first is not None and not first.done():
+                first.set_exception(ProxyUnavailable(self.address, reason))
+                return
+            log.debug("attempt on %s ended: %s", format_address(self.address), reason)
+            await self._sleep(self.reconnect_delay)
+
+    async def _sleep(self, delay: float) -> None:
+        fut: asyncio.Future[None] = self._require_loop().create_future()
+
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        timer = self._timers.call_later(delay, wake)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+
+    async def _connect_once(self) -> str:
+        """Open one link and wait until it ends; the reason it ended (or failed to open)."""
         loop = self._require_loop()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -653,24 +825,20 @@ class Client:
             sock.send(stream_type_frame(self.stream_name, self.mask, os.getpid()))
         except OSError as exc:
             sock.close()
-            self._failed(f"connect failed: {exc.strerror or exc}")
-            return
+            return f"connect failed: {exc.strerror or exc}"
         except asyncio.CancelledError:
             sock.close()
             raise
-        finally:
-            self._connect_task = None
-        if self._state is State.CLOSED:
-            sock.close()
-            return
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._decoder = Decoder(Role.CLIENT)
+        link = self._link = Link(sock, loop)
         self._state = State.CREATING
-        self._timer = loop.call_later(self.create_timeout, self._create_timed_out)
+        link.create_timer = self._timers.call_later(
+            self.create_timeout,
+            lambda: self._lost(link, f"no CREATE_RESULT within {self.create_timeout:g} s"),
+        )
         if not self._input_paused:
-            self._reader_added = True
-            loop.add_reader(self._fd, self._on_readable)
+            link.reader_added = True
+            loop.add_reader(link.fd, self._on_readable, link)
+        return await link.ended
 
     async def _connect_unix(self, sock: socket.socket) -> None:
         """Connect a non-blocking Unix socket.
@@ -692,14 +860,11 @@ class Client:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
 
-    def _create_timed_out(self) -> None:
-        self._timer = None
-        self._lost(f"no CREATE_RESULT within {self.create_timeout:g} s")
-
-    def _ready(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _ready(self, link: Link, rideshare: bytes) -> None:
+        if link.create_timer is not None:
+            link.create_timer.cancel()
+            link.create_timer = None
+        link.ours = is_our_proxy(rideshare)
         self._state = State.READY
         self._connects += 1
         if self._disconnected_at is not None:
@@ -715,18 +880,70 @@ class Client:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
+        if link.ours:
+            link.watch = link.loop.create_task(
+                watch_interest(self.address, lambda mask: self._set_interest(link, mask))
+            )
+            if self._outbox.count and self.listen_grace > 0:
+                # what waited out the outage waits for its listeners too (within the grace)
+                self._holding = True
+                self._hold_timer = self._timers.call_later(
+                    self.listen_grace, lambda: self._release(link, timed_out=True)
+                )
+                return
         with self._lock:
             self._flush_locked()
 
-    def _lost(self, reason: str) -> None:
-        """The connection is gone (or never came up): clean up and schedule the next try."""
-        if self._state is State.CLOSED:
+    def _set_interest(self, link: Link, mask: int | None) -> None:
+        """The proxy told its union mask (None: the watch is gone, so unknown)."""
+        if link is not self._link:
+            return
+        self._interest = mask
+        if self._holding and (mask is None or not self._classes & ~mask):
+            self._release(link, timed_out=False)
+
+    def _release(self, link: Link, *, timed_out: bool) -> None:
+        """The held outage buffer goes out: its classes have listeners, or the grace is over."""
+        if link is not self._link or not self._holding:
+            return
+        self._hold_timer = None
+        self._cancel_hold()
+        interest = self._interest
+        unheard = self._classes & ~interest if interest is not None else 0
+        if timed_out and unheard:
+            log.warning(
+                "after %g s nobody listens to %s at %s: the %d buffered messages go out "
+                "anyway, and the proxy refuses those of these classes",
+                self.listen_grace,
+                format_mask(unheard),
+                format_address(self.address),
+                self._outbox.count,
+            )
+        with self._lock:
+            self._flush_locked()
+
+    def _cancel_hold(self) -> None:
+        self._holding = False
+        timer, self._hold_timer = self._hold_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _lost(self, link: Link, reason: str) -> None:
+        """``link`` failed: close it. The reconnect task, waiting on it, takes over."""
+        if link is not self._link or self._state is _CLOSED:
+            link.close(reason)
             return
         was_ready = self._state is State.READY
-        self._hang_up()
+        self._link = None
+        self._state = State.WAITING
+        self._salvage(link)
+        link.close(reason)
         with self._lock:
             self._outbox.rewind()
         self._echo.clear()
+        self._confirm.clear()  # echoes of a dead connection never come
+        self._interest = None
+        self._cancel_hold()
         if was_ready:
             self._disconnects += 1
             self._disconnected_at = time.monotonic()
@@ -736,42 +953,14 @@ class Client:
                 reason,
                 self.reconnect_delay,
             )
-        self._failed(reason)
+        if self._drain_waiters:
+            self._wake_drain()
 
-    def _failed(self, reason: str) -> None:
-        self._last_error = reason
-        if self._state is State.CLOSED:
-            return
-        if self._first is not None and not self._first.done():
-            self._first.set_exception(ProxyUnavailable(self.address, reason))
-            return
-        log.debug("attempt on %s failed: %s", format_address(self.address), reason)
-        self._state = State.WAITING
-        self._timer = self._require_loop().call_later(self.reconnect_delay, self._attempt)
-
-    def _hang_up(self) -> None:
-        if self._timer is not None and self._state is not State.WAITING:
-            self._timer.cancel()
-            self._timer = None
-        sock, self._sock = self._sock, None
-        decoder, self._decoder = self._decoder, None
-        if decoder is not None:
-            # messages already received stay ours: keep them for the sink
-            for ev in decoder.events():
-                if type(ev) is RxPayload:
-                    self._backlog.append((ev.cls, ev.timestamp, ev.body))
-        if sock is None:
-            return
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            if self._reader_added:
-                loop.remove_reader(self._fd)
-            if self._writing:
-                loop.remove_writer(self._fd)
-        self._reader_added = False
-        self._writing = False
-        self._fd = -1
-        sock.close()
+    def _salvage(self, link: Link) -> None:
+        """Messages already received on a dying link stay ours: keep them for the sink."""
+        for ev in link.decoder.events():
+            if type(ev) is RxPayload:
+                self._backlog.append((ev.cls, ev.timestamp, ev.body))
 
     # -- bridging ----------------------------------------------------------
 
@@ -786,9 +975,9 @@ class Client:
         self.bridge_obj = Bridge(self, bus, self.mask if export_mask is None else export_mask, name)
         return self.bridge_obj
 
-    def send_bridged(self, cls: int, ts: int, payload: bytes) -> None:
+    def send_bridged(self, cls: int, ts: int, payload: bytes) -> bool:
         """Send a local bus message on, expecting its echo if our mask matches it."""
-        self._send(cls, payload, ts, (cls, payload) if cls & self.mask else None)
+        return self._send(cls, payload, ts, True)
 
     def is_echo(self, cls: int, body: bytes) -> bool:
         """Whether a message from the proxy is the echo of one the bridge sent (used up)."""
@@ -799,6 +988,7 @@ class Client:
     def stats(self) -> ClientStats:
         with self._lock:
             buffered, nbytes = self._outbox.count, self._outbox.nbytes
+        link = self._link if self._state is _READY else None
         return ClientStats(
             state=self._state.value,
             connects=self._connects,
@@ -811,6 +1001,12 @@ class Client:
             echoes_suppressed=self._echo.suppressed,
             bridge_dropped=self.bridge_dropped,
             last_error=self._last_error,
+            proxy="unknown" if link is None else "smdbus" if link.ours else "other",
+            interest=self._interest,
+            unheard=self._unheard,
+            confirmed=self._confirm.suppressed,
+            awaiting_confirmation=len(self._confirm),
+            unconfirmed=self._confirm.expired,
         )
 
     def __repr__(self) -> str:

@@ -9,7 +9,13 @@ again would deliver it twice. So the bridge remembers what it sent.
 The rule: every message the bridge wrote to the proxy whose class is in the
 connection's mask is *expected back*, keyed by ``(class, body)``. The first
 message from the proxy with an expected key is taken as the echo and is not
-forwarded; the expectation is used up. Expectations expire after ``ttl``
+forwarded; the expectation is used up.
+
+The same structure confirms plain sends (see ``Client.drain(confirm=True)``):
+there the echo is still delivered, and an expectation that expires or is
+cleared is a message that was not confirmed (:attr:`EchoFilter.expired`).
+
+Expectations expire after ``ttl``
 (an echo the proxy dropped must not hide a later message for ever) and are
 bounded in number; a reconnect clears them, because echoes of the old
 connection will never come.
@@ -30,7 +36,15 @@ from smdbus.client.outbox import EchoKey
 class EchoFilter:
     """Expected echoes: for each key, the times it was written (injected clock, µs)."""
 
-    __slots__ = ("_clock", "_order", "_pending", "max_pending", "suppressed", "ttl_us")
+    __slots__ = (
+        "_clock",
+        "_order",
+        "_pending",
+        "expired",
+        "max_pending",
+        "suppressed",
+        "ttl_us",
+    )
 
     def __init__(self, ttl_us: int, max_pending: int, clock: Callable[[], int]) -> None:
         self.ttl_us = ttl_us
@@ -41,6 +55,12 @@ class EchoFilter:
         # every expectation in write order, for expiry (consumed ones are skipped)
         self._order: deque[tuple[int, EchoKey]] = deque()
         self.suppressed = 0
+        self.expired = 0
+        """Expectations given up (expired, over the bound, or cleared) before their echo came."""
+
+    def __bool__(self) -> bool:
+        """Whether any expectation is pending (cheap: the hot path asks per pass)."""
+        return bool(self._pending)
 
     def __len__(self) -> int:
         return sum(len(times) for times in self._pending.values())
@@ -73,9 +93,18 @@ class EchoFilter:
         self.suppressed += 1
         return True
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        """Give every expectation up (the connection is gone); how many there were."""
+        dropped = len(self)
+        self.expired += dropped
         self._pending.clear()
         self._order.clear()
+        return dropped
+
+    def expire(self) -> None:
+        """Give up the expectations older than ``ttl`` now."""
+        if self._pending:
+            self._expire()
 
     def _expire(self) -> None:
         order = self._order
@@ -89,6 +118,7 @@ class EchoFilter:
         # Echoes use up a key's oldest time first, so this expectation is still
         # pending exactly when the key's oldest time is (at least as old as) it.
         if times and times[0] <= t:
+            self.expired += 1
             times.popleft()
             if not times:
                 del self._pending[key]

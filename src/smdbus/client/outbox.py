@@ -11,8 +11,10 @@ Rules:
   back to be sent again in full on the next connection. A frame the kernel
   took entirely is gone from here: if the proxy died before reading it, it
   is lost (the wire has no acknowledgement), and the docs say so.
-- Each frame may carry an *echo key*: the caller is told when that frame
-  was handed over whole (see :mod:`smdbus.client.echo`).
+- Each frame may carry a *key*: the caller is told when that frame was
+  handed over whole, to expect its echo (see :mod:`smdbus.client.echo`).
+- Whole frames can be taken one at a time (:meth:`first`) for a peer that
+  must get one frame per write (a C proxy, see :mod:`smdbus.client.link`).
 
 Nothing here touches a socket: the owner passes :meth:`data` to ``send`` and
 reports how much was taken with :meth:`written`.
@@ -26,6 +28,8 @@ from typing import TypeAlias
 
 EchoKey: TypeAlias = tuple[int, bytes]
 """``(class, body)``: what identifies our own message when the proxy echoes it."""
+OutboxKey: TypeAlias = tuple[int, bytes, bool]
+"""``(class, body, bridged)``: an echo key, and whether the bridge sent it."""
 
 
 class Outbox:
@@ -62,7 +66,7 @@ class Outbox:
         self._end = 0  # stream offset after the last frame
         self._ends: list[int] = []  # stream offset after each frame; [_head:] are unsent
         self._head = 0
-        self._keys: deque[tuple[int, EchoKey]] = deque()  # (end offset, key)
+        self._keys: deque[tuple[int, OutboxKey]] = deque()  # (end offset, key)
         self._pos = 0  # bytes of the first frames already written
 
     def room_for(self, size: int) -> bool:
@@ -72,7 +76,7 @@ class Outbox:
             and len(self._buf) + size <= self.max_bytes
         )
 
-    def offer(self, frame: bytes, key: EchoKey | None = None) -> int:
+    def offer(self, frame: bytes, key: OutboxKey | None = None) -> int:
         """Append a whole frame if it fits the bounds: the bytes now held, or -1 if it did not.
 
         The send hot path: one call instead of :meth:`room_for`, :meth:`put`, :attr:`nbytes`.
@@ -88,7 +92,7 @@ class Outbox:
             self._keys.append((end, key))
         return len(buf)
 
-    def put(self, frame: bytes, key: EchoKey | None = None) -> None:
+    def put(self, frame: bytes, key: OutboxKey | None = None) -> None:
         """Append a whole frame; the caller checked :meth:`room_for`."""
         self._buf += frame
         self._end += len(frame)
@@ -112,7 +116,18 @@ class Outbox:
             return self._buf
         return memoryview(self._buf)[self._pos :]
 
-    def written(self, n: int) -> list[EchoKey]:
+    def first(self) -> bytes | bytearray | memoryview:
+        """The rest of the first frame not yet written whole, for a one-frame write."""
+        end = self._ends[self._head] - self._base
+        if self._pos == 0 and end == len(self._buf):
+            return self._buf
+        return memoryview(self._buf)[self._pos : end]
+
+    def count_keys(self, *, bridged: bool) -> int:
+        """Frames not yet written whole that carry a key with this ``bridged`` flag."""
+        return sum(1 for _, key in self._keys if key[2] is bridged)
+
+    def written(self, n: int) -> list[OutboxKey]:
         """Record that ``n`` bytes of :meth:`data` were taken; the keys of frames now whole."""
         if n <= 0:
             return []

@@ -63,12 +63,12 @@ class ThreadedClient:
 
     # -- the program's side ----------------------------------------------------
 
-    def send(self, cls: int, payload: bytes | bytearray | memoryview | str) -> None:
-        """As :meth:`Client.send`: queue for the proxy or raise at once."""
-        self.client.send(cls, payload)
+    def send(self, cls: int, payload: bytes | bytearray | memoryview | str) -> bool:
+        """As :meth:`Client.send`: queue for the proxy (False: nobody listens) or raise at once."""
+        return self.client.send(cls, payload)
 
-    def send_json(self, cls: int, obj: Any) -> None:
-        self.client.send_json(cls, obj)
+    def send_json(self, cls: int, obj: Any) -> bool:
+        return self.client.send_json(cls, obj)
 
     def receive(self, timeout: float | None = None) -> Message:
         """The next message; ``TimeoutError`` after ``timeout`` s, ``ClientClosed`` once closed."""
@@ -92,9 +92,16 @@ class ThreadedClient:
         except ClientClosed:
             raise StopIteration from None
 
-    def drain(self, timeout: float | None = None) -> None:
-        """Block while the unsent buffer is over half its bound."""
+    def drain(self, timeout: float | None = None, *, confirm: bool = False) -> int:
+        """Block while the unsent buffer is over half its bound; see :meth:`Client.drain`.
+
+        With ``confirm``: block until what was sent came back (within
+        ``timeout``, default 5 s); returns how many did not.
+        """
+        if confirm:
+            return self._runner.run(self.client.drain(confirm=True, timeout=timeout))
         self._runner.run(self.client.drain(), timeout)
+        return 0
 
     def wait_connected(self, timeout: float | None = None) -> None:
         self._runner.run(self.client.wait_connected(timeout))
@@ -106,12 +113,15 @@ class ThreadedClient:
     def stats(self) -> ClientStats:
         return self.client.stats()
 
-    def close(self, timeout: float = 1.0) -> None:
-        """Flush for up to ``timeout`` s, hang up, stop the loop thread."""
+    def close(self, timeout: float = 1.0, *, confirm: bool = False) -> int:
+        """Flush (or with ``confirm``, confirm) for up to ``timeout`` s, hang up, stop the thread.
+
+        Returns what :meth:`Client.close` does: the messages not known to have arrived.
+        """
         if self._closed:
-            return
+            return 0
         try:
-            self._runner.run(self.client.close(timeout))
+            return self._runner.run(self.client.close(timeout, confirm=confirm))
         finally:
             self._runner.stop()
             with self._cond:

@@ -48,7 +48,6 @@ from smdbus.classes import format_mask
 from smdbus.errors import PayloadTooLarge, QueueFull
 from smdbus.proxy.fanout import rx_frame
 from smdbus.proxy.flow import Outflow
-from smdbus.proxy.settings import CONTROL_STREAMTYPE
 from smdbus.proxy.tail import Tail
 from smdbus.wire import (
     SMD_STREAMTYPE,
@@ -65,6 +64,7 @@ from smdbus.wire import (
     conn_state_frame,
     create_result_frame,
 )
+from smdbus.wire.control import CONTROL_STREAMTYPE, PROXY_MARK
 
 if TYPE_CHECKING:
     from smdbus.proxy.fanout import Group
@@ -76,7 +76,7 @@ _PEERCRED = struct.Struct("3i")
 RECV_SIZE = 64 * 1024
 """Bytes asked of each recv (see ``connection_made``)."""
 _GREETING = (
-    create_result_frame(0)
+    create_result_frame(0, rideshare=PROXY_MARK)
     + conn_state_frame(ConnStateCode.CREATING)
     + conn_state_frame(ConnStateCode.CONNECTING)
     + conn_state_frame(ConnStateCode.CONNECTED)

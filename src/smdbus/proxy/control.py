@@ -130,8 +130,12 @@ class Control:
             self._schedule()
         elif op == "stats":
             self._reply(conn, {"end": True, "stats": proxy.stats()})
+        elif op == "watch":  # the union mask, now and on change (smdbus.proxy.interest)
+            proxy.interest.add(conn)
         else:
-            self._reply(conn, {"error": f"unknown op {op!r} (known: peers, stats)", "end": True})
+            self._reply(
+                conn, {"error": f"unknown op {op!r} (known: peers, stats, watch)", "end": True}
+            )
 
     def _refuse(self, conn: Connection, why: str) -> None:
         proxy = self.proxy

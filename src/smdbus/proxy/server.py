@@ -42,6 +42,7 @@ from smdbus.proxy.connection import Connection
 from smdbus.proxy.control import Control
 from smdbus.proxy.fanout import Group, rx_frame
 from smdbus.proxy.flow import Verdict
+from smdbus.proxy.interest import InterestWatch
 from smdbus.proxy.settings import ProxySettings
 from smdbus.wire import format_address, is_abstract
 
@@ -193,6 +194,7 @@ class Proxy:
         self._rx_key: tuple[int, int] = (0, 0)
         self._rx_payload: bytes | None = None
         self._rx_frame = b""
+        self.interest = InterestWatch(self.bus)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -243,6 +245,7 @@ class Proxy:
             if not is_abstract(self.address) and self._inherited is None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.address)
+        self.interest.close()
         if self._bound_bus:
             self.bus.unbind()
             self._bound_bus = False
@@ -336,6 +339,7 @@ class Proxy:
             self._held.remove(conn)
         self.admission.discard(conn)
         self.control.forget(conn)
+        self.interest.discard(conn)
         self._history.append(_peer_info(conn))
 
     def count(self, name: str, n: int = 1) -> None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smdbus.wire import DEFAULT_ADDRESS, MAX_BODY
+from smdbus.wire.control import CONTROL_STREAMTYPE
 
-CONTROL_STREAMTYPE = "_smdbus_ctl"
-"""Our own streamtype on the same socket, for tools (``smd peers``).
-
-C clients only ever ask for ``_lws_smd``, so they never meet it.
-"""
+__all__ = ["CONTROL_STREAMTYPE", "ProxySettings"]
 
 MAXIMA: dict[str, float] = {
     "max_connections": 65536,

@@ -1,0 +1,55 @@
+"""Who listens at the proxy: the client's side of the interest watch.
+
+Our proxy tells a client that asks, on its control stream, the classes
+somebody listens to (:mod:`smdbus.wire.control`). The client keeps one such
+watch per connection (only on a peer that showed our proxy's mark: a C proxy
+has no control stream) and uses the mask for two things: ``send`` returns
+False for a class nobody listens to, as the in-process bus does, and after a
+reconnect the outage buffer waits until its classes have listeners again.
+
+The watch is advisory. If it cannot be opened or breaks, the client forgets
+the mask (``None``: unknown), which means "send everything", the behaviour
+without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from smdbus.wire import format_address
+from smdbus.wire.control import (
+    CONTROL_MAX_BODY,
+    CONTROL_STREAMTYPE,
+    WATCH_QUERY,
+    parse_interest,
+)
+from smdbus.wire.stream import WireStream
+
+log = logging.getLogger("smdbus.client")
+
+
+async def watch_interest(address: str, on_mask: Callable[[int | None], None]) -> None:
+    """Call ``on_mask(mask)`` with the proxy's union mask, now and on every change.
+
+    Runs until cancelled; on any failure calls ``on_mask(None)`` and returns.
+    """
+    try:
+        stream = await WireStream.connect(
+            address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+        )
+    except ConnectionError as exc:
+        log.debug("no interest watch on %s: %s", format_address(address), exc)
+        on_mask(None)
+        return
+    try:
+        await stream.send(0, WATCH_QUERY)
+        async for msg in stream:
+            mask = parse_interest(msg.body)
+            if mask is not None:
+                on_mask(mask)
+    except ConnectionError as exc:
+        log.debug("interest watch on %s ended: %s", format_address(address), exc)
+    finally:
+        await stream.close()
+    on_mask(None)

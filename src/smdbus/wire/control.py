@@ -1,0 +1,67 @@
+"""Our own additions to the wire, which C peers never see: the proxy's mark and ``_smdbus_ctl``.
+
+Both ends import this module; nothing else spells these bytes.
+
+Rules:
+
+- **The mark.** Our proxy's CREATE_RESULT carries the rideshare text
+  :data:`PROXY_MARK` (``,smdbus``) where the C proxy sends ``,(null)``: the
+  same shape and length, which the C client takes as it takes the C proxy's.
+  A client that finds the mark knows its peer batches safely and answers on
+  the control stream; a client that does not find it must treat the peer as
+  a C proxy (see ``docs/client.md``: one frame per write, paced).
+- **The control stream.** A connection whose STREAMTYPE names
+  :data:`CONTROL_STREAMTYPE` is not an SMD participant. Its TX_PAYLOADs are
+  queries, one compact JSON object each (``{"op": ...}``, class 0); every
+  reply is one RX_PAYLOAD of class 0 whose body is one JSON object. C
+  clients only ever ask for ``_lws_smd``, so they never meet it.
+- **Interest.** ``{"op": "watch"}`` subscribes the connection to the proxy's
+  *union mask*: the classes somebody on the proxy's bus listens to (local
+  participants and every ``_lws_smd`` connection, the asker's own stream
+  included). The proxy answers ``{"interest": mask}`` at once and again on
+  every change, for as long as the control connection stays open.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+CONTROL_STREAMTYPE = "_smdbus_ctl"
+"""Our own streamtype on the proxy's socket, for tools and for interest."""
+
+PROXY_MARK = b",smdbus"
+"""CREATE_RESULT rideshare text of our proxy (the C proxy's is ``,(null)``)."""
+
+CONTROL_MAX_BODY = 0xFFFF - 32
+"""Largest reply body on the control stream (the frame's len field is a u16)."""
+
+WATCH_QUERY = b'{"op":"watch"}'
+"""Ask for the proxy's union mask, now and on every change."""
+
+
+def is_our_proxy(rideshare: bytes) -> bool:
+    """Whether a CREATE_RESULT's rideshare text is our proxy's mark."""
+    return rideshare == PROXY_MARK
+
+
+def reply(obj: dict[str, Any]) -> bytes:
+    """One control reply body (compact JSON)."""
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def interest_reply(mask: int) -> bytes:
+    """The body announcing the proxy's union mask."""
+    return reply({"interest": mask})
+
+
+def parse_interest(body: bytes) -> int | None:
+    """The mask in an interest reply, or None for any other (or malformed) body."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    mask = obj.get("interest") if isinstance(obj, dict) else None
+    if type(mask) is not int or not 0 <= mask < 1 << 64:
+        return None
+    return mask
