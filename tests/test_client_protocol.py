@@ -296,3 +296,20 @@ async def test_on_message_errors_are_logged_and_delivery_goes_on(
         assert "on_message failed on a NETWORK message" in caplog.text
         assert client.stats().received == 5
         await client.close()
+
+
+async def test_confirm_counts_what_a_lost_connection_never_sent_back() -> None:
+    """Echoes that a dead connection never brought are reported, not waited for."""
+    address = unique_address()
+    async with ScriptedProxy(address, ours=True) as proxy:  # takes messages, echoes none
+        client = await connect(address, Class.NETWORK, reconnect_delay=60)
+        for i in range(10):
+            client.send(Class.NETWORK, b"%d" % i)
+        await proxy.wait_for(lambda: len(proxy.payloads()) == 10)
+        assert client.stats().awaiting_confirmation == 10
+        await proxy.stop()  # hangs up: the proxy passed nothing back
+        assert await client.drain(confirm=True, timeout=5) == 10
+        stats = client.stats()
+        assert (stats.confirmed, stats.awaiting_confirmation, stats.unconfirmed) == (0, 0, 10)
+        assert await client.drain(confirm=True, timeout=0) == 0, "each is reported once"
+        await client.close(timeout=0)

@@ -24,6 +24,8 @@ import pytest
 from smdbus.bus import Bus
 from smdbus.classes import Class, user_class
 from smdbus.client import BufferFull, Client, Message, State, connect, connect_threaded
+from smdbus.commands.peers import query_peers
+from smdbus.system.scheduler import ManualScheduler
 
 _names = itertools.count()
 
@@ -138,6 +140,7 @@ async def test_send_and_receive_sender_included(proxy: ProxyProcess) -> None:
 async def test_many_messages_in_order(proxy: ProxyProcess) -> None:
     pub = await connect(proxy.address, 0)
     sub = await connect(proxy.address, user_class(0))
+    await pub.wait_listeners(user_class(0), timeout=5)  # the proxy told pub that sub listens
     n = 20_000
     for i in range(n):
         pub.send(user_class(0), i.to_bytes(4, "big") + bytes(96))
@@ -370,3 +373,149 @@ def test_injected_settings_validated() -> None:
         Client("@x", 1, reconnect_delay=-1)
     with pytest.raises(ValueError, match="abstract"):
         Client("@", 1)
+
+
+# -- one failure, one reconnect ------------------------------------------------
+
+
+async def smd_streams(address: str) -> list[dict[str, Any]]:
+    """The proxy's ``_lws_smd`` connections, open and closed (``smd peers``)."""
+    peers, _ = await query_peers(address)
+    return [p for p in peers if p["streamtype"] == "_lws_smd"]
+
+
+@pytest.mark.parametrize("sends", [1, 2, 50])
+async def test_failed_writes_lead_to_one_reconnect_that_stays_up(
+    proxy: ProxyProcess, sends: int
+) -> None:
+    """SIGKILL the proxy, send (each write fails), restart: one join, and it stays READY.
+
+    Every timer of the client runs on a manual scheduler, so "3 s later" is one
+    ``advance`` call: a stray create timer would close the connection there.
+    """
+    cls = user_class(3)
+    timers = ManualScheduler()
+    c = await connect(proxy.address, cls, scheduler=timers)
+    proxy.kill9()
+    for i in range(sends):  # the first write meets the dead socket
+        c.send(cls, b"%d" % i)
+    await until(lambda: c.state is State.WAITING and timers.pending == 1)
+    proxy.start()
+    timers.advance(1.0)  # the reconnect delay: one attempt
+    await c.wait_connected(5)
+    got = [m.payload for m in await take(c, sends)]  # the outage buffer, echoed to us
+    assert got == [b"%d" % i for i in range(sends)]
+    timers.advance(60.0)  # every timer the client could have left falls due now
+    c.send(cls, b"still up")
+    assert [m.payload for m in await take(c, 1)] == [b"still up"]
+    stats = c.stats()
+    assert (stats.state, stats.connects, stats.disconnects) == ("ready", 2, 1)
+    streams = await smd_streams(proxy.address)
+    assert [(p["client_pid"], p["state"]) for p in streams] == [(os.getpid(), "smd")]
+    await c.close()
+
+
+# -- who listens -----------------------------------------------------------------
+
+
+async def test_send_returns_false_when_nobody_listens(proxy: ProxyProcess) -> None:
+    cls = user_class(1)
+    pub = await connect(proxy.address, 0)
+    await until(lambda: pub.interest is not None)
+    assert pub.interest == 0 and pub.stats().proxy == "smdbus"
+    assert pub.send(cls, b"into the void") is False  # as Bus.send: refused, nothing queued
+    assert pub.stats().unheard == 1 and pub.stats().buffered == 0
+    sub = await connect(proxy.address, cls)
+    await pub.wait_listeners(cls, timeout=5)
+    assert pub.send(cls, b"heard") is True
+    assert [m.payload for m in await take(sub, 1)] == [b"heard"]
+    await sub.close()
+    await until(lambda: pub.interest == 0)  # the last listener left
+    assert pub.send(cls, b"again") is False
+    await pub.close()
+
+
+async def test_outage_buffer_waits_for_its_listeners_after_a_restart(proxy: ProxyProcess) -> None:
+    """The publisher is back long before the subscriber: nothing goes into an empty proxy."""
+    cls = user_class(6)
+    sub = await connect(proxy.address, cls, reconnect_delay=0.5)  # comes back late
+    pub = await connect(proxy.address, 0, reconnect_delay=0.05, listen_grace=5.0)
+    await pub.wait_listeners(cls, timeout=5)
+    got: list[int] = []
+
+    async def collect() -> None:
+        async for m in sub:
+            got.append(int(m.payload))
+
+    collector = asyncio.create_task(collect())
+    pub.send(cls, b"-1")
+    await until(lambda: got == [-1])
+    proxy.kill9()
+    await until(lambda: pub.state is not State.READY and sub.state is not State.READY)
+    n = 500
+    for i in range(n):
+        assert pub.send(cls, b"%d" % i)  # buffered: the proxy is gone
+    proxy.start()
+    await until(lambda: len(got) == n + 1, timeout=10)
+    assert got == [-1, *range(n)]
+    assert pub.stats().buffered == 0 and sub.stats().connects == 2
+    collector.cancel()
+    await pub.close()
+    await sub.close()
+
+
+async def test_outage_buffer_goes_out_after_the_grace_without_listeners(
+    proxy: ProxyProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    cls = user_class(7)
+    timers = ManualScheduler()
+    pub = await connect(proxy.address, 0, scheduler=timers, listen_grace=2.0)
+    proxy.kill9()
+    await until(lambda: pub.state is State.WAITING and timers.pending == 1)
+    for i in range(5):
+        pub.send(cls, b"%d" % i)
+    proxy.start()
+    timers.advance(1.0)
+    await pub.wait_connected(5)
+    await until(lambda: pub.interest is not None)
+    assert pub.stats().buffered == 5, "held: nobody listens to USER7 yet"
+    timers.advance(2.0)  # the grace is over
+    assert pub.stats().buffered == 0
+    assert "nobody listens to USER7" in caplog.text and "5 buffered messages" in caplog.text
+    await pub.close()
+
+
+# -- confirmation ------------------------------------------------------------------
+
+
+async def test_drain_confirm_counts_our_echoes(proxy: ProxyProcess) -> None:
+    cls = user_class(2)
+    c = await connect(proxy.address, cls, on_message=lambda *_: None)
+    for i in range(1000):
+        c.send(cls, b"%d" % i)
+    assert await c.drain(confirm=True, timeout=10) == 0
+    stats = c.stats()
+    assert (stats.confirmed, stats.awaiting_confirmation, stats.unconfirmed) == (1000, 0, 0)
+    c.send(cls, b"last")
+    assert await c.close(confirm=True) == 0
+
+
+def test_smd_send_count_100_confirms_on_our_proxy(proxy: ProxyProcess) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smdbus",
+            "send",
+            "user2",
+            "x",
+            "--count",
+            "100",
+            "--socket",
+            proxy.address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr

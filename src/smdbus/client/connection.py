@@ -246,6 +246,7 @@ class Client:
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._ready_waiters: list[asyncio.Future[None]] = []
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._interest_waiters: list[asyncio.Future[None]] = []
         self._first: asyncio.Future[None] | None = None
         self._on_message = on_message
         self._sink: Callable[[int, int, bytes], bool] = (
@@ -318,6 +319,34 @@ class Client:
         self._ready_waiters.append(fut)
         await asyncio.wait_for(fut, timeout)
 
+    async def wait_listeners(self, cls: int, timeout: float | None = None) -> None:
+        """Wait until the proxy says somebody listens to ``cls`` (raises TimeoutError).
+
+        Returns at once when the proxy tells nobody who listens (a C proxy):
+        then :meth:`send` queues everything anyway. Use it where a publisher
+        must not have its first messages refused because the subscriber it
+        expects has only just joined (the mask reaches the client one
+        round trip after the join).
+        """
+        await asyncio.wait_for(self._until_heard(int(cls)), timeout)
+
+    async def _until_heard(self, cls: int) -> None:
+        while True:
+            if self._state is State.CLOSED:
+                raise ClientClosed("client is closed")
+            link = self._link
+            if (
+                self._state is State.READY
+                and link is not None
+                and (not link.ours or (link.watch is None and self._interest is None))
+            ):
+                return  # nobody will tell: everything is sent
+            if self._interest is not None and cls & self._interest:
+                return
+            fut = self._require_loop().create_future()
+            self._interest_waiters.append(fut)
+            await fut
+
     async def close(self, timeout: float = 1.0, *, confirm: bool = False) -> int:
         """Flush what can be written within ``timeout``, then hang up and stop reconnecting.
 
@@ -355,11 +384,12 @@ class Client:
                 dropped,
             )
         closed = ClientClosed("client is closed")
-        for fut in [*self._ready_waiters, *self._drain_waiters]:
+        for fut in [*self._ready_waiters, *self._drain_waiters, *self._interest_waiters]:
             if not fut.done():
                 fut.set_exception(closed)
         self._ready_waiters.clear()
         self._drain_waiters.clear()
+        self._interest_waiters.clear()
         if self._first is not None and not self._first.done():
             self._first.set_exception(closed)
         self._wake_inbox()
@@ -876,7 +906,8 @@ class Client:
             self._disconnected_at = None
         if self._first is not None and not self._first.done():
             self._first.set_result(None)
-        waiters, self._ready_waiters = self._ready_waiters, []
+        waiters = [*self._ready_waiters, *self._interest_waiters]  # interest: which proxy now
+        self._ready_waiters, self._interest_waiters = [], []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
@@ -899,6 +930,12 @@ class Client:
         if link is not self._link:
             return
         self._interest = mask
+        if mask is None:
+            link.watch = None  # gone: nobody will tell any more
+        waiters, self._interest_waiters = self._interest_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
         if self._holding and (mask is None or not self._classes & ~mask):
             self._release(link, timed_out=False)
 

@@ -1,4 +1,11 @@
-"""``smd send CLASS PAYLOAD``: publish one message through the proxy.
+"""``smd send CLASS PAYLOAD``: publish one message through the proxy, and confirm it.
+
+The wire has no acknowledgement, and a C proxy discards what it has not
+passed on when a client hangs up. What a sender can see is its own message
+coming back (the proxy sends a message to every connection whose mask
+matches, the sender included), so ``smd send`` listens to the class it sends
+and exits 0 only when every message came back within ``--timeout``; else it
+exits 1 saying how many did not.
 
 The payload limit here is the wire's: 383 bytes, as libwebsockets' C proxy
 takes (its frame has room for one byte less than lws_smd's 384). A bus in
@@ -13,9 +20,9 @@ import sys
 
 from smdbus.bus import MAX_PAYLOAD
 from smdbus.classes import parse_mask
-from smdbus.commands._options import add_socket, examples, positive_int
+from smdbus.client import Client, ProxyUnavailable
+from smdbus.commands._options import add_socket, examples, positive_float, positive_int
 from smdbus.wire import MAX_BODY
-from smdbus.wire.stream import WireStream
 
 
 def _class(text: str) -> int:
@@ -41,6 +48,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--count", type=positive_int, default=1, metavar="N", help="send it N times (default 1)"
     )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=5.0,
+        metavar="S",
+        help="seconds to wait for the messages to come back from the proxy (default 5)",
+    )
     examples(
         parser,
         "smd send INTERACTION '{\"hello\":1}'",
@@ -63,15 +77,35 @@ def run(args: argparse.Namespace) -> int:
     if len(body) > MAX_BODY:
         print(f"smd send: {too_large(len(body))}", file=sys.stderr)
         return 2
-    asyncio.run(_send(args.socket, args.cls, body, args.count))
+    missing = asyncio.run(_send(args.socket, args.cls, body, args.count, args.timeout))
+    if missing:
+        print(
+            f"smd send: {missing} of {args.count} messages not confirmed within "
+            f"{args.timeout:g} s (they did not come back from the proxy)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
-async def _send(address: str, cls: int, body: bytes, count: int) -> None:
-    stream = await WireStream.connect(address, 0)
+async def _send(address: str, cls: int, body: bytes, count: int, timeout: float) -> int:
+    """Send ``count`` copies; how many did not come back within ``timeout``."""
+    # Listening to the class is what brings our messages back; other senders' messages
+    # of the class are read and dropped, so they never hold up our confirmations.
+    client = Client(address, cls, on_message=_ignore)
+    try:
+        await client.start()
+    except ProxyUnavailable as exc:  # the command line words it (smdbus.commands._failure)
+        raise ConnectionError(exc.reason) from exc
     try:
         for _ in range(count):
-            stream.send_nowait(cls, body)
-        await stream.drain()
+            client.send(cls, body)
+            if client.stats().buffered >= 500:
+                await client.drain()
     finally:
-        await stream.close()
+        missing = await client.close(timeout, confirm=True)
+    return missing
+
+
+def _ignore(cls: int, timestamp_us: int, payload: bytes) -> None:
+    """Messages of the class from anybody: ours are counted by the client, the rest dropped."""
