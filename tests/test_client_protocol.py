@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import socket
 import time
 
 import pytest
@@ -25,6 +26,7 @@ from smdbus.client import (
 )
 from smdbus.client.connection import Client
 from smdbus.errors import PayloadTooLarge
+from smdbus.system.scheduler import ManualScheduler
 from smdbus.wire import (
     ConnStateCode,
     Decoder,
@@ -313,3 +315,33 @@ async def test_confirm_counts_what_a_lost_connection_never_sent_back() -> None:
         assert (stats.confirmed, stats.awaiting_confirmation, stats.unconfirmed) == (0, 0, 10)
         assert await client.drain(confirm=True, timeout=0) == 0, "each is reported once"
         await client.close(timeout=0)
+
+
+async def test_paced_client_stops_spinning_on_a_proxy_that_stopped_reading() -> None:
+    """On a C proxy the client waits for each frame to be read; not by burning the CPU."""
+    address = unique_address()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + address[1:])
+    listener.listen(1)
+    listener.setblocking(False)
+    loop = asyncio.get_running_loop()
+
+    async def serve() -> socket.socket:
+        conn, _ = await loop.sock_accept(listener)
+        await loop.sock_recv(conn, 20)  # STREAMTYPE of "_lws_smd", and not a byte more, ever
+        await loop.sock_sendall(conn, GREETING)  # a C proxy's: the client paces
+        return conn
+
+    serving = asyncio.create_task(serve())
+    timers = ManualScheduler()
+    client = await connect(address, 0, scheduler=timers)
+    for i in range(5):
+        client.send(Class.NETWORK, b"%d" % i)
+    deadline = time.monotonic() + 5
+    while not timers.pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)  # bounded poll: the loop passes the client spins through
+    assert timers.pending == 1, "after its spin budget the client looks again on a timer"
+    assert client.stats().sent == 1, "one frame out, unread: the next waits"
+    (await serving).close()
+    listener.close()
+    await client.close(timeout=0)

@@ -421,6 +421,8 @@ async def test_failed_writes_lead_to_one_reconnect_that_stays_up(
 async def test_send_returns_false_when_nobody_listens(proxy: ProxyProcess) -> None:
     cls = user_class(1)
     pub = await connect(proxy.address, 0)
+    assert pub.interest is None, "a client learns who listens from its first send on"
+    assert pub.send(cls, b"first") is True  # not known yet: sent (the proxy refuses it)
     await until(lambda: pub.interest is not None)
     assert pub.interest == 0 and pub.stats().proxy == "smdbus"
     assert pub.send(cls, b"into the void") is False  # as Bus.send: refused, nothing queued

@@ -70,12 +70,13 @@ class Bridge:
     def _from_local(self, cls: int, ts: int, payload: bytes) -> None:
         """A local message: on to the proxy (runs on the bus's loop)."""
         try:
-            self.client.send_bridged(cls, ts, payload)
+            heard = self.client.send_bridged(cls, ts, payload)
         except (ClientError, PayloadTooLarge) as exc:
             self.client.bridge_dropped += 1
             log.warning("local %s message not bridged: %s", format_mask(cls), exc)
             return
-        self.forwarded_out += 1
+        if heard:  # else nobody listens at the proxy: refused there, as lws_smd does
+            self.forwarded_out += 1
 
     def _from_proxy(self, cls: int, ts: int, body: bytes) -> bool:
         """A message from the proxy: into the local bus unless it is our echo."""

@@ -110,6 +110,8 @@ DEFAULT_CONFIRM_TIMEOUT = 5.0
 """Seconds ``drain(confirm=True)`` waits for the echoes (the bound of a confirmation)."""
 
 _FLUSH_AT = 16 * 1024  # write at once, without waiting for the loop's turn
+_SPIN_PASSES = 100  # paced: loop passes to wait for the proxy to read before polling
+_PACE_POLL = 0.001  # paced: seconds between looks at a proxy that stopped reading
 _RECV_SIZE = 64 * 1024
 """Bytes asked of each recv. Not more: CPython allocates the whole size for every call,
 and at 128 KiB and up glibc hands that out and takes it back from the kernel each time
@@ -239,6 +241,7 @@ class Client:
         self._holding = False  # the outage buffer waits for listeners
         self._hold_timer: Timer | None = None
         self._flush_scheduled = False
+        self._stalled_passes = 0  # paced: loop passes in a row the proxy had not read
         self._input_paused = False
         self._held: tuple[int, int, bytes] | None = None  # offered to the sink, not taken
         self._backlog: deque[tuple[int, int, bytes]] = deque()
@@ -335,12 +338,10 @@ class Client:
             if self._state is State.CLOSED:
                 raise ClientClosed("client is closed")
             link = self._link
-            if (
-                self._state is State.READY
-                and link is not None
-                and (not link.ours or (link.watch is None and self._interest is None))
-            ):
-                return  # nobody will tell: everything is sent
+            if self._state is State.READY and link is not None:
+                self._want_interest(link)
+                if not link.ours or (link.watch is None and self._interest is None):
+                    return  # nobody will tell: everything is sent
             if self._interest is not None and cls & self._interest:
                 return
             fut = self._require_loop().create_future()
@@ -438,9 +439,14 @@ class Client:
         if not 0 < cls < 1 << 64:
             raise ValueError(f"class must be a non-empty 64-bit mask, got {cls:#x}")
         interest = self._interest
-        if interest is not None and not cls & interest and state is _READY:
-            self._unheard += 1  # nobody listens: refused, as lws_smd and the local bus do
-            return False
+        if interest is not None:
+            if not cls & interest and state is _READY:
+                self._unheard += 1  # nobody listens: refused, as lws_smd and the local bus do
+                return False
+        elif state is _READY:
+            link = self._link
+            if link is not None and not link.watch_wanted:
+                self._want_interest(link)  # a sender: learn who listens from now on
         now = _monotonic_ns() // 1000 if self._clock is _now_us else self._clock()
         # TX_PAYLOAD: header, Secure Streams header (whole message, our time), SMD header
         frame = _pack_head(0xAD, 32 + size, 3, 0, now, cls, now if ts is None else ts) + payload
@@ -549,7 +555,7 @@ class Client:
             return
         paced = link.paced
         if paced and link.unread():
-            self._next_pass()  # the C proxy has not read the last frame yet
+            self._next_pass(stalled=True)  # the C proxy has not read the last frame yet
             return
         try:
             n = link.sock.send(ob.first() if paced else ob.data())
@@ -568,7 +574,7 @@ class Client:
             self._classes = 0
         if paced:
             if ob.count:
-                self._next_pass()
+                self._next_pass(stalled=False)
         elif ob.count:
             if not link.writing:
                 link.writing = True
@@ -579,10 +585,19 @@ class Client:
         if self._drain_waiters:
             self._loop.call_soon(self._wake_drain)  # type: ignore[union-attr]
 
-    def _next_pass(self) -> None:
-        """Paced: try the next frame when the loop turns again."""
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+    def _next_pass(self, *, stalled: bool) -> None:
+        """Paced: try the next frame when the loop turns again.
+
+        A proxy that stops reading would make that a busy loop: after
+        ``_SPIN_PASSES`` passes without progress, look only every ``_PACE_POLL`` s.
+        """
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        self._stalled_passes = self._stalled_passes + 1 if stalled else 0
+        if self._stalled_passes > _SPIN_PASSES:
+            self._timers.call_later(_PACE_POLL, self._flush)
+        else:
             self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 
     def _wake_drain(self) -> None:
@@ -911,19 +926,36 @@ class Client:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
-        if link.ours:
+        if link.ours and self._outbox.count and self.listen_grace > 0:
+            # what waited out the outage waits for its listeners too (within the grace)
+            self._want_interest(link)
+            self._holding = True
+            self._hold_timer = self._timers.call_later(
+                self.listen_grace, lambda: self._release(link, timed_out=True)
+            )
+            return
+        with self._lock:
+            self._flush_locked()
+
+    def _want_interest(self, link: Link) -> None:
+        """Open the interest watch of ``link`` if it has none yet (any thread).
+
+        Opened on first need (a send, a held outage buffer, :meth:`wait_listeners`),
+        so a client that only receives costs the proxy one connection, not two.
+        """
+        if link.watch_wanted or not link.ours:
+            return
+        link.watch_wanted = True
+        if threading.get_ident() == self._thread_id:
+            self._start_watch(link)
+        else:
+            link.loop.call_soon_threadsafe(self._start_watch, link)
+
+    def _start_watch(self, link: Link) -> None:
+        if link is self._link and not link.closed:
             link.watch = link.loop.create_task(
                 watch_interest(self.address, lambda mask: self._set_interest(link, mask))
             )
-            if self._outbox.count and self.listen_grace > 0:
-                # what waited out the outage waits for its listeners too (within the grace)
-                self._holding = True
-                self._hold_timer = self._timers.call_later(
-                    self.listen_grace, lambda: self._release(link, timed_out=True)
-                )
-                return
-        with self._lock:
-            self._flush_locked()
 
     def _set_interest(self, link: Link, mask: int | None) -> None:
         """The proxy told its union mask (None: the watch is gone, so unknown)."""
@@ -943,7 +975,6 @@ class Client:
         """The held outage buffer goes out: its classes have listeners, or the grace is over."""
         if link is not self._link or not self._holding:
             return
-        self._hold_timer = None
         self._cancel_hold()
         interest = self._interest
         unheard = self._classes & ~interest if interest is not None else 0

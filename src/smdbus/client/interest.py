@@ -2,8 +2,9 @@
 
 Our proxy tells a client that asks, on its control stream, the classes
 somebody listens to (:mod:`smdbus.wire.control`). The client keeps one such
-watch per connection (only on a peer that showed our proxy's mark: a C proxy
-has no control stream) and uses the mask for two things: ``send`` returns
+watch per connection, opened on first need (a send, a held outage buffer,
+``wait_listeners``), and only on a peer that showed our proxy's mark (a C
+proxy has no control stream), and uses the mask for two things: ``send`` returns
 False for a class nobody listens to, as the in-process bus does, and after a
 reconnect the outage buffer waits until its classes have listeners again.
 

@@ -50,6 +50,7 @@ class Link:
         "reader_added",
         "sock",
         "watch",
+        "watch_wanted",
         "writing",
     )
 
@@ -62,6 +63,7 @@ class Link:
         self.writing = False  # a writer callback waits for the socket
         self.create_timer: Timer | None = None
         self.watch: asyncio.Task[None] | None = None  # the interest watch (our proxy only)
+        self.watch_wanted = False  # opened on first need: a pure subscriber never opens one
         self.ours = False
         """The peer showed our proxy's mark in CREATE_RESULT: batching is safe."""
         self.closed = False
