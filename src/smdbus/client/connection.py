@@ -75,15 +75,18 @@ from smdbus.errors import PayloadTooLarge
 from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
 from smdbus.wire import (
     DEFAULT_ADDRESS,
+    FLAGS_WHOLE,
     MAX_BODY,
+    PAYLOAD_OVERHEAD,
     SMD_STREAMTYPE,
-    ConnState,
     CreateResult,
-    DecodeError,
+    FrameType,
+    RemoteProtocolError,
     RxPayload,
+    StreamState,
+    StreamType,
     format_address,
     parse_address,
-    stream_type_frame,
 )
 from smdbus.wire.control import is_our_proxy
 from smdbus.wire.frames import PAYLOAD_HEAD
@@ -117,6 +120,9 @@ _RECV_SIZE = 64 * 1024
 and at 128 KiB and up glibc hands that out and takes it back from the kernel each time
 (measured here: a one-frame recv of 256 KiB costs ~19 us, of 64 KiB ~2.5 us)."""
 _pack_head = PAYLOAD_HEAD.pack
+_TX_PAYLOAD = int(FrameType.TX_PAYLOAD)  # plain ints: the send hot path packs them per message
+_WHOLE = int(FLAGS_WHOLE)
+_OPEN = StreamState.OPEN
 _new = tuple.__new__
 _monotonic_ns = time.monotonic_ns
 
@@ -449,7 +455,12 @@ class Client:
                 self._want_interest(link)  # a sender: learn who listens from now on
         now = _monotonic_ns() // 1000 if self._clock is _now_us else self._clock()
         # TX_PAYLOAD: header, Secure Streams header (whole message, our time), SMD header
-        frame = _pack_head(0xAD, 32 + size, 3, 0, now, cls, now if ts is None else ts) + payload
+        frame = (
+            _pack_head(
+                _TX_PAYLOAD, PAYLOAD_OVERHEAD + size, _WHOLE, 0, now, cls, now if ts is None else ts
+            )
+            + payload
+        )
         key: OutboxKey | None = (cls, payload, bridged) if cls & self.mask else None
         lock = self._lock
         lock.acquire()  # not "with": that costs twice as much, and this runs per message
@@ -706,7 +717,7 @@ class Client:
         if not data:
             self._lost(link, "the proxy closed the connection")
             return
-        link.decoder.feed(data)
+        link.conn.receive_data(data)
         self._pump()
 
     def _check_confirm(self, cls: int, ts: int, body: bytes) -> bool:
@@ -738,13 +749,14 @@ class Client:
         link = self._link
         if link is None:
             return
-        decoder = link.decoder
-        next_event = decoder.next_event
+        conn = link.conn
+        decoder = conn.decoder  # its bulk paths run only while the stream is OPEN (below)
+        next_event = conn.next_event
         callback = self._on_message if sink == self._to_callback else None
         inbox = self._inbox if sink == self._to_inbox else None
         confirm = self._confirm
         while True:
-            ready = self._state is _READY  # before CREATE_RESULT, payloads are errors (below)
+            ready = conn.state is _OPEN  # payloads are legal: take them in bulk
             checking = ready and bool(confirm)  # our own messages are on their way back
             if ready and inbox is not None and not checking:
                 # async for / receive(): no Python call per message
@@ -776,13 +788,14 @@ class Client:
                     cls = decoder.interrupted[0] if decoder.interrupted else 0
                     log.exception("on_message failed on a %s message", format_mask(cls))
                     continue
-            ev = next_event()
+            try:
+                ev = next_event()
+            except RemoteProtocolError as exc:
+                self._lost(link, str(exc))
+                return
             if ev is None:
                 return
             if type(ev) is RxPayload:
-                if self._state is not State.READY:
-                    self._lost(link, "the proxy sent a message before CREATE_RESULT")
-                    return
                 self._received += 1  # dispatch takes these; only a leftover lands here
                 try:
                     fn = self._check_confirm if confirm else sink
@@ -793,26 +806,18 @@ class Client:
                     self._held = (ev.cls, ev.timestamp, ev.body)
                     self.pause_input()
                     return
-            else:
-                self._control(link, ev)
+            elif type(ev) is CreateResult:
+                if conn.state is _OPEN:
+                    self._ready(link, ev.rideshare)
+                else:
+                    self._lost(
+                        link,
+                        f"the proxy refused the {self.stream_name} stream (result {ev.result})",
+                    )
                 if self._link is not link:  # the connection went away
                     return
-
-    def _control(self, link: Link, ev: object) -> None:
-        if type(ev) is CreateResult:
-            if self._state is not State.CREATING:
-                self._lost(link, "the proxy sent a second CREATE_RESULT")
-            elif ev.result != 0:
-                self._lost(
-                    link, f"the proxy refused the {self.stream_name} stream (result {ev.result})"
-                )
-            else:
-                self._ready(link, ev.rideshare)
-        elif type(ev) is ConnState:
-            pass  # CREATING/CONNECTING/CONNECTED: informational for SMD
-        elif type(ev) is DecodeError:
-            self._lost(link, f"bad frame from the proxy: {ev.message}")
-        # RX credit, metadata and perf frames mean nothing for SMD: ignored
+            # CONNSTATE (CREATING/CONNECTING/CONNECTED), RX credit, metadata and perf
+            # frames mean nothing for SMD: the protocol checked their order, that is all
 
     # -- connection management ----------------------------------------------
 
@@ -867,14 +872,19 @@ class Client:
         sock.setblocking(False)
         try:
             await self._connect_unix(sock)
-            sock.send(stream_type_frame(self.stream_name, self.mask, os.getpid()))
         except OSError as exc:
             sock.close()
             return f"connect failed: {exc.strerror or exc}"
         except asyncio.CancelledError:
             sock.close()
             raise
-        link = self._link = Link(sock, loop)
+        link = Link(sock, loop)
+        try:
+            sock.send(link.conn.send(StreamType(self.stream_name, self.mask, os.getpid())))
+        except OSError as exc:
+            link.close("connect failed")
+            return f"connect failed: {exc.strerror or exc}"
+        self._link = link
         self._state = State.CREATING
         link.create_timer = self._timers.call_later(
             self.create_timeout,
@@ -1026,7 +1036,9 @@ class Client:
 
     def _salvage(self, link: Link) -> None:
         """Messages already received on a dying link stay ours: keep them for the sink."""
-        for ev in link.decoder.events():
+        if link.conn.state is not _OPEN:
+            return
+        for ev in link.conn.decoder.events():
             if type(ev) is RxPayload:
                 self._backlog.append((ev.cls, ev.timestamp, ev.body))
 

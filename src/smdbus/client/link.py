@@ -4,11 +4,12 @@ Why a separate object: a reconnecting client that keeps its socket, decoder
 and timers in its own attributes can have two attempts overwrite each
 other's (a second attempt replacing the first's socket, a create timer of a
 dead attempt closing the healthy connection later). Here each attempt gets a
-:class:`Link`; its socket, decoder, registrations, create timer and interest
-watch live and die with it, :meth:`Link.close` releases all of them at once
-and only once, and the client ignores whatever a closed link reports. The
-client keeps one reconnect task that makes one link at a time and waits for
-it to end (see :mod:`smdbus.client.connection`).
+:class:`Link`; its socket, protocol state (:class:`~smdbus.wire.Connection`),
+registrations, create timer and interest watch live and die with it,
+:meth:`Link.close` releases all of them at once and only once, and the client
+ignores whatever a closed link reports. The client keeps one reconnect task
+that makes one link at a time and waits for it to end (see
+:mod:`smdbus.client.connection`).
 
 Pacing for a C proxy (see ``docs/client.md``): the C proxy reads 2048 bytes
 at a time, splits a frame that straddles two reads into two corrupt
@@ -30,7 +31,7 @@ import struct
 import termios
 
 from smdbus.system.scheduler import Timer
-from smdbus.wire import Decoder, Role
+from smdbus.wire import Connection, Role
 
 _OUTQ = struct.Struct("i")
 _ZERO = bytes(_OUTQ.size)
@@ -41,8 +42,8 @@ class Link:
 
     __slots__ = (
         "closed",
+        "conn",
         "create_timer",
-        "decoder",
         "ended",
         "fd",
         "loop",
@@ -58,7 +59,8 @@ class Link:
         self.sock = sock
         self.fd = sock.fileno()
         self.loop = loop
-        self.decoder = Decoder(Role.CLIENT)
+        self.conn = Connection(Role.CLIENT)
+        """The stream's protocol state and parser (sans I/O)."""
         self.reader_added = False
         self.writing = False  # a writer callback waits for the socket
         self.create_timer: Timer | None = None

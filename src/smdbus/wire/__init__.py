@@ -1,8 +1,12 @@
 """The ``_lws_smd`` wire of libwebsockets' Secure Streams proxy, sans I/O.
 
 Bytes in, events out (:class:`Decoder`); events out, bytes in (:func:`encode`
-and the fast ``*_frame`` builders). Nothing here touches a socket: the proxy
-(:mod:`smdbus.proxy`) and the client put this on top of asyncio.
+and the fast ``*_frame`` builders); the order of frames, as a state machine
+with a transition table (:class:`Connection`, :mod:`smdbus.wire.protocol`).
+Nothing here touches a socket (but the tools' thin adapter,
+:mod:`smdbus.wire.stream`): the proxy (:mod:`smdbus.proxy`) and the client
+put this on top of asyncio. Our own additions, which C peers never see, are
+:mod:`smdbus.wire.control`.
 
 Typical use on the proxy side::
 
@@ -57,6 +61,15 @@ from smdbus.wire.frames import (
     tx_payload_frame,
 )
 from smdbus.wire.message import SmdMessage, pack_message, unpack_message
+from smdbus.wire.protocol import (
+    TRANSITIONS,
+    Connection,
+    CreateRefused,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    StreamState,
+)
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -69,9 +82,12 @@ __all__ = [
     "PAYLOAD_OVERHEAD",
     "PROTOCOL_VERSION",
     "SMD_STREAMTYPE",
+    "TRANSITIONS",
     "ClientBoundEvent",
     "ConnState",
     "ConnStateCode",
+    "Connection",
+    "CreateRefused",
     "CreateResult",
     "DecodeError",
     "Decoder",
@@ -79,16 +95,20 @@ __all__ = [
     "Event",
     "FrameType",
     "LinkValidityProbe",
+    "LocalProtocolError",
     "OnwardConnect",
     "PayloadLengthHint",
     "Perf",
     "Problem",
+    "ProtocolError",
     "ProxyBoundEvent",
+    "RemoteProtocolError",
     "Role",
     "RxCreditUpdate",
     "RxMetadata",
     "RxPayload",
     "SmdMessage",
+    "StreamState",
     "StreamType",
     "TimeoutUpdate",
     "TxCreditUpdate",

@@ -1,7 +1,7 @@
 """A minimal asyncio connection to a proxy, for the command-line tools.
 
 The one module of :mod:`smdbus.wire` that does I/O: a thin adapter putting the
-sans-IO :class:`~smdbus.wire.decoder.Decoder` on an asyncio stream. It opens
+sans-IO :class:`~smdbus.wire.protocol.Connection` on an asyncio stream. It opens
 one stream, waits for CREATE_RESULT, then sends and receives messages; no
 reconnecting, no outage buffer, no bridging (that is :mod:`smdbus.client`).
 """
@@ -14,9 +14,10 @@ import os
 from types import TracebackType
 
 from smdbus.wire.address import DEFAULT_ADDRESS, format_address, parse_address
-from smdbus.wire.decoder import Decoder, Role
-from smdbus.wire.events import CreateResult, DecodeError, RxPayload
-from smdbus.wire.frames import MAX_BODY, SMD_STREAMTYPE, stream_type_frame, tx_payload_frame
+from smdbus.wire.decoder import Role
+from smdbus.wire.events import CreateResult, RxPayload, StreamType, TxPayload
+from smdbus.wire.frames import MAX_BODY, SMD_STREAMTYPE
+from smdbus.wire.protocol import Connection, ProtocolError, StreamState
 
 
 class WireStream:
@@ -26,12 +27,12 @@ class WireStream:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        decoder: Decoder,
+        conn: Connection,
         address: str,
     ) -> None:
         self._reader = reader
         self._writer = writer
-        self._decoder = decoder
+        self._conn = conn
         self.address = address
 
     @classmethod
@@ -57,9 +58,9 @@ class WireStream:
             )
         except (OSError, TimeoutError) as exc:
             raise ConnectionError(f"cannot connect to the proxy at {shown}: {exc}") from None
-        decoder = Decoder(Role.CLIENT, max_body=max_body)
-        stream = cls(reader, writer, decoder, address)
-        writer.write(stream_type_frame(streamtype, mask, os.getpid()))
+        conn = Connection(Role.CLIENT, max_body=max_body)
+        stream = cls(reader, writer, conn, address)
+        writer.write(conn.send(StreamType(streamtype, mask, os.getpid())))
         try:
             await asyncio.wait_for(stream._created(), timeout)
         except TimeoutError:
@@ -74,32 +75,37 @@ class WireStream:
 
     async def _created(self) -> None:
         while True:
-            for event in self._decoder.events():
-                if isinstance(event, CreateResult):
-                    if not event.ok:
-                        raise ConnectionRefusedError(
-                            f"proxy at {format_address(self.address)} refused the stream "
-                            f"(result {event.result})"
-                        )
-                    return
-                if isinstance(event, DecodeError):
-                    raise ConnectionError(f"bad reply from the proxy: {event.message}")
-            await self._read()
+            event = self._next()
+            if event is None:
+                await self._read()
+            elif type(event) is CreateResult:
+                if self._conn.state is not StreamState.OPEN:
+                    raise ConnectionRefusedError(
+                        f"proxy at {format_address(self.address)} refused the stream "
+                        f"(result {event.result})"
+                    )
+                return
+
+    def _next(self) -> object:
+        try:
+            return self._conn.next_event()
+        except ProtocolError as exc:
+            raise ConnectionError(f"bad reply from the proxy: {exc}") from None
 
     async def _read(self) -> None:
         data = await self._reader.read(1 << 18)
         if not data:
             raise ConnectionResetError(f"proxy at {format_address(self.address)} hung up")
-        self._decoder.feed(data)
+        self._conn.receive_data(data)
 
     async def send(self, cls: int, body: bytes, timestamp: int = 0) -> None:
         """Send one message (TX_PAYLOAD) and wait until the socket took it."""
-        self._writer.write(tx_payload_frame(cls, timestamp, body))
+        self.send_nowait(cls, body, timestamp)
         await self._writer.drain()
 
     def send_nowait(self, cls: int, body: bytes, timestamp: int = 0) -> None:
         """Queue one message for writing; call :meth:`drain` now and then."""
-        self._writer.write(tx_payload_frame(cls, timestamp, body))
+        self._writer.write(self._conn.send(TxPayload(cls, timestamp, body)))
 
     async def drain(self) -> None:
         await self._writer.drain()
@@ -107,12 +113,11 @@ class WireStream:
     async def receive(self) -> RxPayload:
         """The next message from the proxy (CONNSTATE and the like are skipped)."""
         while True:
-            for event in self._decoder.events():
-                if isinstance(event, RxPayload):
-                    return event
-                if isinstance(event, DecodeError):
-                    raise ConnectionError(f"bad frame from the proxy: {event.message}")
-            await self._read()
+            event = self._next()
+            if event is None:
+                await self._read()
+            elif type(event) is RxPayload:
+                return event
 
     def __aiter__(self) -> WireStream:
         return self
