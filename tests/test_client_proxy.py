@@ -502,6 +502,17 @@ async def test_drain_confirm_counts_our_echoes(proxy: ProxyProcess) -> None:
     assert await c.close(confirm=True) == 0
 
 
+def test_threaded_client_confirms(proxy: ProxyProcess) -> None:
+    cls = user_class(2)
+    with connect_threaded(proxy.address, cls, on_message=lambda *_: None) as t:
+        for i in range(50):
+            t.send(cls, b"%d" % i)
+        assert t.drain(5, confirm=True) == 0
+        t.send(cls, b"last")
+        assert t.close(5, confirm=True) == 0
+        assert t.stats().confirmed == 51
+
+
 def test_smd_send_count_100_confirms_on_our_proxy(proxy: ProxyProcess) -> None:
     done = subprocess.run(
         [

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from smdbus.classes import ALL_CLASSES
 from smdbus.client.bridge import Bridge
 from smdbus.client.connection import (
+    DEFAULT_CONFIRM_TIMEOUT,
     DEFAULT_CREATE_TIMEOUT,
+    DEFAULT_LISTEN_GRACE,
     DEFAULT_MAX_BUFFERED,
     DEFAULT_MAX_BUFFERED_BYTES,
     DEFAULT_MAX_INBOX,
@@ -53,8 +55,9 @@ async def connect(
     buffered until the stream exists. ``bus`` bridges a local bus (see
     :class:`Bridge`). Settings: ``reconnect_delay`` (1.0 s),
     ``create_timeout`` (3.0 s), ``max_buffered`` (1000 messages),
-    ``max_buffered_bytes`` (512 KiB), ``max_inbox`` (10 000), ``echo_ttl``,
-    ``clock``.
+    ``max_buffered_bytes`` (512 KiB), ``max_inbox`` (10 000), ``listen_grace``
+    (2.0 s), ``echo_ttl``, ``clock``, ``scheduler`` (every timer; tests inject
+    a ``ManualScheduler``).
     """
     client = Client(address, mask, on_message=on_message, **settings)
     if bus is not None:
@@ -65,7 +68,9 @@ async def connect(
 
 __all__ = [
     "DEFAULT_ADDRESS",
+    "DEFAULT_CONFIRM_TIMEOUT",
     "DEFAULT_CREATE_TIMEOUT",
+    "DEFAULT_LISTEN_GRACE",
     "DEFAULT_MAX_BUFFERED",
     "DEFAULT_MAX_BUFFERED_BYTES",
     "DEFAULT_MAX_INBOX",

@@ -311,6 +311,7 @@ class Client:
         self._first = loop.create_future() if wait else None
         self._state = State.CONNECTING
         self._runner = loop.create_task(self._run())
+        self._runner.add_done_callback(self._run_ended)
         if self._first is not None:
             try:
                 await self._first
@@ -852,6 +853,16 @@ class Client:
             log.debug("attempt on %s ended: %s", format_address(self.address), reason)
             await self._sleep(self.reconnect_delay)
 
+    def _run_ended(self, task: asyncio.Task[None]) -> None:
+        """The reconnect task ends only by close() or a failed first attempt; else say why."""
+        if not task.cancelled() and task.exception() is not None:
+            self._last_error = f"reconnect task failed: {task.exception()!r}"
+            log.error(
+                "client for %s stopped reconnecting",
+                format_address(self.address),
+                exc_info=task.exception(),
+            )
+
     async def _sleep(self, delay: float) -> None:
         fut: asyncio.Future[None] = self._require_loop().create_future()
 
@@ -953,16 +964,18 @@ class Client:
         Opened on first need (a send, a held outage buffer, :meth:`wait_listeners`),
         so a client that only receives costs the proxy one connection, not two.
         """
-        if link.watch_wanted or not link.ours:
+        if link.watch_wanted:
             return
-        link.watch_wanted = True
+        link.watch_wanted = True  # also on a C proxy: nothing to open, and not asked again
+        if not link.ours:
+            return
         if threading.get_ident() == self._thread_id:
             self._start_watch(link)
         else:
             link.loop.call_soon_threadsafe(self._start_watch, link)
 
     def _start_watch(self, link: Link) -> None:
-        if link is self._link and not link.closed:
+        if link is self._link and not link.closed and link.watch is None:
             link.watch = link.loop.create_task(
                 watch_interest(self.address, lambda mask: self._set_interest(link, mask))
             )
