@@ -16,11 +16,8 @@ from typing import Any
 
 from smdbus.commands._options import add_socket, examples
 from smdbus.escape import printable
-from smdbus.proxy.settings import CONTROL_STREAMTYPE
+from smdbus.wire.control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE
 from smdbus.wire.stream import WireStream
-
-_CONTROL_MAX_BODY = 0xFFFF - 32
-
 
 STATE_WORDS = {
     "new": "starting",  # connected, has not said which stream it wants yet
@@ -63,7 +60,7 @@ async def query_peers(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The proxy's peer records and its final summary (``stats``)."""
     stream = await WireStream.connect(
-        address, 0, streamtype=CONTROL_STREAMTYPE, max_body=_CONTROL_MAX_BODY
+        address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
     )
     peers: list[dict[str, Any]] = []
     try:
