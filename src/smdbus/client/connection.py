@@ -437,6 +437,8 @@ class Client:
         return self._send(cls, json.dumps(obj, separators=(",", ":")).encode(), None, False)
 
     def _send(self, cls: int, payload: bytes, ts: int | None, bridged: bool) -> bool:
+        if type(cls) is not int:
+            cls = int(cls)  # Class members are IntFlags: their & is slow Python code
         state = self._state
         if state is _CLOSED:
             raise ClientClosed(f"client is closed; message of class {format_mask(cls)} refused")
