@@ -72,7 +72,6 @@ from smdbus.client.interest import watch_interest
 from smdbus.client.link import Link
 from smdbus.client.outbox import Outbox, OutboxKey
 from smdbus.errors import PayloadTooLarge
-from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
 from smdbus.wire import (
     DEFAULT_ADDRESS,
     FLAGS_WHOLE,
@@ -94,6 +93,7 @@ from smdbus.wire.frames import PAYLOAD_HEAD
 if TYPE_CHECKING:
     from smdbus.bus import Bus
     from smdbus.client.bridge import Bridge
+    from smdbus.system.scheduler import Scheduler, Timer
 
 log = logging.getLogger("smdbus.client")
 
@@ -307,6 +307,10 @@ class Client:
         self._loop = loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
         if self._scheduler is None:
+            # imported here: importing smdbus.system costs ~1 MiB and ~10 ms that a
+            # program importing smdbus (the proxy among them) should not pay for it
+            from smdbus.system.scheduler import LoopScheduler
+
             self._scheduler = LoopScheduler(loop)
         self._first = loop.create_future() if wait else None
         self._state = State.CONNECTING

@@ -29,9 +29,12 @@ import fcntl
 import socket
 import struct
 import termios
+from typing import TYPE_CHECKING
 
-from smdbus.system.scheduler import Timer
 from smdbus.wire import Connection, Role
+
+if TYPE_CHECKING:
+    from smdbus.system.scheduler import Timer
 
 _OUTQ = struct.Struct("i")
 _ZERO = bytes(_OUTQ.size)
