@@ -25,7 +25,6 @@ from smdbus.wire.control import (
     WATCH_QUERY,
     parse_interest,
 )
-from smdbus.wire.stream import WireStream
 
 log = logging.getLogger("smdbus.client")
 
@@ -35,6 +34,8 @@ async def watch_interest(address: str, on_mask: Callable[[int | None], None]) ->
 
     Runs until cancelled; on any failure calls ``on_mask(None)`` and returns.
     """
+    from smdbus.wire.stream import WireStream  # only senders on our proxy get here
+
     try:
         stream = await WireStream.connect(
             address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY

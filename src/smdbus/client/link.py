@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 import socket
 import struct
-import termios
 from typing import TYPE_CHECKING
 
 from smdbus.wire import Connection, Role
@@ -36,6 +35,7 @@ from smdbus.wire import Connection, Role
 if TYPE_CHECKING:
     from smdbus.system.scheduler import Timer
 
+_TIOCOUTQ = 0x5411  # Linux (= SIOCOUTQ): bytes not yet read by the peer; no termios import
 _OUTQ = struct.Struct("i")
 _ZERO = bytes(_OUTQ.size)
 
@@ -83,7 +83,7 @@ class Link:
     def unread(self) -> int:
         """Bytes (kernel accounting) written and not yet read by the proxy; 0 when all read."""
         try:
-            return int(_OUTQ.unpack(fcntl.ioctl(self.fd, termios.TIOCOUTQ, _ZERO))[0])
+            return int(_OUTQ.unpack(fcntl.ioctl(self.fd, _TIOCOUTQ, _ZERO))[0])
         except OSError:
             return 0  # the socket is gone: the next send says so
 
