@@ -153,3 +153,15 @@ def test_clear_forgets_everything() -> None:
     f.expect((4, b"x"))
     f.clear()
     assert not f.is_echo((4, b"x"))
+
+
+def test_classes_held_is_the_union_of_the_unsent_frames() -> None:
+    ob = Outbox(100, 100_000)
+    assert ob.classes() == 0
+    for cls in (4, 8, 4, 1 << 24):
+        ob.put(tx_payload_frame(cls, 0, b"x", 0))
+    assert ob.classes() == 4 | 8 | 1 << 24
+    ob.written(len(tx_payload_frame(4, 0, b"x", 0)) + 3)  # the first whole, 3 bytes of the next
+    assert ob.classes() == 4 | 8 | 1 << 24  # the cut frame (8) is still held
+    ob.written(len(bytes(ob.data())))
+    assert ob.classes() == 0

@@ -236,7 +236,6 @@ class Client:
         self._state = State.IDLE
         self._lock = threading.Lock()
         self._outbox = Outbox(max_buffered, max_buffered_bytes)
-        self._classes = 0  # classes of what the outbox holds (a superset, reset when empty)
         self._echo = EchoFilter(int(echo_ttl * 1_000_000), 4 * max_buffered + 1024, self._clock)
         self._confirm = EchoFilter(int(echo_ttl * 1_000_000), 4 * max_buffered + 1024, self._clock)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -486,7 +485,6 @@ class Client:
                     connected=state is _READY,
                     address=self.address,
                 )
-            self._classes |= cls
             link = self._link
             if state is not _READY or link is None or link.writing:
                 return True  # written on connecting, or by the writer callback
@@ -588,8 +586,6 @@ class Client:
         if keys:
             for key in keys:
                 (self._echo if key[2] else self._confirm).expect((key[0], key[1]))
-        if not ob.count:
-            self._classes = 0
         if paced:
             if ob.count:
                 self._next_pass(stalled=False)
@@ -997,8 +993,11 @@ class Client:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
-        if self._holding and (mask is None or not self._classes & ~mask):
-            self._release(link, timed_out=False)
+        if self._holding:
+            with self._lock:
+                held = self._outbox.classes()
+            if mask is None or not held & ~mask:
+                self._release(link, timed_out=False)
 
     def _release(self, link: Link, *, timed_out: bool) -> None:
         """The held outage buffer goes out: its classes have listeners, or the grace is over."""
@@ -1006,7 +1005,9 @@ class Client:
             return
         self._cancel_hold()
         interest = self._interest
-        unheard = self._classes & ~interest if interest is not None else 0
+        with self._lock:
+            held = self._outbox.classes()
+        unheard = held & ~interest if interest is not None else 0
         if timed_out and unheard:
             log.warning(
                 "after %g s nobody listens to %s at %s: the %d buffered messages go out "

@@ -26,6 +26,11 @@ from bisect import bisect_right
 from collections import deque
 from typing import TypeAlias
 
+from smdbus.wire.frames import PAYLOAD_HEAD
+
+_unpack_head = PAYLOAD_HEAD.unpack_from
+_CLASS = 5  # PAYLOAD_HEAD's fields: type, len, flags, latency, time, *class*, timestamp
+
 EchoKey: TypeAlias = tuple[int, bytes]
 """``(class, body)``: what identifies our own message when the proxy echoes it."""
 OutboxKey: TypeAlias = tuple[int, bytes, bool]
@@ -122,6 +127,17 @@ class Outbox:
         if self._pos == 0 and end == len(self._buf):
             return self._buf
         return memoryview(self._buf)[self._pos : end]
+
+    def classes(self) -> int:
+        """The union of the classes of the frames held (a scan: for a reconnect, not per send)."""
+        union = 0
+        buf = self._buf
+        base = self._base
+        start = 0
+        for end in self._ends[self._head :]:
+            union |= _unpack_head(buf, start)[_CLASS]
+            start = end - base
+        return union
 
     def count_keys(self, *, bridged: bool) -> int:
         """Frames not yet written whole that carry a key with this ``bridged`` flag."""
