@@ -48,6 +48,7 @@ from smdbus.classes import user_class
 from smdbus.proxy import CONTROL_STREAMTYPE
 from smdbus.wire import Decoder, Role, RxPayload, parse_address, stream_type_frame
 from smdbus.wire import tx_payload_frame as tx
+from smdbus.wire.control import GREETING
 
 FLOOD = int(user_class(0))
 PACED = int(user_class(1))
@@ -60,8 +61,8 @@ def _open(address: str, mask: int, streamtype: str = "_lws_smd") -> socket.socke
     sock.connect(parse_address(address))
     sock.sendall(stream_type_frame(streamtype, mask, os.getpid()))
     got = b""
-    while len(got) < 32:  # CREATE_RESULT and three CONNSTATEs
-        chunk = sock.recv(32 - len(got))
+    while len(got) < len(GREETING):  # CREATE_RESULT and three CONNSTATEs
+        chunk = sock.recv(len(GREETING) - len(got))
         if not chunk:
             raise ConnectionError("proxy hung up")
         got += chunk

@@ -29,6 +29,7 @@ from smdbus.wire import (
     stream_type_frame,
     tx_payload_frame,
 )
+from smdbus.wire.control import GREETING
 from smdbus.wire.stream import WireStream
 
 USER0 = int(user_class(0))
@@ -160,10 +161,10 @@ def _raw_publisher(address: str, pid: int) -> socket.socket:
 
 
 def _greeted(sock: socket.socket) -> None:
-    """Read the proxy's CREATE_RESULT and three CONNSTATEs (32 bytes)."""
+    """Read the proxy's CREATE_RESULT and three CONNSTATEs."""
     got = b""
-    while len(got) < 32:
-        chunk = sock.recv(32 - len(got))
+    while len(got) < len(GREETING):
+        chunk = sock.recv(len(GREETING) - len(got))
         assert chunk, "proxy hung up"
         got += chunk
 
@@ -247,7 +248,7 @@ async def _idle_connections(address: str, n: int) -> list[asyncio.StreamWriter]:
     for _ in range(n):
         reader, writer = await asyncio.open_unix_connection(address)
         writer.write(stream_type_frame("_lws_smd", 0, 7))
-        await reader.readexactly(32)
+        await reader.readexactly(len(GREETING))
         writers.append(writer)
     return writers
 

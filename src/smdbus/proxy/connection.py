@@ -51,7 +51,6 @@ from smdbus.proxy.flow import Outflow
 from smdbus.proxy.tail import Tail
 from smdbus.wire import (
     SMD_STREAMTYPE,
-    ConnStateCode,
     DecodeError,
     Decoder,
     Destroying,
@@ -61,10 +60,9 @@ from smdbus.wire import (
     StreamType,
     TxMetadata,
     TxPayload,
-    conn_state_frame,
     create_result_frame,
 )
-from smdbus.wire.control import CONTROL_STREAMTYPE, PROXY_MARK
+from smdbus.wire.control import CONTROL_STREAMTYPE, GREETING
 
 if TYPE_CHECKING:
     from smdbus.proxy.fanout import Group
@@ -75,13 +73,8 @@ log = logging.getLogger("smdbus.proxy")
 _PEERCRED = struct.Struct("3i")
 RECV_SIZE = 64 * 1024
 """Bytes asked of each recv (see ``connection_made``)."""
-_GREETING = (
-    create_result_frame(0, rideshare=PROXY_MARK)
-    + conn_state_frame(ConnStateCode.CREATING)
-    + conn_state_frame(ConnStateCode.CONNECTING)
-    + conn_state_frame(ConnStateCode.CONNECTED)
-)
-"""CREATE_RESULT ok, then CREATING, CONNECTING, CONNECTED (the C client needs that order)."""
+_GREETING = GREETING
+"""CREATE_RESULT ok (with our mark), then CREATING, CONNECTING, CONNECTED."""
 _REFUSAL = create_result_frame(1)
 
 _EVENT_FRAME = {

@@ -31,6 +31,7 @@ _smd() {
         monitor:--socket) return ;;
         send:--socket) return ;;
         send:--count) return ;;
+        send:--timeout) return ;;
         peers:--socket) return ;;
         state:--socket) return ;;
         state:--until) COMPREPLY=($(compgen -W "CONTEXT_CREATED PRE_PRIV_DROP INITIALIZED COLLECTING_STDIN IFACE_COLDPLUG DHCP CPD_PRE_TIME TIME_VALID CPD_POST_TIME POLICY_VALID REGISTERED AUTH1 AUTH2 ONE_TIME_UPDATES OPERATIONAL" -- "$cur")); return ;;
@@ -76,7 +77,7 @@ _smd() {
         demo) opts="-h --help -v --verbose --pace" ;;
         proxy) opts="-h --help -v --verbose --socket --mode --group --max-connections --max-frame --first-frame-timeout --queue-depth --high-water --max-buffer --stall-grace --stall-timeout" ;;
         monitor) opts="-h --help -v --verbose --class --grep --field --json --pretty --color --count --timeout --socket" ;;
-        send) opts="-h --help -v --verbose --socket --count" ;;
+        send) opts="-h --help -v --verbose --socket --count --timeout" ;;
         peers) opts="-h --help -v --verbose --socket --json --all" ;;
         state) opts="-h --help -v --verbose --watch -w --socket --until --timeout --no-query --json" ;;
         button-replay) opts="-h --help -v --verbose --regime --controller --button --doubleclick --no-doubleclick --active-low --json --send --socket --realtime" ;;
