@@ -39,6 +39,13 @@ A participant registered during a round gets the messages of that round whose
 delivery has not begun, and everything after (C would also give it the ones
 begun but not finished).
 
+Loops. Delivery runs from one loop thread: asyncio's (``bind``: a send wakes it
+with ``call_soon``, or ``call_soon_threadsafe`` from another thread), or any
+other loop's (``fileno``/``service``: a send sets a :class:`Wakeup` descriptor,
+the host loop calls ``service``, which runs the very same ``_deliver``). Either
+way the wake-up happens once per batch (``_scheduled``), and everything else in
+this module is the same code, so the semantics cannot drift between loops.
+
 Bounds. Counters are kept per class value, and a peer picks the value (64 bits
 on the wire): every single-bit class below 2**64 has its own row, other values
 get rows up to ``MAX_CLASS_ROWS`` and are then counted together under
@@ -61,6 +68,7 @@ from typing import Any, TypeAlias
 
 from smdbus.classes import class_names, format_mask
 from smdbus.errors import PayloadTooLarge, QueueFull
+from smdbus.wakeup import Wakeup
 
 log = logging.getLogger("smdbus.bus")
 
@@ -152,11 +160,12 @@ class ParticipantInfo:
 
 
 class Bus:
-    """An lws_smd distributor bound to one asyncio loop.
+    """An lws_smd distributor bound to one loop.
 
-    ``async with bus:`` binds it to the running loop; ``with bus.running():``
-    gives it a loop thread of its own. Sends are accepted before binding and
-    delivered once the loop runs.
+    ``async with bus:`` binds it to the running asyncio loop; ``with bus.running():``
+    gives it a loop thread of its own; ``bus.fileno()`` and ``bus.service()`` let any
+    other loop drive it (selectors, GLib: docs/loops.md). Sends are accepted before
+    binding and delivered once the loop runs.
     """
 
     def __init__(
@@ -196,6 +205,7 @@ class Bus:
         self._walking: _Fan | None = None  # the callback list a delivery run is walking
         self._skipped = 0  # calls to _skip: deliveries that did not happen
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: Wakeup | None = None  # bound to a host loop (fileno/service)
         self._loop_thread = 0
         self._scheduled = False
         self._delivering = False
@@ -249,6 +259,7 @@ class Bus:
 
     def _unregister(self, participant: Participant) -> None:
         loop = self._loop
+        wakeup = self._wakeup
         with self._lock:
             if not participant.active:
                 return
@@ -270,13 +281,16 @@ class Bus:
                         cbs[i] = self._skip
             if not self._queue or not self._discard_orphans():
                 return
-            if loop is None or threading.get_ident() == self._loop_thread:
+            if (loop is None and wakeup is None) or threading.get_ident() == self._loop_thread:
                 self._ndiscarded = self._count_marked()
                 return
             # The loop pops without the lock: it counts the marks itself, at its next
             # round or turn, whichever comes first.
             self._recount_due = True
-        loop.call_soon_threadsafe(self._recount)
+        if loop is None:
+            self._wake_host()  # the host loop's next service() recounts
+        else:
+            loop.call_soon_threadsafe(self._recount)
 
     def _skip(self, cls: int, timestamp_us: int, payload: bytes) -> None:
         """Stands in for a participant that left while a callback list was being walked."""
@@ -450,6 +464,9 @@ class Bus:
         """Schedule delivery on the loop (once per batch, not per message)."""
         loop = self._loop
         if loop is None:
+            if self._wakeup is not None:
+                self._scheduled = True
+                self._wake_host()
             return  # bind() schedules what is queued
         self._scheduled = True
         if threading.get_ident() == self._loop_thread:
@@ -457,12 +474,27 @@ class Bus:
         else:
             loop.call_soon_threadsafe(self._deliver)
 
+    def _wake_host(self) -> None:
+        """Make the host loop's descriptor readable, from any thread.
+
+        Under the lock so that :meth:`unbind` cannot close the descriptor (and the
+        kernel give its number to another file) between reading it here and writing.
+        """
+        with self._lock:
+            wakeup = self._wakeup
+            if wakeup is not None:
+                wakeup.set()
+
     # -- delivery (loop thread only) ----------------------------------------
 
-    def _deliver(self) -> None:
-        """Deliver everything queued, including what callbacks send meanwhile."""
+    def _deliver(self, rounds: int = -1) -> bool:
+        """Deliver everything queued, including what callbacks send meanwhile.
+
+        With ``rounds`` >= 0, stops after that many rounds (a host loop's budget) and
+        returns True if messages are left; they stay scheduled (``_scheduled`` set).
+        """
         if self._delivering:  # re-entered through a nested loop run; the outer call finishes
-            return
+            return False
         self._delivering = True
         q = self._queue
         try:
@@ -479,6 +511,9 @@ class Bus:
                         continue
                     self._slow = False
                     break
+                if not rounds:
+                    return True
+                rounds -= 1
                 if self._slow or q[0][3] is not None:
                     self._deliver_passes()
                 else:
@@ -486,6 +521,7 @@ class Bus:
         finally:
             self._delivering = False
         self._notify_idle()
+        return False
 
     def _deliver_run(self, cls: int) -> None:
         """Deliver a round of messages of class ``cls``, message by message, to cached lists.
@@ -718,8 +754,11 @@ class Bus:
         reading a publisher's socket) to resume without polling.
         """
         self._room_waiters.append(callback)
-        if not self._queue and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._notify_idle)
+        if not self._queue:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._notify_idle)
+            elif self._wakeup is not None:
+                self._wake_host()  # service() calls the waiters once the queue is empty
 
     async def drain(self) -> None:
         """Wait until every queued message has been delivered (or expired)."""
@@ -751,6 +790,8 @@ class Bus:
     def bind(self, loop: asyncio.AbstractEventLoop, thread_id: int | None = None) -> None:
         """Deliver from ``loop`` (running on ``thread_id``, default this thread)."""
         with self._lock:
+            if self._wakeup is not None:
+                raise RuntimeError("bus is bound to a host loop (fileno/service): unbind() first")
             if self._loop is not None and self._loop is not loop:
                 raise RuntimeError("bus is already bound to another event loop")
             self._loop = loop
@@ -762,13 +803,78 @@ class Bus:
             loop.call_soon_threadsafe(self._deliver)
 
     def unbind(self) -> None:
+        """Stop delivering from the loop (asyncio or host); a host descriptor is closed."""
         with self._lock:
             self._loop = None
             self._loop_thread = 0
             self._scheduled = False
+            wakeup, self._wakeup = self._wakeup, None
+            if wakeup is not None:
+                wakeup.close()
+
+    # -- binding to a host loop (selectors, GLib, ...: see docs/loops.md) ----
+
+    def fileno(self, *, pipe: bool = False) -> int:
+        """The descriptor a host loop watches for reading: readable when delivery is due.
+
+        The first call binds the bus to the calling thread's loop (an eventfd; a pipe
+        where there is none, or with ``pipe``); later calls return the same descriptor.
+        A send, from any thread, makes it readable once per batch; the loop then calls
+        :meth:`service`. ``unbind()`` closes it.
+        """
+        with self._lock:
+            if self._loop is not None:
+                raise RuntimeError("bus is bound to an asyncio loop: it has no descriptor")
+            wakeup = self._wakeup
+            if wakeup is None:
+                self._wakeup = wakeup = Wakeup(pipe=pipe)
+                self._loop_thread = threading.get_ident()
+                if self._queue or self._room_waiters:  # sent before binding: due now
+                    self._scheduled = True
+                    wakeup.set()
+            return wakeup.fileno()
+
+    def watches(self) -> list[tuple[int, int]]:
+        """``[(fileno(), READ)]``: the shape :class:`~smdbus.hostloop.PolledClient` has too."""
+        return [(self.fileno(), 1)]  # selectors.EVENT_READ
+
+    def service(self, rounds: int | None = None) -> float | None:
+        """Deliver what is due, without blocking; the seconds until the next deadline.
+
+        Call it from the host loop's thread when :meth:`fileno` is readable or the
+        timeout it last returned has passed (the first call binds, as ``fileno()``
+        does). It delivers as the asyncio binding does (rounds until the queue is
+        empty, what callbacks send included), or at most ``rounds`` rounds; what is
+        left keeps the descriptor readable. Returns the seconds until the oldest
+        message still queued expires (its TTL), or None with nothing queued.
+        """
+        wakeup = self._wakeup
+        if wakeup is None:  # the first call binds, as fileno() does
+            self.fileno()
+            wakeup = self._wakeup
+            assert wakeup is not None
+        self._loop_thread = threading.get_ident()
+        wakeup.clear()  # before delivering: a send from now on sets it again
+        if self._deliver(-1 if rounds is None else rounds):
+            wakeup.set()
+        return self.next_deadline()
+
+    def next_deadline(self) -> float | None:
+        """Seconds until the oldest queued message expires (0.0 if overdue), None if none."""
+        q = self._queue
+        if not q:
+            return None
+        try:
+            oldest = q[0][1]
+        except IndexError:  # delivered meanwhile by the loop thread
+            return None
+        left_us = oldest + self._ttl_us + 1 - self._clock_ns() // 1000
+        return left_us / 1_000_000 if left_us > 0 else 0.0
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
+            if self._wakeup is not None:
+                raise RuntimeError("bus is bound to a host loop: its service() delivers")
             raise RuntimeError("bus is not bound to a loop: use 'async with bus' or bus.running()")
         return self._loop
 
