@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import json
 import os
+import selectors
 import shlex
 import shutil
 import subprocess
@@ -170,56 +171,113 @@ def _counter() -> tuple[Callable[[int, int, bytes], None], Callable[[], int]]:
     return cb, count
 
 
-async def _smdbus_workload(peers: int, messages: int, per_turn: int, depth: int) -> Run:
-    loop = asyncio.get_running_loop()
-    bus = Bus(queue_depth=depth)
-    counters = []
-    for i in range(peers):
-        cb, count = _counter()
-        bus.register(Class.INTERACTION, cb, name=f"peer{i}")
-        counters.append(count)
-    finished: asyncio.Future[None] = loop.create_future()
-    sent = queue_full = turns = most = 0
-    send_seconds = 0.0
-    cls = int(Class.INTERACTION)
-    printf = bus.printf
-    clock = time.perf_counter
+class _Workload:
+    """The smdbus side of the workload, whichever loop drives the bus: the participants,
+    and the sender, whose :meth:`turn` sends up to ``per_turn`` messages."""
 
-    def sender() -> None:
-        nonlocal sent, queue_full, turns, most, send_seconds
-        t = clock()
-        turns += 1
+    def __init__(self, peers: int, messages: int, per_turn: int, depth: int) -> None:
+        self.bus = Bus(queue_depth=depth)
+        self.counters = []
+        for i in range(peers):
+            cb, count = _counter()
+            self.bus.register(Class.INTERACTION, cb, name=f"peer{i}")
+            self.counters.append(count)
+        self.peers, self.messages, self.per_turn = peers, messages, per_turn
+        self.sent = self.queue_full = self.turns = self.most = 0
+        self.send_seconds = 0.0
+        self._printf = self.bus.printf
+
+    def turn(self) -> bool:
+        """One turn of the sender; True while there is more to send."""
+        t = time.perf_counter()
+        self.turns += 1
         n = 0
-        stop = min(per_turn, messages - sent)
+        sent = self.sent
+        stop = min(self.per_turn, self.messages - sent)
+        printf = self._printf
+        cls = _CLS
         try:
             while n < stop:
                 printf(cls, BENCH_FORMAT, sent + n)
                 n += 1
         except QueueFull:
-            queue_full += 1
-        sent += n
-        most = max(most, n)
-        send_seconds += clock() - t
-        if sent < messages:
+            self.queue_full += 1
+        self.sent = sent = sent + n
+        self.most = max(self.most, n)
+        self.send_seconds += time.perf_counter() - t
+        return sent < self.messages
+
+    def result(self, impl: str, seconds: float) -> Run:
+        deliveries = sum(c() for c in self.counters)
+        if deliveries != self.sent * self.peers:
+            raise BenchError(f"{impl} delivered {deliveries}, expected {self.sent} x {self.peers}")
+        return Run(
+            impl,
+            self.peers,
+            self.sent,
+            deliveries,
+            seconds,
+            self.queue_full,
+            self.turns,
+            self.most,
+            self.send_seconds,
+        )
+
+
+_CLS = int(Class.INTERACTION)
+
+
+async def _smdbus_workload(peers: int, messages: int, per_turn: int, depth: int) -> Run:
+    loop = asyncio.get_running_loop()
+    work = _Workload(peers, messages, per_turn, depth)
+    finished: asyncio.Future[None] = loop.create_future()
+    turn = work.turn
+
+    def sender() -> None:
+        if turn():
             loop.call_soon(sender)
         else:
             finished.set_result(None)
 
-    async with bus:
+    async with work.bus:
         t0 = time.perf_counter()
         loop.call_soon(sender)
         await finished
-        await bus.drain()
+        await work.bus.drain()
         seconds = time.perf_counter() - t0
-    deliveries = sum(c() for c in counters)
-    if deliveries != sent * peers:
-        raise BenchError(f"smdbus delivered {deliveries}, expected {sent} x {peers}")
-    return Run("smdbus", peers, sent, deliveries, seconds, queue_full, turns, most, send_seconds)
+    return work.result("smdbus", seconds)
 
 
 def run_smdbus(peers: int, messages: int, per_turn: int, depth: int) -> Run:
     """One run of the same workload on smdbus, on a fresh asyncio loop."""
     return asyncio.run(_smdbus_workload(peers, messages, per_turn, depth))
+
+
+def run_selectors(peers: int, messages: int, per_turn: int, depth: int) -> Run:
+    """The same workload with the bus driven by a ``selectors`` loop (docs/loops.md).
+
+    A turn: the sender, then ``select`` on the bus's descriptor, then ``bus.service()``
+    when it is readable. The turn's first send writes the eventfd and ``service`` reads
+    it: two syscalls per turn that asyncio does not need on its own thread.
+    """
+    work = _Workload(peers, messages, per_turn, depth)
+    bus = work.bus
+    sel = selectors.DefaultSelector()
+    sel.register(bus.fileno(), selectors.EVENT_READ)
+    turn = work.turn
+    select = sel.select
+    service = bus.service
+    more = True
+    t0 = time.perf_counter()
+    while more or bus.queue_length:
+        if more:
+            more = turn()
+        if select(0 if more else 1.0):
+            service()
+    seconds = time.perf_counter() - t0
+    sel.close()
+    bus.unbind()
+    return work.result("smdbus-selectors", seconds)
 
 
 async def _empty_turns(turns: int) -> float:
@@ -296,7 +354,7 @@ def _row(label: str, r: Run, c: Run | None) -> str:
         met = r.msgs_per_s / c.msgs_per_s >= goal
         verdict = f"  (goal >= {goal:.1f}x: {'met' if met else 'NOT met'})"
     return (
-        f"{r.peers:5d}  {label:<22} {_fmt_rate(r.msgs_per_s)} {_fmt_rate(r.deliveries_per_s)}"
+        f"{r.peers:5d}  {label:<26} {_fmt_rate(r.msgs_per_s)} {_fmt_rate(r.deliveries_per_s)}"
         f"  {r.seconds:7.3f} s  {r.depth:5d}  {ratio}{verdict}"
     )
 
@@ -360,9 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         py_runs: list[Run] = []
         matched_runs: list[Run] = []
         compiled_runs: list[Run] = []
+        sel_runs: list[Run] = []
         for _ in range(args.repeat):
             c_runs.append(run_c(exe, peers, args.messages, args.per_turn))
             py_runs.append(run_smdbus(peers, args.messages, args.per_turn, args.per_turn))
+            sel_runs.append(run_selectors(peers, args.messages, args.per_turn, args.per_turn))
             if compiled_build is not None:
                 compiled_runs.append(
                     run_compiled(compiled_build, peers, args.messages, args.per_turn)
@@ -373,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         c, py = median_run(c_runs), median_run(py_runs)
         matched = median_run(matched_runs) if matched_runs else None
         compiled = median_run(compiled_runs) if compiled_runs else None
-        results.append((peers, c, py, matched, compiled))
+        results.append((peers, c, py, matched, compiled, median_run(sel_runs)))
 
     if args.json:
         doc = {
@@ -398,6 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "goal_met": None
                     if peers not in GOALS
                     else py.msgs_per_s / c.msgs_per_s >= GOALS[peers],
+                    "smdbus_selectors": asdict(sel)
+                    | {"msgs_per_s": sel.msgs_per_s, "ratio": sel.msgs_per_s / c.msgs_per_s},
                     "smdbus_compiled": None
                     if compiled is None
                     else asdict(compiled)
@@ -414,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "ratio": matched.msgs_per_s / c.msgs_per_s,
                     },
                 }
-                for peers, c, py, matched, compiled in results
+                for peers, c, py, matched, compiled, sel in results
             ],
         }
         print(json.dumps(doc, indent=2))
@@ -425,11 +487,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"median of {args.repeat}; Python {sys.version.split()[0]}"
     )
     print(
-        f"{'peers':>5}  {'impl':<22} {'msgs':>11} {'deliveries':>11}  {'time':>9}  depth  smdbus/C"
+        f"{'peers':>5}  {'impl':<26} {'msgs':>11} {'deliveries':>11}  {'time':>9}  depth  smdbus/C"
     )
-    for _peers, c, py, matched, compiled in results:
+    for _peers, c, py, matched, compiled, sel in results:
         print(_row(f"C lws_smd {version}", c, None))
         print(_row(f"smdbus ({args.per_turn}/turn)", py, c))
+        print(_row(f"smdbus selectors ({args.per_turn}/turn)", sel, c))
         if compiled is not None:
             print(_row(f"smdbus mypyc ({args.per_turn}/turn)", compiled, c))
         if matched is not None:
@@ -438,12 +501,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print("where the time goes (ns; send = inside the sender: format + queue;")
         print("rest = delivery + event loop; loop = an empty asyncio turn of the same shape)")
-        print(f"{'peers':>5}  {'impl':<22} {'send/msg':>9} {'rest/msg':>9} {'rest/delivery':>14}")
-        for _peers, c, py, _matched, _compiled in results:
+        print(f"{'peers':>5}  {'impl':<26} {'send/msg':>9} {'rest/msg':>9} {'rest/delivery':>14}")
+        for _peers, c, py, _matched, _compiled, _sel in results:
             for label, r in ((f"C lws_smd {version}", c), ("smdbus", py)):
                 rest = r.seconds - r.send_seconds
                 print(
-                    f"{r.peers:5d}  {label:<22} {r.send_seconds / r.msgs * 1e9:9.0f}"
+                    f"{r.peers:5d}  {label:<26} {r.send_seconds / r.msgs * 1e9:9.0f}"
                     f" {rest / r.msgs * 1e9:9.0f} {rest / r.deliveries * 1e9:14.1f}"
                 )
         turn = loop_turn_seconds(max(1, args.messages // args.per_turn))

@@ -22,6 +22,7 @@ BUS_TESTS = [
     "tests/test_bus_threads.py",
     "tests/test_system_state.py",
     "tests/test_proxy.py",
+    "tests/test_loops.py",
 ]
 
 

@@ -26,7 +26,9 @@ from smdbus import Bus, Class
 from smdbus.classes import user_class
 from smdbus.client import State, connect_threaded
 from smdbus.hostloop import READ, PolledClient, Wakeup
-from test_client_proxy import ProxyProcess, unique_address
+from test_client_proxy import ProxyProcess, proxy, unique_address
+
+__all__ = ["proxy"]  # the fixture: a proxy in a child process, as the client tests have it
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "loops.md"
@@ -338,16 +340,6 @@ def test_a_message_older_than_the_ttl_expires_instead_of_being_delivered() -> No
 
 
 # -- the polled client against a real proxy -------------------------------------------
-
-
-@pytest.fixture
-def proxy() -> Any:
-    p = ProxyProcess(unique_address())
-    p.start()
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def test_polled_client_joins_the_proxy_from_a_selectors_loop(proxy: ProxyProcess) -> None:

@@ -326,8 +326,9 @@ class PolledClient:
             elif isinstance(event, DecodeError):
                 self._lost(f"bad frame from the proxy: {event.message!r}")
                 return False
-            elif isinstance(event, RxPayload) and self._state is State.READY:
-                self._deliver(event[0], event[1], event[2])  # arrived in the same read
+            elif isinstance(event, RxPayload):  # one the fast path did not take
+                self.received += 1
+                self._deliver(event[0], event[1], event[2])
             # CONNSTATE and the like carry nothing the SMD stream needs
 
     def _deliver(self, cls: int, timestamp_us: int, payload: bytes) -> None:
