@@ -202,6 +202,7 @@ def run_glib() -> list[tuple[str, int, bytes]]:
     ctx = GLib.MainContext.default()
     while bus.queue_length:
         ctx.iteration(True)
+    host.remove(bus)
     bus.unbind()
     return log
 
@@ -270,13 +271,15 @@ def test_a_send_from_another_thread_wakes_a_glib_loop() -> None:
 
     bus.register(Class.METRICS, cb)
     host.add(bus)
-    GLib.timeout_add_seconds(30, loop.quit)  # a bound, should the test fail
+    bound = GLib.timeout_add_seconds(30, loop.quit)  # a bound, should the test fail
     t = threading.Thread(target=lambda: [bus.send(Class.METRICS, b"%d" % i) for i in range(100)])
     t.start()
     loop.run()
     t.join()
-    assert got == [b"%d" % i for i in range(100)]
+    GLib.source_remove(bound)
+    host.remove(bus)
     bus.unbind()
+    assert got == [b"%d" % i for i in range(100)]
 
 
 def test_unregister_from_another_thread_is_recounted_by_service() -> None:
@@ -442,16 +445,59 @@ def test_bus_and_polled_client_in_a_glib_loop(proxy: ProxyProcess) -> None:
             peer.send(U0, b"p%d" % i)
         t = threading.Thread(target=send_many, args=(client, 10))
         t.start()
-        GLib.timeout_add_seconds(30, loop.quit)  # a bound, should the test fail
+        bound = GLib.timeout_add_seconds(30, loop.quit)  # a bound, should the test fail
         loop.run()
         t.join()
+        GLib.source_remove(bound)
         assert sorted(local) == sorted(
             [b"p%d" % i for i in range(10)] + [b"t%d" % i for i in range(10)]
         )
     finally:
+        host.remove(client)
+        host.remove(bus)
         peer.close()
         client.close()
         bus.unbind()
+
+
+@pytest.mark.skipif(bool(GLIB_SKIP), reason=GLIB_SKIP)
+def test_polled_client_reconnects_through_a_glib_timeout() -> None:
+    address = unique_address()
+    clock = FakeClock()
+    armed: list[int] = []
+
+    def timeout_add(ms: int, callback: Callable[..., bool], *args: Any) -> int:
+        """GLib.timeout_add on the fake clock while the client waits to reconnect: the time
+        passes at once, then it fires. Otherwise (bytes from the proxy are on their way)
+        a real timer, which the bytes beat."""
+        armed.append(ms)
+        if client.state is not State.WAITING:
+            return int(GLib.timeout_add(ms, callback, *args))
+        clock.advance(ms / 1000)
+        return int(GLib.idle_add(callback, *args))
+
+    client = PolledClient(address, U0, clock=clock)
+    client.start()  # nobody listens yet
+    client.send(U0, b"kept")
+    proxy_ = ProxyProcess(address)
+    proxy_.start()
+    host = load("glib")["GLibHost"](timeout_add=timeout_add)
+    peer = connect_threaded(address, U0)
+    try:
+        t0 = clock.us
+        host.add(client)
+        assert armed[0] == 1000  # the reconnect delay, as the client returned it
+        ctx = GLib.MainContext.default()
+        until = bounded(lambda: client.sent == 1)
+        while not until():
+            ctx.iteration(True)
+        assert clock.us - t0 == 1_000_000
+        assert peer.receive(timeout=10).payload == b"kept"
+    finally:
+        host.remove(client)
+        peer.close()
+        client.close()
+        proxy_.stop()
 
 
 # -- the examples' own programs ------------------------------------------------------
