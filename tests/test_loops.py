@@ -10,8 +10,10 @@ a message), bounded.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -24,8 +26,9 @@ import pytest
 
 from smdbus import Bus, Class
 from smdbus.classes import user_class
-from smdbus.client import State, connect_threaded
+from smdbus.client import BufferFull, ClientClosed, State, connect_threaded
 from smdbus.hostloop import READ, PolledClient, Wakeup
+from smdbus.wire import create_result_frame, rx_payload_frame
 from test_client_proxy import ProxyProcess, proxy, unique_address
 
 __all__ = ["proxy"]  # the fixture: a proxy in a child process, as the client tests have it
@@ -399,16 +402,32 @@ def test_polled_client_reconnects_at_the_returned_timeout() -> None:
         proxy.stop()
 
 
+class FakeProxy:
+    """A listening socket the test answers by hand (real sockets, scripted bytes)."""
+
+    def __init__(self) -> None:
+        self.address = unique_address()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind("\0" + self.address[1:])
+        self.listener.listen(4)
+        self.conn: socket.socket | None = None
+
+    def accept(self) -> socket.socket:
+        self.listener.settimeout(10)
+        self.conn = self.listener.accept()[0]
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.listener.close()
+
+
 def test_polled_client_gives_up_an_attempt_at_the_create_timeout() -> None:
     """A listener that never answers STREAMTYPE: the attempt ends after 3 s (clock time)."""
-    import socket
-
-    address = unique_address()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind("\0" + address[1:])
-    listener.listen(4)
+    fake = FakeProxy()
     clock = FakeClock()
-    client = PolledClient(address, U0, clock=clock)
+    client = PolledClient(fake.address, U0, clock=clock)
     try:
         client.start()
         assert client.state.value == "creating"
@@ -419,7 +438,73 @@ def test_polled_client_gives_up_an_attempt_at_the_create_timeout() -> None:
         assert client.last_error == "no CREATE_RESULT within 3 s"
     finally:
         client.close()
-        listener.close()
+        fake.close()
+
+
+def test_polled_client_hangs_up_on_a_bad_frame_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeProxy()
+    clock = FakeClock()
+    client = PolledClient(fake.address, U0, clock=clock)
+    try:
+        client.start()
+        conn = fake.accept()
+        conn.sendall(create_result_frame() + b"\x99\x00\x01\x1b")  # an unknown frame type
+        until = bounded(lambda: client.state is State.WAITING)
+        while not until():
+            select.select([fd for fd, _ in client.watches()], [], [], 1.0)
+            client.service()
+        assert client.connects == 1 and client.disconnects == 1
+        assert client.last_error is not None and "bad frame" in client.last_error
+        assert "\x1b" not in caplog.text  # what the peer sent is escaped in the log
+        assert client.service() == pytest.approx(1.0)  # the next attempt's timeout
+    finally:
+        client.close()
+        fake.close()
+
+
+def test_a_callback_that_closes_the_client_stops_the_stream() -> None:
+    fake = FakeProxy()
+    got: list[bytes] = []
+    client = PolledClient(fake.address, U0)
+
+    def on_message(cls: int, ts: int, payload: bytes) -> None:
+        got.append(payload)
+        client.close()
+
+    client.on_message = on_message
+    try:
+        client.start()
+        conn = fake.accept()
+        frames = b"".join(rx_payload_frame(U0, 1, b"m%d" % i) for i in range(3))
+        conn.sendall(create_result_frame() + frames)
+        until = bounded(lambda: client.closed)
+        while not until():
+            select.select([fd for fd, _ in client.watches()], [], [], 1.0)
+            client.service()
+        assert got == [b"m0"]
+        assert client.watches() == [] and client.service() is None
+        with pytest.raises(ClientClosed):
+            client.send(U0, b"late")
+    finally:
+        client.close()
+        fake.close()
+
+
+def test_the_outage_buffer_is_bounded_and_what_is_left_is_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = PolledClient(unique_address(), U0, max_buffered=2)
+    client.start()  # nobody listens
+    client.send(U0, b"a")
+    client.send(U0, b"b")
+    with pytest.raises(BufferFull, match="unreachable"):
+        client.send(U0, b"c")
+    assert client.refused == 1 and client.buffered == 2
+    with caplog.at_level(logging.WARNING, logger="smdbus.client.polled"):
+        client.close()
+    assert "2 unsent messages" in caplog.text
 
 
 @pytest.mark.skipif(bool(GLIB_SKIP), reason=GLIB_SKIP)

@@ -144,8 +144,14 @@ class PolledClient:
     def state(self) -> State:
         return self._state
 
+    @property
+    def closed(self) -> bool:
+        return self._state is State.CLOSED
+
     def watches(self) -> list[tuple[int, int]]:
         """``(descriptor, READ|WRITE)`` pairs to watch now; read again after each service."""
+        if self._state is State.CLOSED:
+            return []
         out = [(self._wakeup.fileno(), _READ)]
         sock = self._sock
         if sock is not None:
@@ -211,6 +217,8 @@ class PolledClient:
         now = self._clock()
         frame = tx_payload_frame(cls, now, payload, time_us=now)
         with self._lock:
+            if self.closed:  # by the loop thread, meanwhile
+                raise ClientClosed(f"client is closed; message of class {format_mask(cls)} refused")
             ob = self._outbox
             first = not ob.count
             if ob.offer(frame) < 0:
@@ -255,15 +263,15 @@ class PolledClient:
         self._hang_up()
         self._state = State.CLOSED
         self._deadline = None
-        with self._lock:
+        with self._lock:  # with send(): no wake-up is set on a closed descriptor
             dropped = self._outbox.clear()
+            self._wakeup.close()
         if dropped:
             log.warning(
                 "client for %s closed with %d unsent messages",
                 format_address(self.address),
                 dropped,
             )
-        self._wakeup.close()
 
     # -- the connection ------------------------------------------------------------
 
@@ -291,6 +299,8 @@ class PolledClient:
         sock = self._sock
         decoder = self._decoder
         for _ in range(_READS_PER_SERVICE):
+            if self._sock is not sock:  # dropped or closed, by a callback maybe
+                return
             try:
                 data = sock.recv(_RECV_SIZE)  # type: ignore[union-attr]
             except (BlockingIOError, InterruptedError):
@@ -310,7 +320,9 @@ class PolledClient:
         sink = self._deliver
         while True:
             if self._state is State.READY:
-                self.received += decoder.dispatch(sink)
+                self.received += decoder.dispatch(sink, stop_on_false=True)
+            if self._decoder is not decoder or self._state is State.CLOSED:
+                return False  # a callback closed the client
             event = decoder.next_event()
             if event is None:
                 return True
@@ -331,15 +343,16 @@ class PolledClient:
                 self._deliver(event[0], event[1], event[2])
             # CONNSTATE and the like carry nothing the SMD stream needs
 
-    def _deliver(self, cls: int, timestamp_us: int, payload: bytes) -> None:
+    def _deliver(self, cls: int, timestamp_us: int, payload: bytes) -> bool:
+        """Hand one message to ``on_message``; False once the client is closed (stop)."""
         cb = self.on_message
-        if cb is None:
-            return
-        try:
-            cb(cls, timestamp_us, payload)
-        except Exception:
-            self.callback_errors += 1
-            log.exception("on_message failed on a %s message", format_mask(cls))
+        if cb is not None:
+            try:
+                cb(cls, timestamp_us, payload)
+            except Exception:
+                self.callback_errors += 1
+                log.exception("on_message failed on a %s message", format_mask(cls))
+        return self._state is not State.CLOSED
 
     def _write(self) -> None:
         sock = self._sock
@@ -376,6 +389,8 @@ class PolledClient:
         self.sent += before - ob.count
 
     def _lost(self, reason: str) -> None:
+        if self._state is State.CLOSED:
+            return
         if self._state is State.READY:
             self.disconnects += 1
         self._hang_up()
