@@ -232,6 +232,17 @@ def test_nothing_is_delivered_inside_send_nor_before_service() -> None:
     bus.unbind()
 
 
+def test_when_room_is_called_from_service() -> None:
+    bus = Bus()
+    fd = bus.fileno()
+    called: list[int] = []
+    bus.when_room(lambda: called.append(1))
+    assert called == [] and select.select([fd], [], [], 0)[0] == [fd]
+    assert bus.service() is None
+    assert called == [1]
+    bus.unbind()
+
+
 def test_asyncio_only_calls_say_why_on_a_host_bound_bus() -> None:
     bus = Bus()
     bus.fileno()

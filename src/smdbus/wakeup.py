@@ -57,8 +57,11 @@ class Wakeup:
         except BlockingIOError:
             pass
 
+    def __del__(self) -> None:  # an owner dropped without unbind()/close(): no leaked fd
+        self.close()
+
     def close(self) -> None:
-        if self._r < 0:
+        if getattr(self, "_r", -1) < 0:  # closed, or __init__ failed
             return
         os.close(self._r)
         if self._w != self._r:
