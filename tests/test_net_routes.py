@@ -1,8 +1,8 @@
 """The route monitor against a real kernel table, in a network namespace made by the test.
 
 Every change is made with ``ip`` inside the namespace; the monitor watches
-that namespace through pyroute2. After each change the test renames a
-sentinel (``ip link set ... alias``): netlink keeps order, so once the
+that namespace through AF_NETLINK sockets opened inside it. After each
+change the test renames a sentinel (``ip link set ... alias``): netlink keeps order, so once the
 monitor has seen the sentinel it has seen everything before it, and the
 bus messages can be compared exactly. IPv6 is switched off in the namespace
 so its link-local routes do not join in.
@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -26,8 +27,6 @@ from smdbus.net.gates import ColdplugGate
 from smdbus.net.policy import Policy, parse_policy
 from smdbus.net.routes import RouteMonitor, dump_routes
 from smdbus.net.routetable import LinkChanged, NetEvent, Route
-
-pytest.importorskip("pyroute2")
 
 ADD = b'{"rt":"add"}'
 DEL = b'{"rt":"del"}'
@@ -360,3 +359,27 @@ async def test_network_services_boot_without_a_routing_table() -> None:
         await net.stop()
     server.close()
     await server.wait_closed()
+
+
+async def test_a_datagram_not_from_the_kernel_is_dropped_and_counted(watch: Watch) -> None:
+    """Root can send to the monitor's netlink port; only the kernel's messages are believed."""
+    from smdbus.net.routes import in_netns, netlink_socket
+
+    events = watch.monitor._events
+    assert events is not None
+    port = events.getsockname()[0]
+    # A well-formed notification of a default route via a gateway, as the kernel would send it.
+    golden = Path(__file__).parent / "data" / "rtnetlink.hex"
+    forged = next(
+        bytes.fromhex(line.split()[1])
+        for line in golden.read_text().splitlines()
+        if line.startswith("route-new-default ")
+    )
+    sender = in_netns(watch.netns, netlink_socket)
+    try:
+        sender.sendto(forged, (port, 0))
+    finally:
+        sender.close()
+    assert await watch.do() == []
+    assert watch.monitor.foreign == 1
+    assert watch.monitor.table.gateways() == []

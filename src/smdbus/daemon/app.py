@@ -447,8 +447,6 @@ class Daemon:
         self.monitor = RouteMonitor(self.bus, observer=self._net_events)
         try:
             await self.monitor.start()
-        except ImportError as e:
-            self.note("warning", f"route monitor off: pyroute2 is not installed ({e})")
         except Exception as e:
             self.note("warning", f"route monitor off: {type(e).__name__}: {e}")
         else:

@@ -1,19 +1,30 @@
-"""The routing-table monitor: the kernel's rtnetlink, through pyroute2, onto the bus.
+"""The routing-table monitor: the kernel's rtnetlink, through the stdlib's AF_NETLINK, onto the bus.
 
-This is the thin adapter around :class:`smdbus.net.routetable.RouteTable`:
-it subscribes to the link, IPv4/IPv6 address and route groups, dumps what
-the kernel has, turns each netlink datagram into one batch of events and
+This is the thin adapter around :class:`smdbus.net.routetable.RouteTable`
+and the sans-IO parser :mod:`smdbus.net.rtnetlink`: it opens two
+``NETLINK_ROUTE`` sockets, one joined to the link, IPv4/IPv6 address and
+route groups (the kernel's notifications) and one for dumps, dumps what the
+kernel has, turns each notification datagram into one batch of events and
 publishes what the table decides on NETWORK.
 
 Everything runs on the asyncio loop that calls :meth:`RouteMonitor.start`
-(pyroute2 0.9's :class:`~pyroute2.AsyncIPRoute`), which should be the bus's
-loop. With ``netns`` the socket is opened inside that network namespace
-(pyroute2 does it in a short-lived child process), which is how the tests
-watch a namespace of their own without touching the host's table.
+(``loop.sock_recvfrom`` on non-blocking sockets), which should be the bus's
+loop. With ``netns`` the sockets are opened inside that network namespace
+(``/run/netns/NAME``, as ``ip netns`` makes them) by a short-lived thread
+that enters it with ``setns(2)``: a socket stays in the namespace it was
+made in, and the daemon's own threads never leave theirs. That is how the
+tests watch a namespace of their own without touching the host's table.
 
 Subscribing happens before the dump, so nothing falls between the two: a
 change that races the dump arrives afterwards as an event and is applied
-then (an identical route is not announced twice).
+then (an identical route is not announced twice). A dump the kernel marks
+interrupted (``NLM_F_DUMP_INTR``) is made again.
+
+Only the kernel is believed: a datagram from another netlink port (a local
+process, which needs privileges to send one) is dropped and counted in
+``foreign``. A notification datagram that does not parse, and a socket
+overrun (``ENOBUFS``: the kernel dropped notifications), are followed by a
+fresh dump whose difference is announced (counted in ``resyncs``).
 """
 
 from __future__ import annotations
@@ -22,106 +33,107 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
+import socket
+import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TypeVar
 
 from smdbus.classes import Class
+from smdbus.net import rtnetlink
 from smdbus.net.announce import Announcer, Publisher
-from smdbus.net.routetable import (
-    Address,
-    AddressAdded,
-    AddressRemoved,
-    LinkChanged,
-    LinkRemoved,
-    NetEvent,
-    Route,
-    RouteAdded,
-    RouteRemoved,
-    RouteTable,
-)
+from smdbus.net.routetable import NetEvent, RouteTable
 
 log = logging.getLogger("smdbus.net.routes")
-
-IFF_UP = 0x1
-RTM_F_CLONED = 0x200
 
 Observer = Callable[[Sequence[NetEvent]], None]
 DumpListener = Callable[["RouteMonitor"], None]
 ChangeListener = Callable[[list[dict[str, str]]], None]
 
+RECV_SIZE = 65536
+"""Bytes read per datagram: the kernel's dump datagrams are at most 32 KiB."""
+RCVBUF = 1 << 20
+"""Receive buffer asked for the notification socket (the kernel caps it at rmem_max)."""
+DUMP_TRIES = 5
+"""Dumps tried while the kernel reports them interrupted; the last one is kept."""
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
 
-def _groups() -> int:
-    from pyroute2.netlink.rtnl import (
-        RTMGRP_IPV4_IFADDR,
-        RTMGRP_IPV4_ROUTE,
-        RTMGRP_IPV6_IFADDR,
-        RTMGRP_IPV6_ROUTE,
-        RTMGRP_LINK,
+T = TypeVar("T")
+
+
+def _setns(fd: int) -> None:
+    setns = getattr(os, "setns", None)  # Python 3.12+
+    if setns is not None:
+        setns(fd, CLONE_NEWNET)
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def in_netns(name: str, make: Callable[[], T]) -> T:
+    """``make()`` run by a thread inside the named network namespace.
+
+    Raises FileNotFoundError if there is no such namespace (it is never
+    created), and what ``setns`` or ``make`` raised.
+    """
+    if not name or "/" in name or name in (".", ".."):
+        raise FileNotFoundError(errno.ENOENT, "no network namespace", name)
+    fd = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        # The thread ends in the namespace it entered; nothing else runs on it.
+        try:
+            _setns(fd)
+            result.append(make())
+        except BaseException as e:
+            failure.append(e)
+
+    try:
+        thread = threading.Thread(target=run, name=f"netns-{name}", daemon=True)
+        thread.start()
+        thread.join()
+    finally:
+        os.close(fd)
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def netlink_socket(groups: int = 0) -> socket.socket:
+    """A non-blocking ``NETLINK_ROUTE`` socket, joined to ``groups``."""
+    sock = socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
     )
-
-    groups: int = (
-        RTMGRP_LINK
-        | RTMGRP_IPV4_IFADDR
-        | RTMGRP_IPV6_IFADDR
-        | RTMGRP_IPV4_ROUTE
-        | RTMGRP_IPV6_ROUTE
-    )
-    return groups
-
-
-def parse_message(msg: Any) -> NetEvent | None:
-    """One pyroute2 rtnetlink message as an event, or None for what we do not track."""
-    event = msg.get("event")
-    if event in ("RTM_NEWROUTE", "RTM_DELROUTE"):
-        if msg.get("flags", 0) & RTM_F_CLONED:
-            return None
-        gateway = msg.get_attr("RTA_GATEWAY")
-        ifindex = msg.get_attr("RTA_OIF")
-        for hop in msg.get_attr("RTA_MULTIPATH") or ():
-            # Multipath: keep the first hop's gateway and device.
-            if gateway is None:
-                gateway = hop.get_attr("RTA_GATEWAY")
-            if ifindex is None:
-                ifindex = hop.get("oif")
-        route = Route(
-            family=msg["family"],
-            dst=msg.get_attr("RTA_DST"),
-            dst_len=msg["dst_len"],
-            gateway=gateway,
-            ifindex=ifindex,
-            priority=msg.get_attr("RTA_PRIORITY"),
-            table=msg.get_attr("RTA_TABLE") or msg["table"],
-            protocol=msg["proto"],
-            scope=msg["scope"],
-            type=msg["type"],
-            src=msg.get_attr("RTA_SRC"),
-            src_len=msg["src_len"],
-            prefsrc=msg.get_attr("RTA_PREFSRC"),
-            tos=msg["tos"],
-        )
-        return RouteAdded(route) if event == "RTM_NEWROUTE" else RouteRemoved(route)
-    if event in ("RTM_NEWADDR", "RTM_DELADDR"):
-        # IFA_LOCAL is the address itself; IFA_ADDRESS is the peer on point-to-point
-        # links and the only one given for IPv6.
-        address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-        if address is None:
-            return None
-        a = Address(msg["family"], address, msg["prefixlen"], msg["index"], msg["scope"])
-        return AddressAdded(a) if event == "RTM_NEWADDR" else AddressRemoved(a)
-    if event == "RTM_NEWLINK":
-        return LinkChanged(
-            msg["index"],
-            msg.get_attr("IFLA_IFNAME"),
-            bool(msg["flags"] & IFF_UP),
-            msg.get_attr("IFLA_IFALIAS"),
-        )
-    if event == "RTM_DELLINK":
-        return LinkRemoved(msg["index"], msg.get_attr("IFLA_IFNAME"))
-    return None
+    try:
+        if groups:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.bind((0, groups))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
-def parse_batch(messages: Sequence[Any]) -> list[NetEvent]:
-    return [ev for ev in map(parse_message, messages) if ev is not None]
+def open_sockets(netns: str | None) -> tuple[socket.socket, socket.socket]:
+    """(notifications, dumps), the first subscribed before the second is used."""
+
+    def make() -> tuple[socket.socket, socket.socket]:
+        events = netlink_socket(rtnetlink.GROUPS)
+        try:
+            return events, netlink_socket()
+        except BaseException:
+            events.close()
+            raise
+
+    return make() if netns is None else in_netns(netns, make)
 
 
 class RouteMonitor:
@@ -150,9 +162,14 @@ class RouteMonitor:
         self.dump_done = False
         self.dump_error: BaseException | None = None
         self.resyncs = 0
+        """Fresh dumps after lost or unreadable notifications."""
+        self.foreign = 0
+        """Datagrams dropped because they did not come from the kernel."""
         self._dump_listeners: list[DumpListener] = []
         self._change_listeners: list[ChangeListener] = []
-        self._ipr: Any = None
+        self._events: socket.socket | None = None
+        self._dumps: socket.socket | None = None
+        self._seq = 0
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -160,18 +177,15 @@ class RouteMonitor:
     async def start(self) -> None:
         """Subscribe, dump, then follow changes in a task on this loop.
 
-        Raises what the kernel or pyroute2 raised if the socket cannot be
-        opened or the dump fails; ``dump_done`` is then True all the same
-        (with ``dump_error`` set) so a held boot goes on without routes.
+        Raises what the kernel raised if the sockets cannot be opened or the
+        dump fails (FileNotFoundError for a missing namespace); ``dump_done``
+        is then True all the same (with ``dump_error`` set) so a held boot
+        goes on without routes.
         """
-        if self._ipr is not None:
+        if self._events is not None:
             raise RuntimeError("RouteMonitor already started")
         try:
-            from pyroute2 import AsyncIPRoute
-
-            # flags=0: open an existing namespace, never create one by a typo.
-            self._ipr = AsyncIPRoute(netns=self.netns, flags=0, groups=_groups())
-            await self._ipr.bind()
+            self._events, self._dumps = open_sockets(self.netns)
             self.table.load(await self._dump())
         except BaseException as e:
             self.dump_error = e
@@ -253,36 +267,69 @@ class RouteMonitor:
 
     # -- kernel side -------------------------------------------------------------
 
+    async def _recv(self, sock: socket.socket) -> bytes:
+        """The next datagram from the kernel (others are dropped and counted)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            data, (port, _groups) = await loop.sock_recvfrom(sock, RECV_SIZE)
+            if port == 0:
+                return data
+            self.foreign += 1
+            log.warning("route monitor: dropped a datagram from netlink port %d", port)
+
     async def _dump(self) -> list[NetEvent]:
-        ipr = self._ipr
-        messages: list[Any] = []
-        for kind in ("link", "addr", "route"):
-            messages.extend([m async for m in await getattr(ipr, kind)("dump")])
-        return parse_batch(messages)
+        """Links, addresses and routes, as the kernel has them now (a consistent dump)."""
+        assert self._dumps is not None
+        events: list[NetEvent] = []
+        for _ in range(DUMP_TRIES):
+            events, interrupted = await self._dump_once(self._dumps)
+            if not interrupted:
+                return events
+        log.warning("route monitor: the table kept changing during %d dumps", DUMP_TRIES)
+        return events
+
+    async def _dump_once(self, sock: socket.socket) -> tuple[list[NetEvent], bool]:
+        loop = asyncio.get_running_loop()
+        events: list[NetEvent] = []
+        interrupted = False
+        for kind in (rtnetlink.RTM_GETLINK, rtnetlink.RTM_GETADDR, rtnetlink.RTM_GETROUTE):
+            self._seq = self._seq % 0xFFFFFFFF + 1
+            seq = self._seq
+            await loop.sock_sendall(sock, rtnetlink.dump_request(kind, seq))
+            while True:
+                datagram = rtnetlink.parse(await self._recv(sock))
+                if seq not in datagram.seqs:
+                    continue  # the rest of a dump abandoned earlier
+                if datagram.error:
+                    raise OSError(
+                        datagram.error, f"dumping the routing table: {os.strerror(datagram.error)}"
+                    )
+                events.extend(datagram.events)
+                interrupted = interrupted or datagram.interrupted
+                if datagram.done:
+                    break
+        return events, interrupted
 
     async def _follow(self) -> None:
-        ipr = self._ipr
+        assert self._events is not None
+        sock = self._events
         while True:
             try:
-                batch = [m async for m in ipr.get()]
+                data = await self._recv(sock)
             except asyncio.CancelledError:
                 raise
             except OSError as e:
                 if e.errno != errno.ENOBUFS:
                     log.error("route monitor: netlink socket failed: %s", e)
                     return
-                await self._resync()
+                await self._resync("netlink overrun: the kernel dropped notifications")
                 continue
-            except Exception as e:  # pyroute2 reports overruns as NetlinkError(ENOBUFS)
-                if getattr(e, "code", None) == errno.ENOBUFS:
-                    await self._resync()
-                    continue
-                log.exception("route monitor: reading netlink failed")
-                return
-            if not batch:
-                log.info("route monitor: netlink socket closed")
-                return
-            self._handle(parse_batch(batch))
+            try:
+                datagram = rtnetlink.parse(data)
+            except rtnetlink.MalformedMessage as e:
+                await self._resync(f"unreadable notification ({e})")
+                continue
+            self._handle(datagram.events)
 
     def _handle(self, events: list[NetEvent]) -> None:
         if not events:
@@ -305,28 +352,24 @@ class RouteMonitor:
                 except Exception:
                     log.exception("route change listener %r raised", listener)
 
-    async def _resync(self) -> None:
-        """The kernel dropped messages (socket overrun): dump again and announce the difference."""
+    async def _resync(self, why: str) -> None:
+        """Notifications were lost or unreadable: dump again and announce the difference."""
         self.resyncs += 1
-        log.warning("route monitor: netlink overrun, dumping the table again")
+        log.warning("route monitor: %s; dumping the table again", why)
         self._announce(self.table.resync(await self._dump()))
 
     def _close_socket(self) -> None:
-        ipr, self._ipr = self._ipr, None
-        if ipr is not None:
-            try:
-                ipr.close()
-            except Exception:
-                log.debug("closing the netlink socket", exc_info=True)
+        for sock in (self._events, self._dumps):
+            if sock is not None:
+                sock.close()
+        self._events = self._dumps = None
 
 
 async def dump_routes(netns: str | None = None) -> RouteTable:
     """The kernel's table as a filled :class:`RouteTable` (for ``smd routes``)."""
     monitor = RouteMonitor(netns=netns)
     try:
-        from pyroute2 import AsyncIPRoute
-
-        monitor._ipr = AsyncIPRoute(netns=netns, flags=0)
+        monitor._dumps = in_netns(netns, netlink_socket) if netns else netlink_socket()
         monitor.table.load(await monitor._dump())
     finally:
         monitor._close_socket()

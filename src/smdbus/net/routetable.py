@@ -4,8 +4,8 @@ Rules of this module:
 
 - It is fed parsed kernel events (:class:`RouteAdded`, :class:`AddressRemoved`,
   ...) in *batches*, one batch per netlink datagram, and answers with the
-  messages to publish on NETWORK. It never touches a socket; the pyroute2
-  adapter lives in :mod:`smdbus.net.routes`.
+  messages to publish on NETWORK. It never touches a socket; the rtnetlink
+  parser is :mod:`smdbus.net.rtnetlink`, the socket adapter :mod:`smdbus.net.routes`.
 - Only unicast and local routes are cached, as lws caches them; broadcast,
   multicast, anycast and the like are routing debris for our purpose.
 - Announcements, in the order of the events that caused them:

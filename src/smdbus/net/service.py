@@ -10,7 +10,7 @@ A daemon does::
     await net.stop()
 
 ``start`` never fails the boot for the routing table: if rtnetlink cannot be
-read (no pyroute2, no permission, a missing namespace), the error is logged,
+read (no permission, a missing namespace), the error is logged,
 ``route_error`` keeps it, and the coldplug gate lets the boot go on without a
 route cache (CPD still runs; gateway changes then only come from others).
 """
