@@ -40,8 +40,6 @@ from smdbus.classes import Class
 from smdbus.client import Client
 from smdbus.daemon.sntp import build_response
 
-pytest.importorskip("pyroute2")
-
 SMD = str(Path(sys.executable).with_name("smd"))
 ROOT = Path(__file__).resolve().parents[1]
 CLONE_NEWNET = 0x40000000

@@ -532,3 +532,20 @@ async def test_aclose_cancels_a_running_check_without_publishing(portal: Portal)
         await bus.drain()
     assert seen.results() == []
     assert d.state is CpdState.UNKNOWN
+
+
+async def test_a_head_past_the_bound_is_not_read_to_its_end(portal: Portal) -> None:
+    from smdbus.net.cpd import MAX_HEAD
+
+    huge = Answer(204, {"X-Filler": "a" * (MAX_HEAD * 4)})
+    report = await detector(portal.script("/generate_204", huge)).check()
+    assert report.result is CpdResult.NO_INTERNET
+    assert report.probes[0].reason.startswith("protocol: ")
+    assert report.probes[0].retryable
+
+
+async def test_the_query_and_host_go_out_as_given(portal: Portal) -> None:
+    portal.script("/generate_204?x=1", Answer(204))
+    url = f"http://127.0.0.1:{portal.port}/generate_204?x=1"
+    assert (await detector(url).check()).result is CpdResult.OK
+    assert portal.hits == [("GET", "/generate_204?x=1")]

@@ -2,7 +2,7 @@
 
 Every subcommand lives in ``smdbus.commands.<module>`` and exposes
 ``configure(parser)`` and ``run(args) -> int``. Modules are imported only
-when their command runs, so ``smd send`` does not pay for httpx or pyroute2.
+when their command runs, so ``smd send`` does not pay for the daemon's network side.
 
 Rules
 -----

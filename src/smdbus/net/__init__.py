@@ -1,13 +1,15 @@
 """Network events: the Secure Streams policy, captive portal detection, the routing table.
 
 ``policy`` loads and validates the policy document (stdlib only); ``cpd``
-probes for a captive portal and publishes the result (httpx);
-``routetable`` is the sans-IO routing cache and ``routes`` feeds it from
-rtnetlink (pyroute2); ``gates`` are the state-manager notifiers that hold
-the boot for them; ``service`` composes all of it for the daemon.
+probes for a captive portal and publishes the result (h11, the ``net``
+extra); ``routetable`` is the sans-IO routing cache, ``rtnetlink`` the
+sans-IO parser of the kernel's messages and ``routes`` feeds the one from
+the other over the stdlib's AF_NETLINK; ``gates`` are the state-manager
+notifiers that hold the boot for them; ``service`` composes all of it for
+the daemon.
 
 The names below are imported on first use, so ``from smdbus.net import
-load_policy`` does not pull in httpx or pyroute2 (the ``net`` extra).
+load_policy`` does not pull in h11 or the sockets.
 """
 
 from __future__ import annotations

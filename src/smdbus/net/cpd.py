@@ -16,6 +16,13 @@ Rules of this module:
 
 - Redirects are never followed. The timeout is real and covers the whole
   probe (connect, request, response head); it defaults to 3 s.
+- The probe is one HTTP/1.1 request on its own connection (h11, the sans-IO
+  HTTP/1.1 state machine, over asyncio streams): only the response head is
+  read, at most :data:`MAX_HEAD` bytes of it; the body of a portal page is
+  never read. A policy asking for ``h2`` is probed over HTTP/1.1 too: the
+  answer's status and Location are what CPD reads, and they are the same.
+  TLS (``https``) uses the system's trust store; ``ssl`` is imported only
+  for such a probe. Proxies from the environment are not used.
 - Failures that may pass (timeout, connection, DNS, a connection dropped
   before the answer) are retried along the policy's retry table: ``1 +
   conceal`` tries, waiting ``backoff[i]`` ms (+ up to ``jitterpc`` %)
@@ -51,20 +58,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import importlib
 import json
 import logging
 import random
 import re
 import socket
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
+import h11
+
+if TYPE_CHECKING:
+    import ssl
 
 from smdbus.classes import Class
 from smdbus.net.announce import Announcer, BusLike
@@ -79,6 +87,9 @@ DEFAULT_MIN_INTERVAL = 2.0
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "smdbus-cpd/0.1"
+MAX_HEAD = 16384
+"""Bytes of response head read at most (a longer head is a protocol error)."""
+READ_SIZE = 4096
 
 
 class CpdResult(enum.Enum):
@@ -161,16 +172,22 @@ def classify_failure(kind: str, detail: str) -> ProbeOutcome:
     return ProbeOutcome(CpdResult.NO_INTERNET, f"{kind}: {detail}", retryable=True)
 
 
+class _ConnectFailed(OSError):
+    """The probe's connection could not be made (refused, unreachable, TLS handshake)."""
+
+
 def _failure(exc: BaseException, timeout: float) -> ProbeOutcome:
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+    if isinstance(exc, TimeoutError):
         return classify_failure("timeout", f"no answer within {timeout:g} s")
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, socket.gaierror):
             return classify_failure("dns", str(cause))
         cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, httpx.ConnectError):
-        return classify_failure("connect", str(exc) or type(exc).__name__)
+    if isinstance(exc, _ConnectFailed):
+        return classify_failure("connect", str(exc))
+    if isinstance(exc, h11.RemoteProtocolError):
+        return classify_failure("protocol", str(exc))
     return classify_failure(type(exc).__name__, str(exc) or "no response")
 
 
@@ -228,7 +245,6 @@ class CaptivePortalDetector:
         sleep: Sleeper = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
-        trust_env: bool = False,
         smd_class: int = Class.NETWORK,
         min_interval: float = DEFAULT_MIN_INTERVAL,
     ) -> None:
@@ -236,14 +252,6 @@ class CaptivePortalDetector:
             raise ValueError(f"timeout must be > 0 s, got {timeout}")
         if not 0 <= min_interval < float("inf"):
             raise ValueError(f"min_interval must be >= 0 s and finite, got {min_interval}")
-        if settings.protocol != "h1":
-            try:
-                importlib.import_module("h2")
-            except ImportError:
-                raise ValueError(
-                    f"captive_portal_detect.protocol {settings.protocol!r} needs the h2 "
-                    "package (pip install 'httpx[http2]')"
-                ) from None
         self.settings = settings
         self.retry = retry
         self.timeout = timeout
@@ -251,7 +259,6 @@ class CaptivePortalDetector:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"CPD url must be http:// or https:// with a host, got {self.url!r}")
-        self.trust_env = trust_env
         self.smd_class = smd_class
         self.min_interval = min_interval
         self._sleep = sleep
@@ -468,23 +475,58 @@ class CaptivePortalDetector:
         return replace(outcome, elapsed=self._clock() - start)
 
     async def _request(self) -> ProbeOutcome:
+        parts = urlsplit(self.url)
+        tls = parts.scheme == "https"
+        host = parts.hostname
+        assert host is not None  # checked in __init__
+        port = parts.port or (443 if tls else 80)
+        try:
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=self._tls_context() if tls else None
+            )
+        except socket.gaierror:
+            raise
+        except OSError as e:
+            raise _ConnectFailed(e.errno, e.strerror or str(e)) from e
+        try:
+            return await self._exchange(reader, writer, parts.netloc.rpartition("@")[2])
+        finally:
+            writer.close()
+
+    def _tls_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            # Made once: httpx would build one per client, ~50 ms each time.
-            # The system's trust store, as the device's other TLS uses.
+            import ssl
+
+            # Made once (~30 ms each); the system's trust store, as the device's other TLS uses.
             self._ssl = ssl.create_default_context()
-        async with (
-            httpx.AsyncClient(
-                verify=self._ssl,
-                follow_redirects=False,
-                trust_env=self.trust_env,
-                timeout=httpx.Timeout(self.timeout),
-                http2=self.settings.protocol == "h2",
-                headers={"user-agent": USER_AGENT, "connection": "close"},
-            ) as client,
-            client.stream(self.settings.http_method, self.url) as response,
-        ):
-            # The head is enough: the body of a portal page is not read.
-            return classify(self.settings, response.status_code, response.headers.get("location"))
+        return self._ssl
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str
+    ) -> ProbeOutcome:
+        """Send the request, read up to the response head, classify it."""
+        parts = urlsplit(self.url)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        request = h11.Request(
+            method=self.settings.http_method,
+            target=target,
+            headers=[("host", host), ("user-agent", USER_AGENT), ("connection", "close")],
+        )
+        writer.write(conn.send(request) + conn.send(h11.EndOfMessage()))
+        await writer.drain()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(READ_SIZE))  # b"": the server closed
+            elif isinstance(event, h11.Response):
+                location = next((v for k, v in event.headers if k == b"location"), None)
+                text = location.decode("latin-1") if location is not None else None
+                return classify(self.settings, event.status_code, text)
+            elif not isinstance(event, h11.InformationalResponse):
+                raise h11.RemoteProtocolError(f"{type(event).__name__} before the response")
 
     def _finish(self, report: CheckReport) -> None:
         result = report.result
