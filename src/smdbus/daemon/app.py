@@ -475,6 +475,8 @@ class Daemon:
     def _start_buttons(self, loop: asyncio.AbstractEventLoop) -> None:
         """Real controllers (their devices opened now; skipped, saying why, if they cannot be)
         and scripted ones (played once their start state is reached)."""
+        if not (self.config.buttons.controllers or self.config.buttons.scripted):
+            return  # nothing of the button package is loaded
         from smdbus.button import ButtonDriver, Classifier, SourceUnavailable
         from smdbus.button.config import load
         from smdbus.button.sources.scripted import ScriptedSource

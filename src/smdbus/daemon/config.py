@@ -34,15 +34,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smdbus.button.errors import ButtonError
 from smdbus.button.regime import DEFAULT_REGIME, Regime
-from smdbus.fleet import BridgeConfig, BridgeConfigError, parse_bridge_config
 from smdbus.net.cpd import DEFAULT_MIN_INTERVAL
 from smdbus.proxy.settings import MAXIMA, ProxySettings
 from smdbus.system.state import State
 from smdbus.wire import DEFAULT_ADDRESS, format_address, parse_address
+
+if TYPE_CHECKING:
+    from smdbus.fleet import BridgeConfig
 
 C_TIME_VALID_AFTER = 1594017754
 """libwebsockets' sanity threshold for the clock: 2020-07-06 06:42:34 UTC.
@@ -496,6 +498,8 @@ class _Reader:
 
     def bridge(self, t: _Table, bus: BusConfig) -> BridgeConfig:
         """The fleet package checks its own table; the bridge joins this daemon's bus."""
+        from smdbus.fleet import BridgeConfigError, parse_bridge_config  # only with [bridge]
+
         table = {"socket": format_address(bus.socket), **t.data}
         try:
             return parse_bridge_config(table, base=self.base, path=t.path)

@@ -24,10 +24,10 @@ import base64
 import binascii
 import copy
 import json
+import pkgutil
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +154,10 @@ def load_policy(path: str | Path) -> Policy:
 
 def default_policy() -> Policy:
     """The policy shipped with smdbus (CPD against connectivitycheck.android.com)."""
-    res = resources.files("smdbus").joinpath(DEFAULT_POLICY_RESOURCE)
-    return parse_policy(res.read_text(encoding="utf-8"), source=f"smdbus:{DEFAULT_POLICY_RESOURCE}")
+    # pkgutil, not importlib.resources: that one imports zipfile (+3 MiB in the daemon).
+    data = pkgutil.get_data("smdbus", DEFAULT_POLICY_RESOURCE)
+    assert data is not None  # the package's own loader always has get_data
+    return parse_policy(data.decode("utf-8"), source=f"smdbus:{DEFAULT_POLICY_RESOURCE}")
 
 
 def parse_policy(doc: str | bytes | Mapping[str, Any], source: str = "<policy>") -> Policy:

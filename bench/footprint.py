@@ -1,0 +1,277 @@
+"""Footprint: what smdbus costs in memory and start-up, beside mosquitto and a bare Python.
+
+Goals of issue 17, each printed as a ratio with "met" or "not met":
+
+1. ``smd daemon`` RSS after boot (READY=1 on its NOTIFY_SOCKET) with the
+   default configuration (only the socket name is made unique) <= 24 MiB;
+   ``smd proxy`` idle RSS (once its socket listens) <= 16 MiB. mosquitto's
+   idle RSS in the same run is the anchor.
+2. ``smd send``, ``smd state`` and ``smd peers`` (against that daemon):
+   wall time <= 1.5x that of ``python3 -c 'import socket, struct'`` with the
+   same interpreter, and max RSS <= 12 MiB (GNU time's %M).
+
+Medians of ``--runs`` runs (at least 3). ``--shares`` also tells where the
+daemon's memory goes: it boots the daemon with ``-X importtime``, sorts the
+modules it imported into groups, imports the groups in turn in a fresh
+interpreter and prints the RSS each adds; what is left is the boot's own
+objects and buffers.
+
+    .venv/bin/python bench/footprint.py [--runs 5] [--shares]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MIB = 1024 * 1024
+MOSQUITTO = "/usr/sbin/mosquitto"
+TIME = "/usr/bin/time"  # GNU time: %M is the peak RSS in KiB
+PY = sys.executable
+SMD = str(Path(PY).with_name("smd"))
+GOALS = {"daemon": 24 * MIB, "proxy": 16 * MIB, "tool_rss": 12 * MIB, "tool_wall": 1.5}
+
+
+def rss(pid: int) -> int:
+    """VmRSS of a live process, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def _unique(tag: str) -> str:
+    return f"smdfp-{tag}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def _wait(ready: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready within {timeout:g} s")
+        time.sleep(0.01)
+
+
+def _listening_unix(name: str) -> bool:
+    with open("/proc/net/unix") as f:
+        return any(line.rstrip().endswith(" @" + name) for line in f)
+
+
+@contextmanager
+def daemon(extra: tuple[str, ...] = ()) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``smd daemon`` with the default config but a unique socket, once it said READY=1."""
+    name = _unique("bus")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind("\0" + _unique("notify"))
+    notify.settimeout(60)
+    with tempfile.TemporaryDirectory() as d:
+        cfg = Path(d) / "daemon.toml"
+        cfg.write_text(f'[bus]\nsocket = "@{name}"\n')
+        env = dict(os.environ, NOTIFY_SOCKET="@" + notify.getsockname()[1:].decode())
+        cmd = [PY, *extra, "-m", "smdbus", "daemon", "--config", str(cfg)]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            while b"READY=1" not in notify.recv(4096):
+                pass
+            yield proc, "@" + name
+        finally:
+            proc.terminate()
+            proc.wait()
+            notify.close()
+
+
+def daemon_rss() -> int:
+    with daemon() as (proc, _):
+        return rss(proc.pid)
+
+
+def proxy_rss() -> int:
+    name = _unique("proxy")
+    proc = subprocess.Popen(
+        [SMD, "proxy", "--socket", "@" + name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait(lambda: _listening_unix(name), "smd proxy")
+        return rss(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def mosquitto_rss() -> int | None:
+    if not os.path.exists(MOSQUITTO):
+        return None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as d:
+        conf = Path(d) / "m.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+        proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+        def up() -> bool:
+            with socket.socket() as c:
+                return c.connect_ex(("127.0.0.1", port)) == 0
+
+        try:
+            _wait(up, "mosquitto")
+            return rss(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """(wall seconds, max RSS bytes) of one run of ``cmd``; it must succeed.
+
+    The peak comes from ``/usr/bin/time``, not from our own ``wait4``: Linux
+    keeps a process's peak across ``exec``, so a child forked from this
+    (bigger) Python would report our size, not its own.
+    """
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [TIME, "-f", "%M", *cmd],
+        stdout=subprocess.DEVNULL,
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed: {proc.stderr}")
+    return wall, int(proc.stderr.split()[-1]) * 1024
+
+
+def verdict(ratio: float, limit: float = 1.0) -> str:
+    return "met" if ratio <= limit else "not met"
+
+
+def med(values: list[float] | list[int]) -> float:
+    return float(statistics.median(values))
+
+
+GROUPS = ("stdlib", "ssl", "asyncio", "smdbus", "smdbus.net", "h11", "other")
+
+
+def group_of(module: str) -> str:
+    top = module.split(".")[0]
+    if top in ("ssl", "_ssl", "_hashlib"):
+        return "ssl"
+    if top in ("asyncio", "_asyncio", "concurrent"):
+        return "asyncio"
+    if module.startswith("smdbus.net"):
+        return "smdbus.net"
+    if top in ("smdbus", "h11"):
+        return top
+    if top in sys.stdlib_module_names or top.startswith("_") or top == "encodings":
+        return "stdlib"
+    return "other"
+
+
+def shares() -> None:
+    """Boot with -X importtime, then import the daemon's modules group by group."""
+    with daemon(("-X", "importtime")) as (proc, _):
+        booted = rss(proc.pid)
+        proc.terminate()
+        assert proc.stderr is not None
+        _, err = proc.communicate()
+    modules = []
+    for line in err.decode().splitlines():
+        if line.startswith("import time:") and "|" in line and "cumulative" not in line:
+            modules.append(line.rsplit("|", 1)[1].strip())
+    by_group: dict[str, list[str]] = {g: [] for g in GROUPS}
+    for m in modules:
+        by_group[group_of(m)].append(m)
+    script = (
+        "import importlib, sys\n"
+        "def rss():\n"
+        "    for l in open('/proc/self/status'):\n"
+        "        if l.startswith('VmRSS:'): return int(l.split()[1]) * 1024\n"
+        "print('start', rss(), len(sys.modules))\n"
+        "for line in sys.stdin:\n"
+        "    group, *mods = line.split()\n"
+        "    for m in mods:\n"
+        "        try: importlib.import_module(m)\n"
+        "        except Exception: pass\n"
+        "    print(group, rss(), len(sys.modules), flush=True)\n"
+    )
+    feed = "".join(f"{g} {' '.join(by_group[g])}\n" for g in GROUPS)
+    out = subprocess.run([PY, "-c", script], input=feed, capture_output=True, text=True).stdout
+    rows = [line.split() for line in out.splitlines()]
+    print(f"\nwhere the daemon's {booted / MIB:.1f} MiB go ({len(modules)} modules imported):")
+    last = int(rows[0][1])
+    print(f"  {'interpreter':<22} {last / MIB:6.1f} MiB")
+    for group, value, _count in rows[1:]:
+        print(
+            f"  {group:<22} {(int(value) - last) / MIB:+6.1f} MiB  ({len(by_group[group])} modules)"
+        )
+        last = int(value)
+    print(f"  {'boot: objects, buffers':<22} {(booted - last) / MIB:+6.1f} MiB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--runs", type=int, default=5, help="runs per figure, median (>= 3)")
+    ap.add_argument("--shares", action="store_true", help="where the daemon's memory goes")
+    args = ap.parse_args()
+    runs = max(3, args.runs)
+    if shutil.which("mosquitto") is None and not os.path.exists(MOSQUITTO):
+        print("mosquitto not installed: no anchor for RSS")
+
+    d_rss = med([daemon_rss() for _ in range(runs)])
+    p_rss = med([proxy_rss() for _ in range(runs)])
+    m_values = [v for v in (mosquitto_rss() for _ in range(runs)) if v is not None]
+    m_rss = med(m_values) if m_values else None
+    anchor = f"mosquitto {m_rss / MIB:.1f} MiB" if m_rss else "no mosquitto"
+    print(f"goal 1, footprint ({runs} runs, medians; {anchor})")
+    for what, value, goal in (
+        ("smd daemon after boot", d_rss, GOALS["daemon"]),
+        ("smd proxy idle", p_rss, GOALS["proxy"]),
+    ):
+        vs = f", {value / m_rss:.2f}x mosquitto" if m_rss else ""
+        ratio = value / goal
+        print(
+            f"  {what:<24} {value / MIB:6.1f} MiB{vs}; goal <= {goal / MIB:.0f} MiB: "
+            f"{ratio:.2f} of it, {verdict(ratio)}"
+        )
+
+    bare = [timed([PY, "-c", "import socket, struct"]) for _ in range(runs)]
+    bare_wall, bare_rss = med([w for w, _ in bare]), med([r for _, r in bare])
+    print(
+        f"goal 2, one-shot tools ({runs} runs, medians; bare python3 -c 'import socket, "
+        f"struct': {bare_wall * 1000:.0f} ms, {bare_rss / MIB:.1f} MiB)"
+    )
+    with daemon() as (_, address):
+        tools = {
+            "smd send": [SMD, "send", "--socket", address, "user0", '{"fp":1}'],
+            "smd state": [SMD, "state", "--socket", address],
+            "smd peers": [SMD, "peers", "--socket", address],
+        }
+        for name, cmd in tools.items():
+            samples = [timed(cmd) for _ in range(runs)]
+            wall, peak = med([w for w, _ in samples]), med([r for _, r in samples])
+            w_ratio, r_ratio = wall / bare_wall, peak / GOALS["tool_rss"]
+            print(
+                f"  {name:<10} {wall * 1000:5.0f} ms = {w_ratio:.2f}x bare (goal <= 1.5x: "
+                f"{verdict(w_ratio, GOALS['tool_wall'])}); max RSS {peak / MIB:5.1f} MiB = "
+                f"{r_ratio:.2f} of 12 MiB ({verdict(r_ratio)})"
+            )
+    if args.shares:
+        shares()
+
+
+if __name__ == "__main__":
+    main()
