@@ -5,52 +5,33 @@ Edges from a source go into a pure :class:`Classifier`; a
 :class:`ButtonEvent` on ``Class.INTERACTION`` as
 ``{"type":"button","src":"<controller>/<button>","event":"<event>"}``.
 
-The names below are imported on first use: the daemon's configuration reads
-a :class:`Regime` without loading the driver, the sources and asyncio.
+The pure parts are imported with the package; the driver (asyncio) and the
+sources (evdev, gpiod) on first use, so the daemon's configuration reads a
+:class:`Regime` without loading them.
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from smdbus.button.classifier import Classifier, Phase
+from smdbus.button.controller import ButtonSpec, Controller
+from smdbus.button.errors import (
+    ButtonError,
+    ConfigError,
+    IllegalMove,
+    PatternError,
+    RegimeError,
+    SourceUnavailable,
+)
+from smdbus.button.events import ButtonEvent, Edge, Event
+from smdbus.button.regime import DEFAULT_REGIME, TICK_MS, Regime
+from smdbus.button.replay import replay
+
 if TYPE_CHECKING:
     from smdbus.button import sources
-    from smdbus.button.classifier import Classifier, Phase
-    from smdbus.button.controller import ButtonSpec, Controller
     from smdbus.button.driver import ButtonDriver, Publisher
-    from smdbus.button.errors import (
-        ButtonError,
-        ConfigError,
-        IllegalMove,
-        PatternError,
-        RegimeError,
-        SourceUnavailable,
-    )
-    from smdbus.button.events import ButtonEvent, Edge, Event
-    from smdbus.button.regime import DEFAULT_REGIME, TICK_MS, Regime
-    from smdbus.button.replay import replay
 
-_WHERE = {
-    "Classifier": "classifier",
-    "Phase": "classifier",
-    "ButtonSpec": "controller",
-    "Controller": "controller",
-    "ButtonDriver": "driver",
-    "Publisher": "driver",
-    "ButtonError": "errors",
-    "ConfigError": "errors",
-    "IllegalMove": "errors",
-    "PatternError": "errors",
-    "RegimeError": "errors",
-    "SourceUnavailable": "errors",
-    "ButtonEvent": "events",
-    "Edge": "events",
-    "Event": "events",
-    "DEFAULT_REGIME": "regime",
-    "TICK_MS": "regime",
-    "Regime": "regime",
-    "replay": "replay",
-    "sources": "sources",
-}
+_WHERE = {"ButtonDriver": "driver", "Publisher": "driver", "sources": "sources"}
 
 __all__ = [
     "DEFAULT_REGIME",
