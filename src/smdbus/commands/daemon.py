@@ -11,7 +11,7 @@ started), 1 when the bus cannot be served (the socket is taken, ...).
 See docs/user-guide.md and docs/configuration.md.
 
 Signals are caught first (:mod:`smdbus.daemon.signals`), before the config
-is read and before the daemon's heavier modules (httpx, pyroute2) are
+is read and before the daemon's heavier modules (asyncio, the network side) are
 imported, which is why ``app`` and ``config`` are imported inside :func:`run`.
 """
 

@@ -7,7 +7,7 @@ daemon that is still starting, ``live`` draws the terminal view and ``app``
 composes it all. See docs/architecture.md.
 
 The names below are imported on first use: ``smd daemon`` catches its
-signals (``smdbus.daemon.signals``) before ``app`` pulls in httpx.
+signals (``smdbus.daemon.signals``) before ``app`` pulls in asyncio and the network side.
 """
 
 from __future__ import annotations
