@@ -549,3 +549,101 @@ async def test_the_query_and_host_go_out_as_given(portal: Portal) -> None:
     url = f"http://127.0.0.1:{portal.port}/generate_204?x=1"
     assert (await detector(url).check()).result is CpdResult.OK
     assert portal.hits == [("GET", "/generate_204?x=1")]
+
+
+# -- https: TLS over memory BIOs, asyncio imported without ssl ---------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (openssl), as (cert, key) paths."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt"),
+            *("ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def _tls_portal(cert: str, key: str, status: int) -> asyncio.Server:
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode())
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+
+
+async def test_https_probes_check_the_certificate(certificate: tuple[str, str]) -> None:
+    import ssl
+
+    cert, key = certificate
+    server = await _tls_portal(cert, key, 204)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/generate_204"
+    try:
+        trusting = ssl.create_default_context(cafile=cert)
+        assert (await detector(url, tls_context=trusting).check()).result is CpdResult.OK
+        # The system's trust store does not know this certificate: a failed connection.
+        report = await detector(url).check()
+        assert report.result is CpdResult.NO_INTERNET
+        assert report.probes[0].reason.startswith("connect: TLS with 127.0.0.1: ")
+        assert "CERTIFICATE_VERIFY_FAILED" in report.probes[0].reason
+        assert report.probes[0].retryable
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_https_in_a_process_whose_asyncio_has_no_ssl(certificate: tuple[str, str]) -> None:
+    """What the daemon does: asyncio imported without ssl, then an https probe (ssl loads then)."""
+    import subprocess
+    import sys
+
+    cert, key = certificate
+    server = await _tls_portal(cert, key, 204)
+    port = server.sockets[0].getsockname()[1]
+    code = (
+        "import sys\n"
+        "from smdbus._nossl import import_asyncio_without_ssl\n"
+        "assert import_asyncio_without_ssl()\n"
+        "import asyncio, smdbus.daemon.app, smdbus.proxy, smdbus.net.routes\n"
+        "print('ssl before the probe:', 'ssl' in sys.modules)\n"
+        "import ssl\n"
+        "from smdbus.net.cpd import CaptivePortalDetector\n"
+        "from smdbus.net.policy import CaptivePortalDetect\n"
+        "d = CaptivePortalDetector(CaptivePortalDetect(endpoint='x', http_expect=204),\n"
+        f"    url='https://127.0.0.1:{port}/', tls_context=ssl.create_default_context("
+        f"cafile={cert!r}))\n"
+        "print(asyncio.run(d.check()).result.value)\n"
+    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        out, err = await proc.communicate()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().splitlines() == ["ssl before the probe: False", "OK"]

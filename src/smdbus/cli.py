@@ -62,6 +62,10 @@ EXAMPLES = (
 
 INTERRUPTED = 130
 
+NO_ASYNCIO_TLS = frozenset({"daemon", "proxy"})
+"""Commands that run on asyncio and need none of its TLS: asyncio is imported for them without
+``ssl`` (4 MiB less; :mod:`smdbus._nossl`). The daemon's CPD does https over memory BIOs."""
+
 
 def _interrupted(signum: int, frame: object) -> NoReturn:
     """SIGINT before the command runs: nothing to clean up yet, so leave at once."""
@@ -71,6 +75,10 @@ def _interrupted(signum: int, frame: object) -> NoReturn:
 def _load(name: str) -> Any:
     import importlib
 
+    if name in NO_ASYNCIO_TLS:
+        from smdbus._nossl import import_asyncio_without_ssl
+
+        import_asyncio_without_ssl()
     module, _ = COMMANDS[name]
     return importlib.import_module(f"smdbus.commands.{module}")
 

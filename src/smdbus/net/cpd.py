@@ -21,8 +21,10 @@ Rules of this module:
   read, at most :data:`MAX_HEAD` bytes of it; the body of a portal page is
   never read. A policy asking for ``h2`` is probed over HTTP/1.1 too: the
   answer's status and Location are what CPD reads, and they are the same.
-  TLS (``https``) uses the system's trust store; ``ssl`` is imported only
-  for such a probe. Proxies from the environment are not used.
+  TLS (``https``) is checked against the system's trust store (or the
+  ``tls_context`` given), done by :mod:`smdbus.net.transport` over memory
+  BIOs, not by asyncio; ``ssl`` is imported only for such a probe.
+  Proxies from the environment are not used.
 - Failures that may pass (timeout, connection, DNS, a connection dropped
   before the answer) are retried along the policy's retry table: ``1 +
   conceal`` tries, waiting ``backoff[i]`` ms (+ up to ``jitterpc`` %)
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
 from smdbus.classes import Class
 from smdbus.net.announce import Announcer, BusLike
 from smdbus.net.policy import CaptivePortalDetect, Policy, PolicyError, RetryPolicy
+from smdbus.net.transport import ConnectFailed, Stream, connect
 
 log = logging.getLogger("smdbus.net.cpd")
 
@@ -89,7 +92,6 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "smdbus-cpd/0.1"
 MAX_HEAD = 16384
 """Bytes of response head read at most (a longer head is a protocol error)."""
-READ_SIZE = 4096
 
 
 class CpdResult(enum.Enum):
@@ -172,10 +174,6 @@ def classify_failure(kind: str, detail: str) -> ProbeOutcome:
     return ProbeOutcome(CpdResult.NO_INTERNET, f"{kind}: {detail}", retryable=True)
 
 
-class _ConnectFailed(OSError):
-    """The probe's connection could not be made (refused, unreachable, TLS handshake)."""
-
-
 def _failure(exc: BaseException, timeout: float) -> ProbeOutcome:
     if isinstance(exc, TimeoutError):
         return classify_failure("timeout", f"no answer within {timeout:g} s")
@@ -184,7 +182,7 @@ def _failure(exc: BaseException, timeout: float) -> ProbeOutcome:
         if isinstance(cause, socket.gaierror):
             return classify_failure("dns", str(cause))
         cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, _ConnectFailed):
+    if isinstance(exc, ConnectFailed):
         return classify_failure("connect", str(exc))
     if isinstance(exc, h11.RemoteProtocolError):
         return classify_failure("protocol", str(exc))
@@ -232,6 +230,7 @@ class CaptivePortalDetector:
     ``url`` overrides where the probe goes (scheme, host, port, path), keeping
     the policy's method and expectations. ``retry`` None means one try.
     ``min_interval`` spaces the checks bus triggers ask for (module rules).
+    ``tls_context`` checks ``https`` probes (default: the system's trust store).
     """
 
     def __init__(
@@ -246,6 +245,7 @@ class CaptivePortalDetector:
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
         smd_class: int = Class.NETWORK,
+        tls_context: ssl.SSLContext | None = None,
         min_interval: float = DEFAULT_MIN_INTERVAL,
     ) -> None:
         if not timeout > 0:
@@ -265,7 +265,7 @@ class CaptivePortalDetector:
         self._clock = clock
         self._rand = rand
         self._state = CpdState.UNKNOWN
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: ssl.SSLContext | None = tls_context
         self._task: asyncio.Task[CheckReport] | None = None
         self._listeners: list[ResultListener] = []
         self._bus: BusLike | None = None
@@ -480,18 +480,11 @@ class CaptivePortalDetector:
         host = parts.hostname
         assert host is not None  # checked in __init__
         port = parts.port or (443 if tls else 80)
+        stream = await connect(host, port, self._tls_context() if tls else None)
         try:
-            reader, writer = await asyncio.open_connection(
-                host, port, ssl=self._tls_context() if tls else None
-            )
-        except socket.gaierror:
-            raise
-        except OSError as e:
-            raise _ConnectFailed(e.errno, e.strerror or str(e)) from e
-        try:
-            return await self._exchange(reader, writer, parts.netloc.rpartition("@")[2])
+            return await self._exchange(stream, parts.netloc.rpartition("@")[2])
         finally:
-            writer.close()
+            stream.close()
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -501,9 +494,7 @@ class CaptivePortalDetector:
             self._ssl = ssl.create_default_context()
         return self._ssl
 
-    async def _exchange(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str
-    ) -> ProbeOutcome:
+    async def _exchange(self, stream: Stream, host: str) -> ProbeOutcome:
         """Send the request, read up to the response head, classify it."""
         parts = urlsplit(self.url)
         target = parts.path or "/"
@@ -515,12 +506,11 @@ class CaptivePortalDetector:
             target=target,
             headers=[("host", host), ("user-agent", USER_AGENT), ("connection", "close")],
         )
-        writer.write(conn.send(request) + conn.send(h11.EndOfMessage()))
-        await writer.drain()
+        await stream.send(conn.send(request) + conn.send(h11.EndOfMessage()))
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                conn.receive_data(await reader.read(READ_SIZE))  # b"": the server closed
+                conn.receive_data(await stream.recv())  # b"": the server closed
             elif isinstance(event, h11.Response):
                 location = next((v for k, v in event.headers if k == b"location"), None)
                 text = location.decode("latin-1") if location is not None else None

@@ -1,0 +1,72 @@
+"""The servers load no ssl: ``smd proxy`` and ``smd daemon`` (default config) after boot.
+
+asyncio imports ssl unless held back (:mod:`smdbus._nossl`); ssl maps libssl,
+4 MiB of RSS. Read from the running processes' ``/proc/PID/maps``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SMD = str(Path(sys.executable).with_name("smd"))
+_names = itertools.count()
+
+
+def _name(tag: str) -> str:
+    return f"smdtest-lean-{tag}-{os.getpid()}-{next(_names)}"
+
+
+def _maps_ssl(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/maps") as f:
+        return sorted({line.split()[-1] for line in f if "libssl" in line or "/_ssl." in line})
+
+
+@pytest.fixture
+def stop() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        p.terminate()
+        p.wait()
+
+
+def test_the_proxy_loads_no_ssl(stop: list[subprocess.Popen[bytes]]) -> None:
+    name = _name("proxy")
+    proc = subprocess.Popen(
+        [SMD, "proxy", "--socket", "@" + name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    stop.append(proc)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()  # the sentinel: it listens
+    assert f"listening on @{name}" in line
+    assert _maps_ssl(proc.pid) == []
+
+
+def test_the_daemon_loads_no_ssl(tmp_path: Path, stop: list[subprocess.Popen[bytes]]) -> None:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind("\0" + _name("notify"))
+    notify.settimeout(60)
+    config = tmp_path / "daemon.toml"
+    config.write_text(f'[bus]\nsocket = "@{_name("bus")}"\n')
+    env = dict(os.environ, NOTIFY_SOCKET="@" + notify.getsockname()[1:].decode())
+    proc = subprocess.Popen(
+        [SMD, "daemon", "--config", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    stop.append(proc)
+    try:
+        while b"READY=1" not in notify.recv(4096):
+            pass
+    finally:
+        notify.close()
+    assert _maps_ssl(proc.pid) == []
