@@ -70,7 +70,10 @@ def _listening_unix(name: str) -> bool:
 
 @contextmanager
 def daemon(extra: tuple[str, ...] = ()) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``smd daemon`` with the default config but a unique socket, once it said READY=1."""
+    """``smd daemon`` with the default config but a unique socket, once it said READY=1.
+
+    ``extra`` goes before ``-m smdbus`` (``-c CODE`` replaces ``-m smdbus``).
+    """
     name = _unique("bus")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind("\0" + _unique("notify"))
@@ -79,7 +82,8 @@ def daemon(extra: tuple[str, ...] = ()) -> Iterator[tuple[subprocess.Popen[bytes
         cfg = Path(d) / "daemon.toml"
         cfg.write_text(f'[bus]\nsocket = "@{name}"\n')
         env = dict(os.environ, NOTIFY_SOCKET="@" + notify.getsockname()[1:].decode())
-        cmd = [PY, *extra, "-m", "smdbus", "daemon", "--config", str(cfg)]
+        entry = list(extra) if "-c" in extra else [*extra, "-m", "smdbus"]
+        cmd = [PY, *entry, "daemon", "--config", str(cfg)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             while b"READY=1" not in notify.recv(4096):
@@ -163,7 +167,8 @@ def med(values: list[float] | list[int]) -> float:
     return float(statistics.median(values))
 
 
-GROUPS = ("stdlib", "ssl", "asyncio", "smdbus", "smdbus.net", "h11", "other")
+GROUPS = ("stdlib", "ssl", "asyncio", "h11", "smdbus.net", "smdbus", "other")
+"""Imported in this order: a group brings what it imports of the groups after it."""
 
 
 def group_of(module: str) -> str:
@@ -181,22 +186,35 @@ def group_of(module: str) -> str:
     return "other"
 
 
+# Runs ``smd daemon``; writes the modules it holds (in import order) when it exits.
+_LISTING = (
+    "import atexit, sys\n"
+    "path = sys.argv[1]\n"
+    "def dump():\n"
+    "    with open(path, 'w') as f: f.write('\\n'.join(sys.modules))\n"
+    "atexit.register(dump)\n"
+    "sys.argv = ['smd', *sys.argv[2:]]\n"
+    "from smdbus.cli import main\n"
+    "main()\n"
+)
+
+
 def shares() -> None:
-    """Boot with -X importtime, then import the daemon's modules group by group."""
-    with daemon(("-X", "importtime")) as (proc, _):
-        booted = rss(proc.pid)
-        proc.terminate()
-        assert proc.stderr is not None
-        _, err = proc.communicate()
-    modules = []
-    for line in err.decode().splitlines():
-        if line.startswith("import time:") and "|" in line and "cumulative" not in line:
-            modules.append(line.rsplit("|", 1)[1].strip())
+    """Boot, list the daemon's modules at exit, then import them group by group."""
+    with tempfile.TemporaryDirectory() as d:
+        listing = Path(d) / "modules"
+        with daemon(("-c", _LISTING, str(listing))) as (proc, _):
+            booted = rss(proc.pid)
+            proc.terminate()
+            proc.wait()
+        modules = listing.read_text().split()
     by_group: dict[str, list[str]] = {g: [] for g in GROUPS}
     for m in modules:
         by_group[group_of(m)].append(m)
     script = (
         "import importlib, sys\n"
+        # as the daemon did (smdbus._nossl): asyncio without ssl, if ssl is not in the list
+        f"if {'ssl' not in modules}: sys.modules['ssl'] = None\n"
         "def rss():\n"
         "    for l in open('/proc/self/status'):\n"
         "        if l.startswith('VmRSS:'): return int(l.split()[1]) * 1024\n"

@@ -383,3 +383,36 @@ async def test_a_datagram_not_from_the_kernel_is_dropped_and_counted(watch: Watc
     assert await watch.do() == []
     assert watch.monitor.foreign == 1
     assert watch.monitor.table.gateways() == []
+
+
+async def test_an_overrun_is_followed_by_a_fresh_dump(watch: Watch) -> None:
+    """The kernel drops notifications when the socket is full (ENOBUFS): dump, announce the rest.
+
+    No sentinel here: after an overrun netlink drops every notification until
+    the queue has been read dry. The test waits for the 300 announcements.
+    """
+    events = watch.monitor._events
+    assert events is not None
+    got: list[bytes] = []
+    arrived = asyncio.Event()
+
+    def collect(c: int, t: int, p: bytes) -> None:
+        got.append(p)
+        arrived.set()
+
+    watch.bus.register(Class.NETWORK, collect, name="overrun")
+    # The loop is blocked while ip runs: 300 routes into a small buffer overflow it.
+    events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    batch = "".join(f"route add 10.{i // 200}.{i % 200}.0/24 dev d0\n" for i in range(300))
+    subprocess.run(["ip", "-n", watch.netns, "-batch", "-"], input=batch, text=True, check=True)
+
+    async def all_announced() -> None:
+        while len(got) < 300:
+            arrived.clear()
+            await arrived.wait()
+
+    await asyncio.wait_for(all_announced(), 10)
+    assert got == [ADD] * 300
+    assert watch.monitor.resyncs == 1
+    assert len(watch.routes()) == 300
+    await watch.agrees_with_kernel()
