@@ -1,0 +1,58 @@
+"""The token: where a request may carry it, and the comparison.
+
+Rules
+-----
+- Every route wants the token, the page and its files included (the page
+  shows what is on the bus). It may come as ``Authorization: Bearer T``
+  (scripts, curl), as ``?token=T`` (the URL ``smd web-url`` prints; an
+  ``EventSource`` cannot set headers), or as the ``smd_token`` cookie, which
+  the page's first load sets (``HttpOnly``, ``SameSite=Strict``) so the
+  token need not stay in the address bar.
+- Compared in constant time (:func:`hmac.compare_digest`).
+- A token is 32 random bytes, URL-safe base64 (:func:`new_token`), unless
+  the operator keeps one in a file.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Mapping
+
+COOKIE = "smd_token"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _cookie(header: str) -> str | None:
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE:
+            return value
+    return None
+
+
+def presented(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The token a request carries (header, then query, then cookie), if any.
+
+    ``headers`` has lower-case names."""
+    auth = headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if query.get("token"):
+        return query["token"]
+    return _cookie(headers.get("cookie", ""))
+
+
+def allowed(expected: str, given: str | None) -> bool:
+    if given is None:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def set_cookie(token: str) -> str:
+    """The ``Set-Cookie`` value for the page's first load."""
+    return f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"

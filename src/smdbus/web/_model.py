@@ -1,0 +1,135 @@
+"""What the web view shows, kept without I/O: messages, classes, boot timeline, peers.
+
+Rules
+-----
+- :meth:`BusView.message` is called for every bus message (thousands a
+  second): it counts the message in the class table and passes it on to the
+  page only while the sampler allows (``max_rate`` a second, a token bucket
+  with a one-second burst). A message not passed on is counted
+  (``skipped``), never silently lost from the figures: the class table and
+  ``/metrics`` count every message; the list and the sequence view show a
+  sample, and say how many they do not show.
+- A message passed on is encoded once (JSON text) and kept in the ring under
+  its id; the adapter collects the new ones (:meth:`BusView.take_new`) on its
+  own schedule and writes them to the event streams, so the loop is not
+  woken per message.
+- Time comes from the injected ``clock`` (monotonic seconds); wall times are
+  the bus's monotonic timestamps plus ``wall_offset``.
+- The sender of a message is ``"bus"``: the proxy does not yet say which
+  connection published it (peer identity is the policy work's). Receivers
+  are the open peers whose mask matches the class, from the last peers
+  snapshot, at most :data:`MAX_RECEIVERS`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from smdbus.proxy.control import TokenBucket
+from smdbus.web._classes import ClassTable, class_label
+from smdbus.web._payload import render
+from smdbus.web._ring import EventRing
+from smdbus.web._timeline import BootTimeline
+
+MAX_RECEIVERS = 32
+SENDER = "bus"
+
+
+class BusView:
+    """The state of the web view (sans I/O)."""
+
+    def __init__(
+        self,
+        *,
+        ring: int,
+        max_rate: int,
+        clock: Callable[[], float],
+        wall_offset: float = 0.0,
+        initial_state: str = "CONTEXT_CREATED",
+        max_classes: int = 256,
+    ) -> None:
+        self.clock = clock
+        self.wall_offset = wall_offset
+        now = clock()
+        self.ring: EventRing[str] = EventRing(ring)
+        self.classes = ClassTable(max_classes)
+        self.timeline = BootTimeline(initial_state, now, wall_offset)
+        self._bucket = TokenBucket(max_rate, max_rate, now)
+        self._new: deque[tuple[int, str]] = deque(maxlen=ring)
+        self.peers: list[dict[str, Any]] = []
+        self._listening: list[tuple[int, int]] = []  # (peer id, mask) of open peers
+        self.shown = 0
+        self.skipped = 0
+        self.changed = True
+        """Something a snapshot shows (the state, the timeline) changed since the last one."""
+
+    # -- the hot path --------------------------------------------------------
+
+    def message(self, cls: int, timestamp_us: int, payload: bytes) -> None:
+        now = self.clock()
+        self.classes.seen(cls, timestamp_us, payload, now)
+        if not self._bucket.take(now):
+            self.skipped += 1
+            return
+        self.shown += 1
+        ident = self.ring.last_id + 1
+        record = {
+            "id": ident,
+            "t": timestamp_us,
+            "wall": round(timestamp_us / 1e6 + self.wall_offset, 6),
+            "cls": cls,
+            "class": class_label(cls),
+            "from": SENDER,
+            "to": [p for p, mask in self._listening if mask & cls][:MAX_RECEIVERS],
+            **render(payload),
+        }
+        text = json.dumps(record, separators=(",", ":"))
+        self.ring.append(text)
+        self._new.append((ident, text))
+
+    def take_new(self) -> list[tuple[int, str]]:
+        """The messages passed on since the last call (ids and JSON), oldest first."""
+        out = list(self._new)
+        self._new.clear()
+        return out
+
+    # -- the boot ----------------------------------------------------------------
+
+    def attempt(self, current: str, target: str, holder: str | None) -> None:
+        self.timeline.attempt(current, target, self.clock(), holder)
+
+    def entered(self, state: str) -> None:
+        self.timeline.entered(state, self.clock())
+        self.changed = True
+
+    # -- periodic ------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Once a second: the class rates move on."""
+        self.classes.tick()
+
+    def set_peers(self, peers: Iterable[dict[str, Any]]) -> None:
+        """The latest peers snapshot (dicts as :meth:`Proxy.peers` gives, plus ``command``)."""
+        self.peers = list(peers)
+        self._listening = [
+            (int(p["id"]), int(p["mask"])) for p in self.peers if p.get("state") != "closed"
+        ]
+
+    # -- what the API and the page read -------------------------------------------
+
+    def class_rows(self) -> list[dict[str, Any]]:
+        return self.classes.rows(self.clock(), render)
+
+    def messages(self, after: int, limit: int) -> dict[str, Any]:
+        """``/api/messages``: JSON-ready, the records as raw JSON text (see :func:`join`)."""
+        held, missed = self.ring.since(after, limit)
+        return {"last_id": self.ring.last_id, "missed": missed, "records": [t for _, t in held]}
+
+    def boot(self, holder: str | None) -> dict[str, Any]:
+        return self.timeline.snapshot(self.clock(), holder)
+
+    def counters(self) -> dict[str, int]:
+        return {"seen": self.classes.total, "shown": self.shown, "skipped": self.skipped}
