@@ -17,7 +17,7 @@ system-deps:
 	@scripts/system-deps.sh
 
 run: $(STAMP)
-	$(BIN)/smd daemon --live --config deploy/demo.toml
+	$(BIN)/smd daemon --live --web --config deploy/demo.toml
 
 test: $(STAMP) system-deps lint typecheck unit
 

@@ -3,11 +3,12 @@
 # with, a compiler, iproute2 for network namespaces, mosquitto as a benchmark anchor, the
 # headers PyGObject builds against (the glib extra, for the GLib host-loop tests), zsh and groff
 # (the generated completion and man page are checked), openssl (TLS certificates for the
-# fleet tests), systemd (systemd-analyze checks the shipped units).
+# fleet tests), systemd (systemd-analyze checks the shipped units), chromium (the web view's
+# browser tests, driven by Playwright; never `playwright install`).
 # Installs them when running as root with apt; otherwise says what is missing (the tests that
 # need them then skip, naming the reason).
 set -u
-want="libwebsockets-dev gcc pkg-config iproute2 mosquitto libgirepository1.0-dev libcairo2-dev zsh groff-base openssl systemd"
+want="libwebsockets-dev gcc pkg-config iproute2 mosquitto libgirepository1.0-dev libcairo2-dev zsh groff-base openssl systemd chromium"
 missing=""
 for p in $want; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

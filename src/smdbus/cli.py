@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("daemon", "the device daemon: proxy, boot states, buttons, network"),
     "bridge": ("bridge", "bridge the bus to an MQTT broker (--status: how it is doing)"),
     "fleet": ("fleet", "the devices on an MQTT broker; monitor; send a command down"),
+    "web-url": ("web_url", "print the address (with its token) of the daemon's web view"),
 }
 
 EXAMPLES = (

@@ -3,6 +3,7 @@
     smd daemon                        # the embedded defaults, as a normal user
     smd daemon --config /etc/smd/daemon.toml
     smd daemon --live                 # watch the bus in this terminal
+    smd daemon --web                  # and in a browser: smd web-url (docs/web.md)
     smd daemon --check --config F     # validate the config and policy, then exit
     smd daemon --print-config         # every key with its default
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -45,6 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--config", "-c", metavar="FILE", default=None, help="TOML config (default: built-in)"
     )
     parser.add_argument("--live", action="store_true", help="show the bus live in this terminal")
+    parser.add_argument("--web", action="store_true", help="serve the live web view ([web])")
     parser.add_argument(
         "--check", action="store_true", help="validate the config and policy, then exit"
     )
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         config = load_config(args.config)
+        if args.web:
+            config = dataclasses.replace(config, web=dataclasses.replace(config.web, enabled=True))
         prepared = prepare(config)
     except ConfigError as e:
         print(f"smd daemon: bad config: {e}", file=sys.stderr)

@@ -237,6 +237,7 @@ class Daemon:
         self._cpd_link: Any = None
         self.bridge: Any = None
         self._responder: StateResponder | None = None
+        self.web: Any = None
         self._stop: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._drivers: list[Any] = []
@@ -415,6 +416,8 @@ class Daemon:
         if cfg.bridge is not None and cfg.bridge.enabled:
             await self._start_bridge(cfg.bridge)
 
+        if cfg.web.enabled:
+            await self._start_web()
         if cfg.boot.wait_for_peers:
             await self._wait_for_peers(cfg.boot.wait_for_peers, cfg.boot.wait_for_peers_timeout)
         while self._reload_pending:  # a SIGHUP came while starting
@@ -434,6 +437,27 @@ class Daemon:
         self.bridge = FleetBridge(bridge_cfg, on_link=self.note)
         await self.bridge.start(wait_for_bus=True)
         self.note("info", f"bridging to {bridge_cfg.broker.url} as {bridge_cfg.device_id}")
+
+    async def _start_web(self) -> None:
+        """The web view (docs/web.md); one that cannot start is a warning, not a failed boot."""
+        try:
+            from smdbus.web import WebService
+
+            web = WebService(
+                self.config.web,
+                bus=self.bus,
+                proxy=self.proxy,
+                manager=self.manager,
+                status=self.status,
+            )
+            await web.start()
+        except (ImportError, OSError, RuntimeError) as e:
+            self.note("warning", f"web view off: {type(e).__name__}: {e}")
+            return
+        self.web = web
+        url = web.url()  # the token only to a terminal (the live view), not to the log
+        shown = url if self._note_sink is not None else f"{url.split('?')[0]} (smd web-url)"
+        self.note("info", f"web view on {shown}")
 
     def _advance(self, request: Callable[[], bool]) -> None:
         try:
@@ -706,6 +730,8 @@ class Daemon:
             self._responder.close()
         if self.bridge is not None:
             await self.bridge.stop()  # a client of the proxy: stopped before it
+        if self.web is not None:
+            await self.web.close()
         if self.proxy is not None:
             # Clients are told by closing, as the C proxy does.
             await self.proxy.close()

@@ -41,6 +41,7 @@ from smdbus.button.regime import DEFAULT_REGIME, Regime
 from smdbus.net.cpd import DEFAULT_MIN_INTERVAL
 from smdbus.proxy.settings import MAXIMA, ProxySettings
 from smdbus.system.state import State
+from smdbus.web import WEB_TOML, WebConfig, WebConfigError, parse_web_config
 from smdbus.wire import DEFAULT_ADDRESS, format_address, parse_address
 
 if TYPE_CHECKING:
@@ -208,6 +209,7 @@ class DaemonConfig:
     buttons: ButtonsConfig = field(default_factory=ButtonsConfig)
     bridge: BridgeConfig | None = None
     """``[bridge]`` (docs/fleet.md): checked by :func:`smdbus.fleet.parse_bridge_config`."""
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 # -- the embedded defaults, as a documented file ------------------------------------
@@ -273,6 +275,7 @@ wait_for_peers_timeout = 10.0  # ... or after this many seconds
 [log]
 level = "info"            # debug, info, warning, error
 
+{WEB_TOML}
 [buttons]
 # Events go out on INTERACTION as {{"type":"button","src":"<controller>/<button>","event":"click"}}.
 # Real buttons: [[buttons.controller]] tables exactly as docs/buttons.md describes
@@ -480,6 +483,11 @@ class _Reader:
         log_t.done()
         buttons = self.buttons(top.table("buttons"))
         bridge = self.bridge(top.table("bridge"), bus) if top.has("bridge") else None
+        web_t = top.table("web")
+        try:
+            web = parse_web_config(web_t.data, base=self.base)
+        except WebConfigError as e:
+            raise web_t.fail(e.field, e.problem) from None
         top.done()
         return DaemonConfig(
             source=self.source,
@@ -494,6 +502,7 @@ class _Reader:
             log=log,
             buttons=buttons,
             bridge=bridge,
+            web=web,
         )
 
     def bridge(self, t: _Table, bus: BusConfig) -> BridgeConfig:

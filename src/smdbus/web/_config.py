@@ -85,7 +85,7 @@ WEB_TOML = f"""\
 [web]
 enabled = false           # the live web view (also: smd daemon --web); docs/web.md
 host = "127.0.0.1"        # TCP address ("" = none); anything but loopback opens it to the network
-port = {DEFAULT_PORT}              # 0 = any free port (smd web-url tells which)
+port = {DEFAULT_PORT}               # 0 = any free port (smd web-url tells which)
 unix_socket = true        # also <runtime_dir>/web.sock, mode 0600
 runtime_dir = ""          # "" = $XDG_RUNTIME_DIR/smd, /run/smd as root, else /tmp/smd-<uid>
 token_file = ""           # a file holding the token; "" = a new random token each start

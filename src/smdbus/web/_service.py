@@ -365,7 +365,11 @@ class WebService:
             )
         if self.proxy is not None:
             for key, value in self.proxy.stats().items():
-                if isinstance(value, int) and not isinstance(value, bool):
+                if (
+                    isinstance(value, int)
+                    and not isinstance(value, bool)
+                    and key != "congested_mask"
+                ):
                     gauge = key in ("connections", "bus_queue", "waiting", "queries")
                     e.one(
                         f"smd_proxy_{key}" + ("" if gauge else "_total"),
