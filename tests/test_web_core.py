@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_class_table_is_bounded_and_counts_the_rest_together() -> None:
 
 
 def test_payload_is_text_with_invisible_characters_made_visible() -> None:
-    r = render(b'<script>alert(1)</script>\x1b[2J\xff\xe2\x80\xae')
+    r = render(b"<script>alert(1)</script>\x1b[2J\xff\xe2\x80\xae")
     assert r["text"] == "<script>alert(1)</script>\\u001b[2J\\xff\\u202e"
     assert r["json"] is False and r["size"] == 33
     assert render(b'{"a": "<b>"}') == {"text": '{"a": "<b>"}', "json": True, "size": 12}
@@ -165,14 +166,15 @@ def test_web_table_is_checked_and_errors_name_the_field(tmp_path: Path) -> None:
     assert cfg == WebConfig(enabled=True, port=0, token_file=tmp_path / "t")
     assert cfg.is_loopback()
     assert not WebConfig(host="0.0.0.0").is_loopback()
-    for table, field, problem in [
+    cases: list[tuple[dict[str, Any], str, str]] = [
         ({"port": 70000}, "port", "must be 0..65535"),
         ({"port": True}, "port", "whole number"),
         ({"enabled": "yes"}, "enabled", "true or false"),
         ({"host": 1}, "host", "a string"),
         ({"rign": 5}, "rign", "unknown key"),
         ({"enabled": True, "host": "", "unix_socket": False}, "host", "nowhere to listen"),
-    ]:
+    ]
+    for table, field, problem in cases:
         with pytest.raises(WebConfigError, match=problem) as e:
             parse_web_config(table, base=tmp_path)
         assert e.value.field == field

@@ -173,6 +173,8 @@ class HttpServer:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # close() ends us; asyncio logs a cancelled connection task as an error
         finally:
             self._writers.discard(writer)
             self._tasks.discard(task)
