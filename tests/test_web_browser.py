@@ -9,6 +9,7 @@ the one timed assertion is the issue's "an ``smd send`` appears within 1 s".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from smdbus.daemon.live import BOOT_STATES
 from smdbus.daemon.sntp import build_response
 
 pytest.importorskip("h11")
@@ -44,23 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FUTURE = 4_100_000_000
 VALID_AFTER = 4_000_000_000
 WAIT = 10.0
-BOOT = [
-    "CONTEXT_CREATED",
-    "PRE_PRIV_DROP",
-    "INITIALIZED",
-    "COLLECTING_STDIN",
-    "IFACE_COLDPLUG",
-    "DHCP",
-    "CPD_PRE_TIME",
-    "TIME_VALID",
-    "CPD_POST_TIME",
-    "POLICY_VALID",
-    "REGISTERED",
-    "AUTH1",
-    "AUTH2",
-    "ONE_TIME_UPDATES",
-    "OPERATIONAL",
-]
+BOOT = list(BOOT_STATES)  # CONTEXT_CREATED .. OPERATIONAL, in order
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -175,6 +161,21 @@ def send(daemon: Daemon, cls: str, payload: str) -> None:
     subprocess.run([SMD, "send", "--socket", daemon.socket, cls, payload], check=True)
 
 
+@contextlib.contextmanager
+def monitor(daemon: Daemon) -> Iterator[int]:
+    """A real ``smd monitor`` connected to the daemon (a peer on every class); its pid."""
+    mon = subprocess.Popen(
+        [SMD, "monitor", "--socket", daemon.socket],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield mon.pid
+    finally:
+        mon.terminate()
+        mon.wait(WAIT)
+
+
 def rows(page: Page, text: str) -> Any:
     return page.locator("#messages tbody tr", has_text=text)
 
@@ -265,19 +266,10 @@ def test_export_gives_the_shown_messages_as_json_lines(page: Page, daemon: Daemo
 
 
 def test_peers_table_shows_a_connected_client(page: Page, daemon: Daemon) -> None:
-    mon = subprocess.Popen(
-        [SMD, "monitor", "--socket", daemon.socket],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        row = page.locator("#peers tbody tr", has_text=str(mon.pid))
+    with monitor(daemon) as pid:
+        row = page.locator("#peers tbody tr", has_text=str(pid))
         expect(row).to_have_count(1, timeout=WAIT * 1000)
         expect(row).to_contain_text("smd")
-    finally:
-        mon.terminate()
-        mon.wait(WAIT)
 
 
 def test_api_refuses_a_missing_token(daemon: Daemon) -> None:
@@ -295,14 +287,8 @@ def test_api_refuses_a_missing_token(daemon: Daemon) -> None:
 def test_screenshot(page: Page, daemon: Daemon, tmp_path: Path) -> None:
     """Saved for a person to look at (SMD_WEB_SCREENSHOT=path also keeps a copy there)."""
     reset(page)
-    mon = subprocess.Popen(
-        [SMD, "monitor", "--socket", daemon.socket],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        expect(page.locator("#peers tbody tr", has_text=str(mon.pid))).to_have_count(
+    with monitor(daemon) as pid:
+        expect(page.locator("#peers tbody tr", has_text=str(pid))).to_have_count(
             1, timeout=WAIT * 1000
         )
         for i in range(3):
@@ -313,9 +299,6 @@ def test_screenshot(page: Page, daemon: Daemon, tmp_path: Path) -> None:
         expect(arrow).to_have_count(1, timeout=WAIT * 1000)
         shot = tmp_path / "web-view.png"
         page.screenshot(path=str(shot), full_page=True)
-    finally:
-        mon.terminate()
-        mon.wait(WAIT)
     assert shot.stat().st_size > 10_000
     keep = os.environ.get("SMD_WEB_SCREENSHOT")
     if keep:

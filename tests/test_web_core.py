@@ -81,7 +81,8 @@ def test_sampler_passes_max_rate_a_second_and_counts_the_rest() -> None:
     for i in range(50):
         view.message(Class.INTERACTION, i, b"%d" % i)
     assert view.counters() == {"seen": 50, "shown": 10, "skipped": 40}
-    clock.t += 0.5  # half a second: five more tokens
+    clock.t += 0.5
+    view.advance(clock.t)  # half a second: five more
     for i in range(50):
         view.message(Class.INTERACTION, i, b"x")
     assert view.counters() == {"seen": 100, "shown": 15, "skipped": 85}

@@ -119,13 +119,14 @@ async def events(svc: WebService, last_event_id: str | None = None) -> Events:
 
 
 class HeldGate:
-    """Holds DHCP until the test releases it (``link.hold``: the manager resumes by itself)."""
+    """Holds ``state`` until the test releases it (``link.hold``: the manager resumes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: State = State.DHCP) -> None:
+        self.state = state
         self.release = asyncio.Event()
 
     def __call__(self, manager: Any, link: Any, current: int, target: int) -> int:
-        if target == State.DHCP and current != target and not self.release.is_set():
+        if target == self.state and current != target and not self.release.is_set():
             return int(link.hold(self.release.wait()))
         return 0
 
@@ -201,13 +202,22 @@ async def test_unix_socket_is_the_owners_only_and_web_json_tells_the_way(setup: 
 
 async def test_boot_timeline_names_the_gate_that_held(setup: Setup) -> None:
     s = setup
+    late = HeldGate(State.CPD_PRE_TIME)  # registered after the view: asked before it
+    s.manager.register(late, "late-gate")
+    late.release.set()
     assert not s.manager.steps(State.OPERATIONAL)  # held at DHCP
     state = (await request(s.svc, "/api/state")).json()
     assert state["state"] == "IFACE_COLDPLUG"
     assert state["boot"]["waiting"]["state"] == "DHCP"
     assert state["boot"]["waiting"]["held_by"] == ["test-gate"]
     stream = await events(s.svc)
+    late.release.clear()
     s.gate.release.set()
+    async with asyncio.timeout(WAIT):
+        await s.manager.wait_for(State.DHCP)
+    state = (await request(s.svc, "/api/state")).json()
+    assert state["boot"]["waiting"]["held_by"] == ["late-gate"]
+    late.release.set()
     async with asyncio.timeout(WAIT):
         await s.manager.wait_for(State.OPERATIONAL)
     while True:  # the state event the change triggers
@@ -219,6 +229,7 @@ async def test_boot_timeline_names_the_gate_that_held(setup: Setup) -> None:
     assert list(entries) == [s.name for s in State if s <= State.OPERATIONAL and s]
     assert entries["DHCP"]["held_by"] == ["test-gate"] and entries["DHCP"]["waited"] > 0
     assert entries["IFACE_COLDPLUG"]["held_by"] == []
+    assert entries["CPD_PRE_TIME"]["held_by"] == ["late-gate"]
     assert snap["boot"]["waiting"] is None
 
 

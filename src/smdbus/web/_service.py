@@ -106,6 +106,7 @@ class WebService:
         self._commands: dict[int, str] = {}
         self._peers_wanted = True
         self._send_bucket: TokenBucket | None = None
+        self._link: Any = None
         self.slow_disconnects = 0
         self.sent = 0
 
@@ -147,8 +148,8 @@ class WebService:
         part = self.bus.register(ALL_CLASSES, view.message, name="web-view")
         self._undo.append(lambda: self.bus.unregister(part))
         if self.manager is not None:
-            link = self.manager.register(self._observe, "web-view")
-            self._undo.append(lambda: self.manager.unregister(link))
+            self._link = self.manager.register(self._observe, "web-view")
+            self._undo.append(lambda: self.manager.unregister(self._link))
             self._undo.append(self.manager.add_listener(self._entered))
         self._server = HttpServer(self._handle, max_clients=cfg.max_clients)
         try:
@@ -219,10 +220,18 @@ class WebService:
     # -- the state manager -----------------------------------------------------
 
     def _observe(self, manager: Any, link: Any, current: Any, target: Any) -> int:
-        """An observing notifier: never refuses; sees each attempted move (see _timeline)."""
-        if current != target and self.view is not None:
-            held = manager.held_by.name if manager.held_by is not None else None
-            self.view.attempt(current.published_name, target.published_name, held)
+        """An observing notifier: never refuses; sees each attempted move (see _timeline).
+
+        It must be asked first (a notifier asked before it that refuses hides the
+        attempt), so a notifier registered after it (the daemon re-registers its CPD gate
+        on a policy reload) makes it register again, after the confirmation pass."""
+        if current != target:
+            if self.view is not None:
+                held = manager.held_by.name if manager.held_by is not None else None
+                self.view.attempt(current.published_name, target.published_name, held)
+        elif manager.notifiers and manager.notifiers[0] is not link and link is self._link:
+            manager.unregister(link)
+            self._link = manager.register(self._observe, "web-view")
         return 0
 
     def _entered(self, previous: Any, new: Any) -> None:
@@ -240,6 +249,7 @@ class WebService:
     def _flush(self) -> None:
         view = self.view
         assert view is not None
+        view.advance(self.scheduler.now())
         new = view.take_new()
         if not self._subs:
             return
