@@ -6,13 +6,18 @@
 Every case is a real ``smd daemon`` process (gates off, so it is OPERATIONAL at once), a
 publisher process sending JSON payloads on USER_0 at ``--rate`` (paced in 10 ms batches)
 and a subscriber process receiving them (so each message really flows through the bus and
-the proxy in every case). Measured: the daemon's user+system CPU time (``/proc/<pid>/stat``)
-over the publishing window, as a share of one core, and its resident memory at the end. Cases:
+the proxy in every case). Measured: the daemon's CPU time (``/proc/<pid>/task/*/schedstat``,
+every thread) over the publishing window, as a share of one core, and its resident memory at
+the end. Cases:
 
 - ``off``: no ``--web`` (the anchor, measured in the same run);
 - ``on``: ``--web``, nobody watching;
 - ``on+1`` / ``on+4``: ``--web`` and 1 or 4 event-stream readers (what a browser tab asks
-  for: ``/api/events``, read as fast as it comes).
+  for: ``/api/events``, read as fast as it comes);
+- ``page``: ``--web`` and the page itself in Debian's chromium (Playwright, headless): the
+  daemon's CPU as above, and whether the page keeps up: the longest and the 95th-percentile
+  gap between animation frames while the messages pour in (60 Hz is 16.7 ms; a gap of
+  100 ms or more is a stutter a person sees), and how many messages it shows.
 
 Printed: the median CPU share of each case, the view's cost (the difference against
 ``off``) and the ratio. Figures go in docs/web.md; nothing here is asserted.
@@ -21,6 +26,8 @@ Printed: the median CPU share of each case, the view's cost (the difference agai
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import socket
@@ -34,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 SMD = str(Path(sys.executable).with_name("smd"))
-TICK = os.sysconf("SC_CLK_TCK")
 
 PUBLISHER = """
 import asyncio, sys, time
@@ -70,7 +76,11 @@ async def main():
         got += 1
     c = await connect(sys.argv[1], user_class(0), on_message=on)
     print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    want = int(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
+    for _ in range(1000):  # what is still in flight arrives (10 s at most)
+        if got >= want:
+            break
+        await asyncio.sleep(0.01)
     print(got, flush=True)
     await c.close(timeout=0)
 asyncio.run(main())
@@ -94,8 +104,13 @@ while True:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    """CPU time of every thread of ``pid`` so far, in ns resolution (``schedstat``; the
+    ``stat`` ticks are 10 ms, too coarse for a 1 % difference over a few seconds)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):  # a thread that ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def rss_mib(pid: int) -> float:
@@ -108,7 +123,23 @@ def _line(proc: subprocess.Popen[str]) -> str:
     return proc.stdout.readline().strip()
 
 
-def run_case(web: bool, viewers: int, rate: int, seconds: float) -> dict[str, Any]:
+FRAMES = """
+window.__frames = [];
+(function tick(t) { window.__frames.push(t); requestAnimationFrame(tick); })(performance.now());
+"""
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def run_case(
+    web: bool, viewers: int, rate: int, seconds: float, page: bool = False
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="smdbench-web-"))
     address = f"@smdbench-web-{uuid.uuid4().hex[:8]}"
     config = tmp / "d.toml"
@@ -122,6 +153,7 @@ def run_case(web: bool, viewers: int, rate: int, seconds: float) -> dict[str, An
     cmd = [SMD, "daemon", "--config", str(config)] + (["--web"] if web else [])
     daemon = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     procs: list[subprocess.Popen[str]] = []
+    pw: Any = None
     try:
         _wait_for_socket(address)
         info: dict[str, Any] = {}
@@ -140,6 +172,15 @@ def run_case(web: bool, viewers: int, rate: int, seconds: float) -> dict[str, An
             )
             procs.append(v)
             assert _line(v) == "ready"
+        tab: Any = None
+        if page:
+            from playwright.sync_api import sync_playwright
+
+            pw = sync_playwright().start()
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.goto(info["url"])
+            tab.wait_for_function("document.getElementById('link').textContent === 'live'")
         sub = subprocess.Popen(
             [sys.executable, "-c", SUBSCRIBER, address],
             stdin=subprocess.PIPE,
@@ -156,17 +197,31 @@ def run_case(web: bool, viewers: int, rate: int, seconds: float) -> dict[str, An
         procs.append(pub)
         assert _line(pub) == "go"
         c0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+        if tab is not None:
+            tab.evaluate(FRAMES)
         done = _line(pub)
         c1, t1 = cpu_seconds(daemon.pid), time.monotonic()
+        frames: dict[str, float] = {}
+        if tab is not None:
+            stamps = tab.evaluate("window.__frames")
+            gaps = sorted(b - a for a, b in itertools.pairwise(stamps))
+            frames = {
+                "gap_max": gaps[-1],
+                "gap_p95": gaps[int(len(gaps) * 0.95)],
+                "rows": tab.locator("#messages tbody tr").count(),
+            }
         rss = rss_mib(daemon.pid)
         sent = int(done.split()[1])
         assert sub.stdin is not None
-        sub.stdin.write("\n")
+        sub.stdin.write(f"{sent}\n")
         sub.stdin.flush()
         got = int(_line(sub) or 0)
         cpu = (c1 - c0) / (t1 - t0)
-        return {"cpu": cpu, "sent": sent, "got": got, "rate": sent / (t1 - t0), "rss": rss}
+        out = {"cpu": cpu, "sent": sent, "got": got, "rate": sent / (t1 - t0), "rss": rss}
+        return {**out, **frames}
     finally:
+        if pw is not None:
+            pw.stop()
         for p in procs:
             p.kill()
             p.wait()
@@ -194,12 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=5000, help="messages a second")
     ap.add_argument("--seconds", type=float, default=5.0, help="publishing time per run")
     ap.add_argument("--repeat", type=int, default=3, help="runs per case (median shown)")
+    ap.add_argument("--no-page", action="store_true", help="skip the chromium case")
     args = ap.parse_args(argv)
     cases = [("off", False, 0), ("on", True, 0), ("on+1", True, 1), ("on+4", True, 4)]
+    if not args.no_page and os.path.exists("/usr/bin/chromium"):
+        cases.append(("page", True, 0))
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in cases}
     for _ in range(args.repeat):
         for name, web, viewers in cases:  # interleaved, so drift hits every case alike
-            results[name].append(run_case(web, viewers, args.rate, args.seconds))
+            results[name].append(
+                run_case(web, viewers, args.rate, args.seconds, page=name == "page")
+            )
     anchor = statistics.median(r["cpu"] for r in results["off"])
     print(f"daemon CPU at {args.rate} msgs/s ({args.seconds:g} s x {args.repeat} runs, median)")
     print(
@@ -215,6 +275,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name:6} {cpu * 100:7.1f} {(cpu - anchor) * 100:7.1f} {cpu / anchor:6.2f} "
             f"{achieved:10.0f} {lost:5d} {rss:8.1f}"
+        )
+    if "page" in results:
+        rs = results["page"]
+        print(
+            "page: frame gap max {:.0f} ms, p95 {:.1f} ms (median of runs); {} rows shown".format(
+                statistics.median(r["gap_max"] for r in rs),
+                statistics.median(r["gap_p95"] for r in rs),
+                rs[-1]["rows"],
+            )
         )
     return 0
 

@@ -197,3 +197,18 @@ def test_metrics_text_format() -> None:
         'smd_x_total{class="a\\"b\\\\"} 3\n'
         "# HELP smd_y Y.\n# TYPE smd_y gauge\nsmd_y 1.5\n"
     )
+
+
+def test_web_url_says_where_it_looked_when_no_view_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from smdbus.cli import main
+
+    cfg = tmp_path / "d.toml"
+    cfg.write_text('[web]\nruntime_dir = "run"\n')
+    assert main(["web-url", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'run' / 'web.json'}: not found" in err
+    cfg.write_text("[web]\nport = -1\n")
+    assert main(["web-url", "--config", str(cfg)]) == 2
+    assert "web.port: must be 0..65535" in capsys.readouterr().err
