@@ -249,11 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=5000, help="messages a second")
     ap.add_argument("--seconds", type=float, default=5.0, help="publishing time per run")
     ap.add_argument("--repeat", type=int, default=3, help="runs per case (median shown)")
-    ap.add_argument("--no-page", action="store_true", help="skip the chromium case")
+    ap.add_argument("--cases", default="off,on,on+1,on+4,page", help="which cases, in order")
     args = ap.parse_args(argv)
-    cases = [("off", False, 0), ("on", True, 0), ("on+1", True, 1), ("on+4", True, 4)]
-    if not args.no_page and os.path.exists("/usr/bin/chromium"):
-        cases.append(("page", True, 0))
+    known = {"off": (False, 0), "on": (True, 0), "on+1": (True, 1), "on+4": (True, 4)}
+    if os.path.exists("/usr/bin/chromium"):
+        known["page"] = (True, 0)
+    cases = [(n, *known[n]) for n in args.cases.split(",") if n in known]
+    if not any(n == "off" for n, _, _ in cases):
+        cases.insert(0, ("off", False, 0))  # the anchor
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in cases}
     for _ in range(args.repeat):
         for name, web, viewers in cases:  # interleaved, so drift hits every case alike

@@ -15,7 +15,7 @@ from smdbus.web import BusView, WebConfig, WebConfigError, parse_web_config
 from smdbus.web._auth import allowed, presented
 from smdbus.web._classes import OTHER, ClassTable
 from smdbus.web._metrics import Exposition
-from smdbus.web._payload import render
+from smdbus.web._payload import render, visible
 from smdbus.web._ring import EventRing
 from smdbus.web._sse import event, resume_after
 from smdbus.web._timeline import BootTimeline
@@ -72,6 +72,7 @@ def test_payload_is_text_with_invisible_characters_made_visible() -> None:
     assert r["json"] is False and r["size"] == 33
     assert render(b'{"a": "<b>"}') == {"text": '{"a": "<b>"}', "json": True, "size": 12}
     assert render(b"12")["json"] is True
+    assert visible("evil\u202etxt.exe\x07") == "evil\\u202etxt.exe\\u0007"
     assert render(b"line\nnext\ttab")["text"] == "line\nnext\ttab"
 
 

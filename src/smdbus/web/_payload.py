@@ -8,6 +8,9 @@ Rules
   differently from what it is) become ``\\uNNNN`` escapes, visible.
 - The page puts text in the document with ``textContent`` only, so HTML or
   script in a payload is shown as characters (tests/test_web_browser.py).
+- Other peer-supplied strings shown (a peer's command name, which any
+  process sets for itself; a close reason quoting what a peer sent) go
+  through :func:`visible` the same way.
 - ``json`` says whether the payload parses as JSON (the page pretty-prints
   it then, still as text).
 """
@@ -25,6 +28,11 @@ def _escape(m: re.Match[str]) -> str:
     return f"\\u{ord(m.group()):04x}"
 
 
+def visible(text: str) -> str:
+    """``text`` with control and bidirectional-override characters as ``\\uNNNN``."""
+    return _INVISIBLE.sub(_escape, text)
+
+
 def render(payload: bytes) -> dict[str, Any]:
     """``{"text": ..., "json": bool, "size": n}`` for a payload."""
     text = payload.decode("utf-8", "backslashreplace")
@@ -35,4 +43,4 @@ def render(payload: bytes) -> dict[str, Any]:
             is_json = True
         except ValueError:
             pass
-    return {"text": _INVISIBLE.sub(_escape, text), "json": is_json, "size": len(payload)}
+    return {"text": visible(text), "json": is_json, "size": len(payload)}

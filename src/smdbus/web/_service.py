@@ -48,6 +48,7 @@ from smdbus.web._config import WebConfig
 from smdbus.web._http import HttpServer, Request, Response, Stream, StreamWriter
 from smdbus.web._metrics import CONTENT_TYPE, Exposition
 from smdbus.web._model import BusView
+from smdbus.web._payload import visible
 from smdbus.web._runtime import SOCKET, prepare_dir, remove_info, write_info
 
 log = logging.getLogger("smdbus.web")
@@ -56,6 +57,8 @@ FLUSH = 0.1
 """Seconds between writes of new messages to the streams (the page's latency)."""
 MAX_PEERS = 256
 MAX_CLOSED = 32
+PEERS_EVERY = 0.5
+"""Seconds a peers snapshot is reused for (by the API and new streams)."""
 MAX_STREAM_BUFFER = 512 * 1024
 REPLAY_ON_CONNECT = 200
 """Messages a fresh stream starts with (a resumed one gets what it missed)."""
@@ -105,6 +108,7 @@ class WebService:
         self._static: dict[str, bytes] = {}
         self._commands: dict[int, str] = {}
         self._peers_wanted = True
+        self._peers_at = float("-inf")
         self._send_bucket: TokenBucket | None = None
         self._link: Any = None
         self.slow_disconnects = 0
@@ -294,9 +298,15 @@ class WebService:
         sub.writer.write(chunk)
 
     def _refresh_peers(self) -> None:
+        """Read the peers from the proxy, at most every :data:`PEERS_EVERY` s (a record
+        costs tens of µs; the API must not let a client make the loop do it at will)."""
         view = self.view
         if self.proxy is None or view is None:
             return
+        now = self.scheduler.now()
+        if now - self._peers_at < PEERS_EVERY:
+            return
+        self._peers_at = now
         infos = [*self.proxy.open_peers(0, MAX_PEERS), *self.proxy.closed_peers()[-MAX_CLOSED:]]
         commands: dict[int, str] = {}
         rows = []
@@ -304,9 +314,12 @@ class WebService:
             d = p.to_json()
             d["mask_hex"] = f"{p.mask:#x}"
             d["denials"] = getattr(p, "denials", None)
+            for key in ("streamtype", "reason", "held"):
+                if isinstance(d.get(key), str):
+                    d[key] = visible(d[key])
             cmd = self._commands.get(p.id)
             if cmd is None:
-                cmd = _command(p.pid)
+                cmd = visible(_command(p.pid))
             commands[p.id] = d["command"] = cmd
             rows.append(d)
         self._commands = commands
@@ -400,7 +413,7 @@ class WebService:
             )
         if req.method == "POST" and req.path == "/api/send":
             return self._send(req)
-        if req.method not in ("GET", "HEAD"):
+        if req.method != "GET":
             return Response(405, b"method not allowed\n", headers=[("allow", "GET")])
         if req.path in _STATIC:
             if req.path == "/" and "token" in req.query:
