@@ -308,7 +308,7 @@ def test_the_numeric_keys_are_all_here() -> None:
     names = {f"{t}.{k}" for t, k, _ in _numeric_keys()}
     assert {"bus.queue_depth", "bus.max_buffer", "bus.stall_timeout", "time.valid_after"} <= names
     assert {"buttons.scripted.delay", "buttons.scripted.repeat"} <= names
-    assert len(names) == 19, sorted(names)
+    assert len(names) == 23, sorted(names)
 
 
 @pytest.mark.parametrize(("table", "key", "default"), _numeric_keys())
@@ -335,11 +335,13 @@ def test_the_maxima_themselves_are_accepted() -> None:
         "stall_timeout = 300\n[gates]\ndhcp_timeout = 86400\n[cpd]\ntimeout = 60\n"
         "[time]\nvalid_after = 9999-12-31T23:59:59Z\nntp_timeout = 60\nretry_interval = 3600\n"
         "[boot]\nwait_for_peers = 1024\nwait_for_peers_timeout = 3600\n"
+        "[web]\nport = 65535\nring = 100000\nmax_rate = 100000\nmax_clients = 1024\n"
         '[[buttons.scripted]]\npattern = "0-86400000"\ndelay = 86400\nrepeat = 86400\n'
     )
     assert cfg.bus.proxy.queue_depth == 4096 and cfg.bus.proxy.stall_timeout == 300
     assert cfg.time.valid_after == 253402300799
     doc = (ROOT / "docs" / "configuration.md").read_text()
+    assert (cfg.web.port, cfg.web.ring, cfg.web.max_clients) == (65535, 100000, 1024)
     for figure in ("65536", "4096", "67108864", "300", "86400", "3600", "253402300799"):
         assert figure in doc, figure
 

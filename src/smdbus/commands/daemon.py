@@ -66,6 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     examples(
         parser,
         "smd daemon --live --config deploy/demo.toml   watch a device boot, in this terminal",
+        "smd daemon --web                             and in a browser: smd web-url",
         "smd daemon --check --config /etc/smd/daemon.toml",
         "smd daemon --print-config > daemon.toml      every key, with its default",
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from smdbus.commands._options import examples
 from smdbus.daemon.config import ConfigError, load_config
 from smdbus.web import RuntimeInfoError, read_info
 
@@ -22,6 +23,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--config", "-c", metavar="FILE", default=None, help="the daemon's TOML config"
     )
     parser.add_argument("--token", action="store_true", help="print the token alone")
+    examples(
+        parser,
+        "smd web-url                                  the page's address, with its token",
+        'curl -H "Authorization: Bearer $(smd web-url --token)" http://127.0.0.1:8765/api/state',
+    )
 
 
 def run(args: argparse.Namespace) -> int:

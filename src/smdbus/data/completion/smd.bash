@@ -71,9 +71,10 @@ _smd() {
         fleet:--username) return ;;
         fleet:--password-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         fleet:--wait) return ;;
+        web-url:--config|web-url:-c) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$cmd" in
-        "") opts="-h --help -v --verbose --version demo proxy monitor send peers state button-replay buttons routes cpd daemon bridge fleet" ;;
+        "") opts="-h --help -v --verbose --version demo proxy monitor send peers state button-replay buttons routes cpd daemon bridge fleet web-url" ;;
         demo) opts="-h --help -v --verbose --pace" ;;
         proxy) opts="-h --help -v --verbose --socket --mode --group --max-connections --max-frame --first-frame-timeout --queue-depth --high-water --max-buffer --stall-grace --stall-timeout" ;;
         monitor) opts="-h --help -v --verbose --class --grep --field --json --pretty --color --count --timeout --socket" ;;
@@ -84,9 +85,10 @@ _smd() {
         buttons) opts="-h --help -v --verbose --config --evdev --gpiod --pattern --list --key --line --active-low --bias --grab --controller --regime --send --socket" ;;
         routes) opts="-h --help -v --verbose --json --netns --gateways" ;;
         cpd) opts="-h --help -v --verbose --policy --url --timeout --no-retry --json" ;;
-        daemon) opts="-h --help -v --verbose --config -c --live --check --print-config --ready-at" ;;
+        daemon) opts="-h --help -v --verbose --config -c --live --web --check --print-config --ready-at" ;;
         bridge) opts="-h --help -v --verbose --config --socket --broker --device-id --prefix --outbox --status --json" ;;
         fleet) opts="-h --help -v --verbose --broker --protocol --prefix --ca --cert --key --username --password-file --wait --json" ;;
+        web-url) opts="-h --help -v --verbose --config -c --token" ;;
         *) return ;;
     esac
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
