@@ -2,12 +2,15 @@
 
 The sans-I/O core (:class:`BusView`: ring, class table, boot timeline,
 sampler) needs only the standard library; :class:`WebService`, the HTTP
-adapter on the daemon's loop, needs h11 (the ``web`` extra) and is imported
-on first use, so the daemon's config loader can read ``[web]`` without it.
+adapter on the daemon's loop, needs h11 (the ``web`` extra). Only the
+``[web]`` table's checker is imported with this package (the daemon's config
+loader reads ``[web]`` whether the view runs or not); the rest is imported on
+first use.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from smdbus.web._config import (
@@ -17,10 +20,10 @@ from smdbus.web._config import (
     default_runtime_dir,
     parse_web_config,
 )
-from smdbus.web._model import BusView
-from smdbus.web._runtime import RuntimeInfoError, read_info
 
 if TYPE_CHECKING:
+    from smdbus.web._model import BusView
+    from smdbus.web._runtime import RuntimeInfoError, read_info
     from smdbus.web._service import WebService
 
 __all__ = [
@@ -35,10 +38,16 @@ __all__ = [
     "read_info",
 ]
 
+_LAZY = {
+    "BusView": "_model",
+    "RuntimeInfoError": "_runtime",
+    "read_info": "_runtime",
+    "WebService": "_service",
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name == "WebService":
-        from smdbus.web._service import WebService
-
-        return WebService
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"smdbus.web.{module}"), name)

@@ -18,8 +18,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from smdbus.web._auth import new_token
-
 FILE = "web.json"
 SOCKET = "web.sock"
 MIN_TOKEN = 16
@@ -73,6 +71,8 @@ def read_info(directory: Path) -> dict[str, Any]:
 
 def load_token(path: Path | None) -> str:
     """The token kept in ``path`` (made if missing), or a new one when ``path`` is None."""
+    from smdbus.web._auth import new_token  # secrets/hmac: only when the view starts
+
     if path is None:
         return new_token()
     try:
