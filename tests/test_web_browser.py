@@ -297,6 +297,8 @@ def test_screenshot(page: Page, daemon: Daemon, tmp_path: Path) -> None:
         # the monitor is a receiver: an arrow from "bus" to its column
         arrow = page.locator("#sequence g.msg", has_text='"n": 2').locator("polygon")
         expect(arrow).to_have_count(1, timeout=WAIT * 1000)
+        last = page.locator('#classes tr[data-cls="INTERACTION"] pre')
+        expect(last).to_contain_text('"n": 2', timeout=WAIT * 1000)
         shot = tmp_path / "web-view.png"
         page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000

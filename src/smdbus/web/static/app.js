@@ -206,7 +206,7 @@ function renderPeers(list) {
     tr.append(el("td", p.id, "num"), el("td", p.pid ?? "?", "num"), el("td", p.uid ?? "?", "num"),
       el("td", p.command || p.streamtype), el("td", p.mask_names), el("td", p.queued, "num"),
       el("td", p.delivered, "num"), el("td", p.dropped, "num"), el("td", p.denials ?? "—", "num"),
-      el("td", p.state + (p.reason ? ": " + p.reason : ""), "reason"));
+      el("td", p.state, "reason"));
     if (p.state === "closed") tr.className = "closed";
     tr.lastChild.title = p.reason || "";
     return tr;
