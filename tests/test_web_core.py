@@ -213,3 +213,18 @@ def test_web_url_says_where_it_looked_when_no_view_runs(
     cfg.write_text("[web]\nport = -1\n")
     assert main(["web-url", "--config", str(cfg)]) == 2
     assert "web.port: must be 0..65535" in capsys.readouterr().err
+
+
+def test_the_view_does_not_map_openssl_into_the_daemon() -> None:
+    """hmac/secrets import hashlib, which maps libcrypto (4.5 MiB in a daemon without it)."""
+    import subprocess
+    import sys
+
+    code = (  # asyncio as the daemon imports it (smd: smdbus._nossl)
+        "from smdbus._nossl import import_asyncio_without_ssl as f; f(); "
+        "import sys, smdbus.web._service as s; from smdbus.web._auth import new_token; "
+        "t = new_token(); assert len(t) == 43, t; "
+        "print(sorted(m for m in ('_hashlib', 'hashlib', 'ssl') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

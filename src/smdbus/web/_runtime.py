@@ -71,7 +71,7 @@ def read_info(directory: Path) -> dict[str, Any]:
 
 def load_token(path: Path | None) -> str:
     """The token kept in ``path`` (made if missing), or a new one when ``path`` is None."""
-    from smdbus.web._auth import new_token  # secrets/hmac: only when the view starts
+    from smdbus.web._auth import new_token
 
     if path is None:
         return new_token()
