@@ -52,7 +52,8 @@ def _interrupt(args: list[str], after: str | None = None) -> tuple[int, str]:
     proc = subprocess.Popen(
         [SMD_SCRIPT, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    while after is not None and not _loaded(proc.pid, after):
+    # a process that exits before it loads ``after`` (a zombie's maps read empty) ends the wait
+    while after is not None and proc.poll() is None and not _loaded(proc.pid, after):
         pass
     while proc.poll() is None:
         try:
