@@ -14,9 +14,11 @@ Rule: :func:`fix_mmap_threshold` sets ``M_MMAP_THRESHOLD`` once per process
 (a fixed value also stops glibc's adjusting it), unless the environment
 already says (``MALLOC_MMAP_THRESHOLD_``), and does nothing where there is
 no glibc ``mallopt`` (musl's does nothing either). The proxy calls it when
-it starts, before any buffer grows: called when a subscriber first fell
-behind instead, it came too late (the same run peaked at 86 MiB) and saved
-only the ~0.7 MiB that loading ctypes costs.
+a first write buffer starts to grow: before that no large block was freed, so
+it is not too late (called only when a subscriber first fell behind, it was:
+the same run peaked at 86 MiB), and a proxy whose writes all go straight into its
+clients' sockets never
+loads ctypes (~0.7 MiB of RSS).
 """
 
 from __future__ import annotations

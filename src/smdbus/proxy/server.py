@@ -262,7 +262,6 @@ class Proxy:
             raise RuntimeError("the proxy's bus is bound to another event loop")
         self._listener = self._listen()
         self._serving = loop.create_future()
-        fix_mmap_threshold()  # freed write buffers go back to the system (see heap.py)
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         slots = self.slots
         slots.limit = connection_limit(self.settings.max_connections, nofile)
@@ -703,6 +702,10 @@ class Proxy:
         """``conn``'s transport holds ``buffered`` bytes after a write."""
         self.outbound += buffered - self.buffering.get(conn, 0)
         if buffered:
+            if not self.buffering:
+                # a write buffer starts to grow: from now on, freed ones go back to
+                # the system (heap.py; once per process, ctypes loaded only now)
+                fix_mmap_threshold()
             self.buffering[conn] = buffered
         else:
             self.buffering.pop(conn, None)
