@@ -16,9 +16,8 @@ already says (``MALLOC_MMAP_THRESHOLD_``), and does nothing where there is
 no glibc ``mallopt`` (musl's does nothing either). The proxy calls it when
 a first write buffer starts to grow: before that no large block was freed, so
 it is not too late (called only when a subscriber first fell behind, it was:
-the same run peaked at 86 MiB), and a proxy whose writes all go straight into its
-clients' sockets never
-loads ctypes (~0.7 MiB of RSS).
+the same run peaked at 86 MiB), and a proxy whose writes all go straight
+into its clients' sockets never loads ctypes (~0.7 MiB of RSS).
 """
 
 from __future__ import annotations
