@@ -308,7 +308,7 @@ def test_the_numeric_keys_are_all_here() -> None:
     names = {f"{t}.{k}" for t, k, _ in _numeric_keys()}
     assert {"bus.queue_depth", "bus.max_buffer", "bus.stall_timeout", "time.valid_after"} <= names
     assert {"buttons.scripted.delay", "buttons.scripted.repeat"} <= names
-    assert len(names) == 23, sorted(names)
+    assert len(names) == 26, sorted(names)
 
 
 @pytest.mark.parametrize(("table", "key", "default"), _numeric_keys())
@@ -332,6 +332,8 @@ def test_the_maxima_themselves_are_accepted() -> None:
     cfg = parse_config(
         "[bus]\nmax_connections = 65536\nqueue_depth = 4096\nhigh_water = 67108864\n"
         "max_buffer = 67108864\nfirst_frame_timeout = 60\nstall_grace = 10\n"
+        "max_outbound = 1073741824\nreserved_connections = 65536\n"
+        "max_connections_per_uid = 65536\n"
         "stall_timeout = 300\n[gates]\ndhcp_timeout = 86400\n[cpd]\ntimeout = 60\n"
         "[time]\nvalid_after = 9999-12-31T23:59:59Z\nntp_timeout = 60\nretry_interval = 3600\n"
         "[boot]\nwait_for_peers = 1024\nwait_for_peers_timeout = 3600\n"
@@ -342,7 +344,8 @@ def test_the_maxima_themselves_are_accepted() -> None:
     assert cfg.time.valid_after == 253402300799
     doc = (ROOT / "docs" / "configuration.md").read_text()
     assert (cfg.web.port, cfg.web.ring, cfg.web.max_clients) == (65535, 100000, 1024)
-    for figure in ("65536", "4096", "67108864", "300", "86400", "3600", "253402300799"):
+    figures = ("65536", "4096", "67108864", "1073741824", "300", "86400", "3600", "253402300799")
+    for figure in figures:
         assert figure in doc, figure
 
 

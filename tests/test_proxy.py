@@ -231,8 +231,11 @@ async def test_max_connections() -> None:
         a = await (await Raw.open(p.address)).joined(4)
         b = await (await Raw.open(p.address)).joined(4)
         c = await Raw.open(p.address)
-        assert await c.closed_by_proxy() == b""
+        c.write(GOLDEN_STREAMTYPE)
+        # refused at accept with the CREATE_RESULT failure, answered after its STREAMTYPE
+        assert await c.closed_by_proxy() == bytes.fromhex("5600050100000000")
         assert p.counters["refused_max_connections"] == 1
+        assert len(p.peers()) == 2
         a.close()
         b.close()
 
@@ -342,6 +345,9 @@ class _Sink:
 
     def get_write_buffer_size(self) -> int:
         return 0
+
+    def is_closing(self) -> bool:
+        return False
 
 
 def test_fanout_group_shares_frames_and_a_late_joiner_gets_only_later_ones() -> None:

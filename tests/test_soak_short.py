@@ -89,10 +89,6 @@ def test_nothing_lost_outside_restart(report: dict[str, Any]) -> None:
     assert w["outside"]["lost"] == 0, w["by_publisher"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10 point 9: a newline or ESC in a streamtype name reaches the log raw",
-)
 def test_no_forged_log_lines(report: dict[str, Any]) -> None:
     log = report["proxy"]["log"]
     assert log["forged_lines"] == 0

@@ -72,6 +72,7 @@ from smdbus.client.interest import watch_interest
 from smdbus.client.link import Link
 from smdbus.client.outbox import Outbox, OutboxKey
 from smdbus.errors import PayloadTooLarge
+from smdbus.escape import printable
 from smdbus.wire import (
     DEFAULT_ADDRESS,
     FLAGS_WHOLE,
@@ -852,7 +853,7 @@ class Client:
             if first is not None and not first.done():
                 first.set_exception(ProxyUnavailable(self.address, reason))
                 return
-            log.debug("attempt on %s ended: %s", format_address(self.address), reason)
+            log.debug("attempt on %s ended: %s", format_address(self.address), printable(reason))
             await self._sleep(self.reconnect_delay)
 
     def _run_ended(self, task: asyncio.Task[None]) -> None:
@@ -1048,7 +1049,7 @@ class Client:
             log.warning(
                 "connection to %s lost: %s; reconnecting in %g s",
                 format_address(self.address),
-                reason,
+                printable(reason),  # it may quote what the proxy sent
                 self.reconnect_delay,
             )
         if self._drain_waiters:

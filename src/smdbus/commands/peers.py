@@ -5,6 +5,8 @@ Open connections by default (``--all`` adds the closed ones the proxy still
 remembers, with why they closed). The STATE column says in words where a
 connection is (:data:`STATE_WORDS`); ``--json`` keeps the proxy's own names.
 What a peer chose (its streamtype name, in a close reason) is shown escaped.
+Every cell is escaped before it reaches the screen, and ``--help`` says
+what each column counts (:data:`COLUMNS_HELP`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,27 @@ from smdbus.commands._options import add_socket, examples
 from smdbus.escape import printable
 from smdbus.wire.control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE
 from smdbus.wire.stream import WireStream
+
+COLUMNS_HELP = """\
+columns:
+  ID        the proxy's number for the connection
+  STATE     starting (no STREAMTYPE yet), open, query (a tool like this one), closed
+  PID, UID  the peer process and user (SO_PEERCRED, taken at accept)
+  MASK      the classes it receives (hex for a mask of many bits, as C clients send)
+  PUB       messages it published onto the bus
+  DELIV     messages written to its socket (the kernel holds them for it to read)
+  QUEUED    messages for it not yet written to its socket (waiting in the proxy)
+  BUFFERED  bytes of those, in the proxy's memory
+  DROPPED   messages accepted by the bus for it that the proxy will never write to
+            its socket: those waiting when the proxy hung up on it (too slow,
+            stalled, over max_outbound, a protocol error), and, once a write to it
+            failed (NOTE "write failed"), those on their way and every later one.
+            Not what its socket took and it never read (the proxy cannot see that).
+            The total over all peers ever is the dropped_messages counter.
+  NOTE      the reason it was closed; else its streamtype if not _lws_smd, "held"
+            while its publishing waits, "behind" or "stalled" as a subscriber
+"""
+
 
 STATE_WORDS = {
     "new": "starting",  # connected, has not said which stream it wants yet
@@ -42,6 +65,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "smd peers --all              and the closed ones, with why they closed",
         "smd peers --json | jq .pid   one JSON object per connection, then the totals",
     )
+    parser.epilog = f"{COLUMNS_HELP}\n{parser.epilog}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +94,7 @@ async def query_peers(
             msg = await asyncio.wait_for(stream.receive(), timeout)
             reply = json.loads(msg.body)
             if "error" in reply:
-                raise ConnectionError(f"proxy refused the query: {reply['error']}")
+                raise ConnectionError(f"proxy refused the query: {printable(str(reply['error']))}")
             if "peer" in reply:
                 peers.append(reply["peer"])
             if reply.get("end"):
@@ -123,7 +147,9 @@ def format_table(peers: list[dict[str, Any]], stats: dict[str, Any]) -> str:
         for r in rows
     ]
     counters = ", ".join(
-        f"{k} {v}" for k, v in stats.items() if k not in ("address",) and isinstance(v, int)
+        f"{printable(k, limit=40)} {v}"
+        for k, v in stats.items()
+        if k not in ("address",) and isinstance(v, int)
     )
-    lines.append(f"proxy {stats.get('address', '?')}: {counters}")
+    lines.append(f"proxy {printable(str(stats.get('address', '?')))}: {counters}")
     return "\n".join(line.rstrip() for line in lines)

@@ -48,7 +48,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_socket(parser, "where to listen")
     add("--mode", type=_mode, default=_D.mode, help="filesystem socket permissions (default 0660)")
     add("--group", type=_group, default=None, help="group owning a filesystem socket")
-    add("--max-connections", type=positive_int, default=_D.max_connections, metavar="N")
+    add(
+        "--max-connections",
+        type=positive_int,
+        default=_D.max_connections,
+        metavar="N",
+        help="connections in all (lowered to what RLIMIT_NOFILE allows)",
+    )
+    add(
+        "--reserved-connections",
+        type=int,
+        default=_D.reserved_connections,
+        metavar="N",
+        help="of those, kept for root and the proxy's own uid",
+    )
+    add(
+        "--max-connections-per-uid",
+        type=int,
+        default=_D.max_connections_per_uid,
+        metavar="N",
+        help="connections any other uid may hold",
+    )
     add("--max-frame", type=int, default=_D.max_frame, metavar="BYTES", help="largest frame len")
     add(
         "--first-frame-timeout",
@@ -71,6 +91,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=_D.max_buffer,
         metavar="BYTES",
         help="a subscriber with more unread bytes is disconnected",
+    )
+    add(
+        "--max-outbound",
+        type=int,
+        default=_D.max_outbound,
+        metavar="BYTES",
+        help="unread bytes of all subscribers together; past it stalled ones are dropped",
     )
     add(
         "--stall-grace",
@@ -100,11 +127,14 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         mode=args.mode,
         group=args.group,
         max_connections=args.max_connections,
+        reserved_connections=args.reserved_connections,
+        max_connections_per_uid=args.max_connections_per_uid,
         max_frame=args.max_frame,
         first_frame_timeout=args.first_frame_timeout,
         queue_depth=args.queue_depth,
         high_water=args.high_water,
         max_buffer=args.max_buffer,
+        max_outbound=args.max_outbound,
         stall_grace=args.stall_grace,
         stall_timeout=args.stall_timeout,
     )

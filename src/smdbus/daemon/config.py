@@ -224,12 +224,15 @@ DEFAULT_TOML = f"""\
 socket = "{format_address(DEFAULT_ADDRESS)}"  # @name: abstract (no root needed); /path: a file
 mode = "{_P.mode:04o}"             # permissions of a filesystem socket (octal string)
 group = ""                # group owning a filesystem socket ("" = the daemon's own)
-max_connections = {_P.max_connections}
+max_connections = {_P.max_connections}  # lowered to what RLIMIT_NOFILE allows
+reserved_connections = {_P.reserved_connections}  # of those, only for root and the daemon's uid
+max_connections_per_uid = {_P.max_connections_per_uid}  # for any other uid
 max_frame = {_P.max_frame}          # largest frame len accepted (bytes)
 first_frame_timeout = {_P.first_frame_timeout}  # seconds a new connection has to send STREAMTYPE
 queue_depth = {_P.queue_depth}         # the bus queue; a full queue pauses publishers, never drops
 high_water = {_P.high_water}      # unread bytes of a subscriber that hold publishers back
 max_buffer = {_P.max_buffer}     # unread bytes past which a subscriber is disconnected
+max_outbound = {_P.max_outbound}  # unread bytes of all subscribers; past it stalled ones go first
 stall_grace = {_P.stall_grace}         # seconds a stuck subscriber may hold publishers back
 stall_timeout = {_P.stall_timeout}       # seconds a stuck subscriber is kept before disconnecting
 
@@ -553,11 +556,14 @@ class _Reader:
 
         kw: dict[str, Any] = {
             "max_connections": whole("max_connections", 1),
+            "reserved_connections": whole("reserved_connections", 0),
+            "max_connections_per_uid": whole("max_connections_per_uid", 1),
             "max_frame": t.integer("max_frame", d.max_frame, 32, 0xFFFF),
             "first_frame_timeout": seconds("first_frame_timeout"),
             "queue_depth": whole("queue_depth", 1),
             "high_water": whole("high_water", 1),
             "max_buffer": whole("max_buffer", 1),
+            "max_outbound": whole("max_outbound", 1),
             "stall_grace": seconds("stall_grace"),
             "stall_timeout": seconds("stall_timeout"),
         }

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import struct
 import time
 from collections import deque
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, cast
 
 from smdbus.classes import format_mask
 from smdbus.errors import PayloadTooLarge, QueueFull
+from smdbus.escape import printable
 from smdbus.proxy.fanout import rx_frame
 from smdbus.proxy.flow import Outflow
 from smdbus.proxy.tail import Tail
@@ -70,12 +70,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("smdbus.proxy")
 
-_PEERCRED = struct.Struct("3i")
+PEERCRED = struct.Struct("3i")
+"""SO_PEERCRED: pid, uid, gid (read by the proxy when it accepts)."""
+NAME_SHOWN = 100
+"""Characters of a peer's streamtype or METADATA name shown in logs (escaped)."""
 RECV_SIZE = 64 * 1024
 """Bytes asked of each recv (see ``connection_made``)."""
 _GREETING = GREETING
 """CREATE_RESULT ok (with our mark), then CREATING, CONNECTING, CONNECTED."""
-_REFUSAL = create_result_frame(1)
+REFUSAL = create_result_frame(1)
+"""CREATE_RESULT failure: an unknown streamtype, or no slot for this peer."""
 
 _EVENT_FRAME = {
     "StreamType": FrameType.STREAMTYPE,
@@ -147,7 +151,8 @@ class Connection(asyncio.Protocol):
 
     def describe(self) -> str:
         who = f"pid {self.pid} uid {self.uid}" if self.pid is not None else "unknown peer"
-        what = f" {self.streamtype} mask {format_mask(self.mask)}" if self.streamtype else ""
+        shown = printable(self.streamtype, limit=NAME_SHOWN)
+        what = f" {shown} mask {format_mask(self.mask)}" if self.streamtype else ""
         return f"#{self.id} ({who}{what})"
 
     # -- asyncio.Protocol --------------------------------------------------
@@ -156,17 +161,13 @@ class Connection(asyncio.Protocol):
         # a stream transport (asyncio's, or another loop's such as uvloop's: not a subclass)
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        if self.state == "closed":  # the proxy closed meanwhile (it admitted us at accept)
+            transport.abort()
+            return
         settings = self.proxy.settings
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.fd = sock.fileno()
-            try:
-                raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-                self.pid, self.uid, self.gid = _PEERCRED.unpack(raw)
-            except OSError:  # pragma: no cover - not a unix socket
-                pass
-        if not self.proxy.admit(self):
-            return
         transport.set_write_buffer_limits(high=settings.high_water, low=settings.high_water // 4)
         if hasattr(transport, "max_size"):
             # asyncio's selector transports recv 256 KiB at a time: CPython allocates
@@ -193,6 +194,7 @@ class Connection(asyncio.Protocol):
         if self.state != "closed":
             reason = f"connection lost: {exc}" if exc else "client closed the connection"
             self._finish(reason, error=False)
+        self.proxy.descriptor_freed()
 
     def pause_writing(self) -> None:
         self.congested = True
@@ -234,24 +236,32 @@ class Connection(asyncio.Protocol):
             return
         self.close_reason = f"write failed: {exc}"
         lost = self.msgs_out + self.out_msgs - self.delivered
-        self.dropped += lost
+        self.drop(lost, "dropped_write_failed")
         self.msgs_out = self.delivered
         self.chunks.clear()
         proxy = self.proxy
         proxy.count("write_failures")
-        proxy.count("dropped_write_failed", lost)
         if self.group is not None:
             proxy.leave(self, self.group)
             self.group = None
         if self.congested:
             self.congested = self.stalled = False
             proxy.congestion_changed(self)
-        log.info(
+        proxy.logs.info(
+            "write failed",
             "%s: %s; delivery to it ended (%d messages dropped), reading its input to EOF",
             self.describe(),
             self.write_failed,
             lost,
         )
+
+    def drop(self, n: int, counter: str | None = None) -> None:
+        """``n`` messages for this client will never be written: its DROPPED, and the totals."""
+        if n:
+            self.dropped += n
+            self.proxy.count("dropped_messages", n)
+            if counter is not None:
+                self.proxy.count(counter, n)
 
     # -- reading: events from the client -----------------------------------
 
@@ -367,7 +377,10 @@ class Connection(asyncio.Protocol):
         elif type(event) is Destroying:
             self.close("client destroyed its stream")
         elif type(event) is TxMetadata:
-            self.fail(f"METADATA ({event.name!r}) is not supported on {self.streamtype}")
+            self.fail(
+                f"METADATA ('{printable(event.name, limit=NAME_SHOWN)}') is not supported on "
+                f"{printable(self.streamtype, limit=NAME_SHOWN)}"
+            )
         elif type(event) is TxPayload:  # on the control stream
             self.proxy.control_query(self, event.body)
         # ONWARD_CONNECT, TXCR_UPDATE, TIMEOUT_UPDATE, PAYLOAD_LENGTH_HINT and
@@ -387,14 +400,14 @@ class Connection(asyncio.Protocol):
             self._write(_GREETING)
             if self.mask:
                 self.group = self.proxy.join(self)
-            log.info("%s joined", self.describe())
+            self.proxy.logs.info("joined", "%s joined", self.describe())
         elif event.name == CONTROL_STREAMTYPE:
             self.state = "control"
             self._write(_GREETING)
         else:
-            self._write(_REFUSAL)
+            self._write(REFUSAL)
             self.fail(
-                f"unknown streamtype {event.name!r} "
+                f"unknown streamtype '{printable(event.name, limit=NAME_SHOWN)}' "
                 f"(this proxy serves {SMD_STREAMTYPE!r} and {CONTROL_STREAMTYPE!r})"
             )
 
@@ -422,11 +435,14 @@ class Connection(asyncio.Protocol):
         if transport is None or self.state == "closed":
             return
         if self.close_reason is not None:  # open with a reason: a write failed (write_failed)
-            self.dropped += n
-            self.proxy.count("dropped_write_failed", n)
+            self.drop(n, "dropped_write_failed")
             return
         self.msgs_out += n
         self.bytes_out += len(data)
+        if self.proxy.outbound + len(data) > self.proxy.settings.max_outbound:
+            self.proxy.make_room(len(data))  # which may drop this one, these n included
+            if self.state == "closed":
+                return
         if self.fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
             # Nothing waits in the transport: write to the socket ourselves (what
             # transport.write does first, without its layers of Python: measured
@@ -446,10 +462,18 @@ class Connection(asyncio.Protocol):
             if sent == len(data):
                 self.chunks.clear()
                 self.delivered = self.msgs_out
+                if self in self.proxy.buffering:
+                    self.proxy.outbound_changed(self, 0)
                 return
             data = data[sent:]
+        if transport.is_closing():
+            # it met an error and its connection_lost is on the way (which counts
+            # these as dropped); asyncio would log every write past the fifth
+            return
         transport.write(data)
         buffered = transport.get_write_buffer_size()
+        if buffered != self.proxy.buffering.get(self, 0):
+            self.proxy.outbound_changed(self, buffered)
         if buffered:
             self.chunks.append((self.bytes_out, self.msgs_out))
             self._account(buffered)
@@ -516,7 +540,7 @@ class Connection(asyncio.Protocol):
             return
         # what the proxy gave up on by hanging up; an orderly close still flushes
         if error:
-            self.dropped += self.queued()
+            self.drop(self.queued())
         self.state = "closed"
         self.close_reason = reason
         self.closed_at = time.time()
@@ -529,7 +553,7 @@ class Connection(asyncio.Protocol):
             self.proxy.leave(self, self.group)
             self.group = None
         if error:
-            log.warning("closing %s: %s", self.describe(), reason)
+            self.proxy.logs.warning("closing", "closing %s: %s", self.describe(), reason)
         else:
-            log.info("closed %s: %s", self.describe(), reason)
+            self.proxy.logs.info("closed", "closed %s: %s", self.describe(), reason)
         self.proxy.forget(self)

@@ -14,19 +14,31 @@ Rules:
   (:mod:`smdbus.proxy.admission`) and are served, as soon as the bus
   queue has room, before any connection that did not wait.
 - A subscriber is disconnected only when it stops reading (see
-  :mod:`smdbus.proxy.flow`) or its buffer passes ``max_buffer``; the reason
-  is logged and counted.
+  :mod:`smdbus.proxy.flow`), its buffer passes ``max_buffer``, or all the
+  subscribers' buffers together pass ``max_outbound`` (then the stalled ones
+  holding most go first, then the largest); the reason is logged and counted,
+  and what it had not been written counts as its ``dropped``.
+- Accepting is ours, not ``asyncio.Server``'s: each connection is checked
+  against its uid's slots (:mod:`smdbus.proxy.slots`) before it is served,
+  and refused with a CREATE_RESULT failure (answered once its STREAMTYPE is
+  in, which is discarded); out of descriptors
+  (EMFILE), accepting pauses (until a connection closes, or a backoff on the
+  loop's timer) instead of spinning on a listening socket that stays readable.
+- Log lines about peers go through :class:`~smdbus.proxy.logs.PeerLog`
+  (rate-limited per kind); their peer-supplied text is escaped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import grp
 import itertools
 import logging
 import os
+import resource
 import socket
 import stat
 import time
@@ -38,12 +50,15 @@ from typing import Any
 from smdbus.bus import Bus
 from smdbus.classes import ALL_CLASSES, format_mask
 from smdbus.proxy.admission import Admission
-from smdbus.proxy.connection import Connection
+from smdbus.proxy.connection import PEERCRED, REFUSAL, Connection
 from smdbus.proxy.control import Control
 from smdbus.proxy.fanout import Group, rx_frame
 from smdbus.proxy.flow import Verdict
+from smdbus.proxy.heap import fix_mmap_threshold
 from smdbus.proxy.interest import InterestWatch
-from smdbus.proxy.settings import ProxySettings
+from smdbus.proxy.logs import PeerLog
+from smdbus.proxy.settings import ProxySettings, connection_limit
+from smdbus.proxy.slots import Slots
 from smdbus.wire import format_address, is_abstract
 
 log = logging.getLogger("smdbus.proxy")
@@ -59,6 +74,8 @@ one's longest gap far under 100 ms (bench/proxy_faults.py fair).
 COUNTERS = (
     "accepted",
     "refused_max_connections",
+    "refused_per_uid",
+    "accept_paused",
     "protocol_errors",
     "first_frame_timeouts",
     "published",
@@ -73,7 +90,20 @@ COUNTERS = (
     "control_refused",
     "control_abandoned",
     "control_records",
+    "budget_disconnects",
+    "dropped_messages",
+    "log_suppressed",
 )
+
+ACCEPT_BATCH = 64
+"""Connections accepted per loop pass at most: a connect flood cannot hold the loop."""
+ACCEPT_BACKOFF = (0.05, 2.0)
+"""First and longest pause of accepting after EMFILE (doubling while it repeats)."""
+MAX_REFUSING = 16
+"""Refused sockets kept open at once, for their STREAMTYPE to arrive before the answer."""
+REFUSE_WAIT = 1.0
+"""Seconds a refused socket waits for its STREAMTYPE before it is answered anyway."""
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 @dataclass(frozen=True)
@@ -172,7 +202,26 @@ class Proxy:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.congested_mask = 0
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._accepting = False
+        self._accept_timer: asyncio.Handle | None = None
+        self._accept_backoff = ACCEPT_BACKOFF[0]
+        self._serving: asyncio.Future[None] | None = None
+        self._refusing: dict[socket.socket, asyncio.TimerHandle] = {}
+        self.slots = Slots(
+            self.settings.max_connections,
+            min(self.settings.reserved_connections, self.settings.max_connections // 2),
+            self.settings.max_connections_per_uid,
+            {0, os.geteuid()},
+        )
+        self.logs = PeerLog(log, clock)
+        # outbound bytes of all connections, as seen at their last write (drains
+        # are seen late, so this is an upper bound until make_room measures again)
+        self.outbound = 0
+        self.outbound_peak = 0
+        self.buffering: dict[Connection, int] = {}
+        """Connections whose transport held bytes at their last write, with how many."""
+        self._budget_check_scheduled = False
         self._bound_bus = False
         self._next_id = 1
         self._connections: dict[int, Connection] = {}
@@ -211,12 +260,26 @@ class Proxy:
             self._bound_bus = True
         elif self.bus.loop is not loop:
             raise RuntimeError("the proxy's bus is bound to another event loop")
-        sock = self._listen()
-        self._server = await loop.create_unix_server(self._new_connection, sock=sock)
+        self._listener = self._listen()
+        self._serving = loop.create_future()
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        slots = self.slots
+        slots.limit = connection_limit(self.settings.max_connections, nofile)
+        slots.reserved = min(self.settings.reserved_connections, slots.limit // 2)
+        if slots.limit < self.settings.max_connections:
+            log.warning(
+                "max_connections %d lowered to %d: RLIMIT_NOFILE is %d (raise LimitNOFILE)",
+                self.settings.max_connections,
+                slots.limit,
+                nofile,
+            )
+        self._resume_accepting()
         log.info(
-            "proxy listening on %s (mode %s)",
+            "proxy listening on %s (mode %s, %d connections, %d of them reserved)",
             format_address(self.address),
             "abstract" if is_abstract(self.address) else oct(self.settings.mode),
+            slots.limit,
+            slots.reserved,
         )
 
     async def close(self) -> None:
@@ -226,8 +289,12 @@ class Proxy:
         before it (DESTROYING, typically): the bus is drained and the batched
         frames are handed to the transports, which flush them before closing.
         """
-        if self._server is not None:
-            self._server.close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            self._stop_accepting()
+            listener.close()
+        for sock in list(self._refusing):
+            self._refuse_now(sock)
         if self._bound_bus or self.bus.loop is asyncio.get_running_loop():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
@@ -239,9 +306,9 @@ class Proxy:
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        if listener is not None:
+            if self._serving is not None and not self._serving.done():
+                self._serving.set_result(None)
             if not is_abstract(self.address) and self._inherited is None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.address)
@@ -251,10 +318,11 @@ class Proxy:
             self._bound_bus = False
 
     async def serve_forever(self) -> None:
-        if self._server is None:
+        """Serve until :meth:`close`."""
+        if self._listener is None:
             await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
+        assert self._serving is not None
+        await asyncio.shield(self._serving)
 
     async def __aenter__(self) -> Proxy:
         await self.start()
@@ -312,26 +380,146 @@ class Proxy:
 
     # -- connections -------------------------------------------------------
 
-    def _new_connection(self) -> Connection:
+    def _resume_accepting(self) -> None:
+        if self._accept_timer is not None:
+            self._accept_timer.cancel()
+            self._accept_timer = None
+        if self._listener is not None and not self._accepting and self.loop is not None:
+            self.loop.add_reader(self._listener.fileno(), self._on_acceptable)
+            self._accepting = True
+
+    def _stop_accepting(self) -> None:
+        if self._accept_timer is not None:
+            self._accept_timer.cancel()
+            self._accept_timer = None
+        if self._accepting and self._listener is not None and self.loop is not None:
+            self.loop.remove_reader(self._listener.fileno())
+        self._accepting = False
+
+    def _on_acceptable(self) -> None:
+        """The listening socket is readable: accept a batch, each checked against the slots."""
+        listener = self._listener
+        if listener is None:
+            return
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                self._pause_accepting(exc)
+                return
+            self._accept_backoff = ACCEPT_BACKOFF[0]
+            self._accepted(sock)
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors (or another accept error): stop, retry later, say so once."""
+        self._stop_accepting()
+        self.count("accept_paused")
+        delay = self._accept_backoff
+        self._accept_backoff = min(delay * 2, ACCEPT_BACKOFF[1])
+        if self.loop is not None:
+            self._accept_timer = self.loop.call_later(delay, self._resume_accepting)
+        what = "out of descriptors" if exc.errno in _OUT_OF_DESCRIPTORS else "accept failed"
+        self.logs.warning(
+            "accept",
+            "%s (%s; %d connections open, RLIMIT_NOFILE %d): not accepting for %g s "
+            "or until a connection closes",
+            what,
+            exc.strerror or exc,
+            self.slots.open,
+            resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            delay,
+        )
+
+    def descriptor_freed(self) -> None:
+        """A connection's socket is closed: accepting may go on if it was paused for EMFILE."""
+        if self._accept_timer is not None and self.loop is not None:
+            self._accept_timer.cancel()
+            self._accept_timer = self.loop.call_soon(self._resume_accepting)
+
+    def _accepted(self, sock: socket.socket) -> None:
+        """A new socket: refuse it at once (CREATE_RESULT failure) or serve it."""
+        try:
+            pid, uid, gid = PEERCRED.unpack(
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size)
+            )
+        except OSError:  # pragma: no cover - not a unix socket
+            pid = uid = gid = None
+        refused = self.slots.take(uid)
+        if refused is not None:
+            counter, reason = refused
+            self.count(counter)
+            self.logs.warning("refused", "refused pid %s uid %s: %s", pid, uid, reason)
+            self._refuse(sock)
+            return
+        sock.setblocking(False)
         conn = Connection(self, self._next_id)
         self._next_id += 1
-        return conn
-
-    def admit(self, conn: Connection) -> bool:
-        """Called by a new connection: False (and the connection closed) when full."""
-        limit = self.settings.max_connections
-        if len(self._connections) >= limit:
-            self.count("refused_max_connections")
-            conn.abort(f"refused: {limit} connections already (max_connections)")
-            return False
+        conn.pid, conn.uid, conn.gid = pid, uid, gid
         self._connections[conn.id] = conn
         self.count("accepted")
+        assert self.loop is not None
+        task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: conn, sock))
+        task.add_done_callback(lambda t: self._transport_failed(t, conn, sock))
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """Answer CREATE_RESULT failure and hang up, once the client's STREAMTYPE is in.
+
+        Answering first would race the client's own first write: meeting a
+        closed socket (EPIPE), it may never read the answer. So a refused
+        socket waits (bounded: :data:`MAX_REFUSING` of them, :data:`REFUSE_WAIT`
+        each) until it has sent something, which is read and discarded.
+        """
+        sock.setblocking(False)
+        if self._drained(sock) or len(self._refusing) >= MAX_REFUSING or self.loop is None:
+            self._answer_refusal(sock)
+            return
+        self._refusing[sock] = self.loop.call_later(REFUSE_WAIT, self._refuse_now, sock)
+        self.loop.add_reader(sock.fileno(), self._refuse_now, sock)
+
+    def _refuse_now(self, sock: socket.socket) -> None:
+        timer = self._refusing.pop(sock, None)
+        if timer is not None:
+            timer.cancel()
+            if self.loop is not None:
+                self.loop.remove_reader(sock.fileno())
+        self._drained(sock)
+        self._answer_refusal(sock)
+
+    @staticmethod
+    def _drained(sock: socket.socket) -> bool:
+        """Read what the client sent so far; True once it sent something or hung up."""
+        try:
+            sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            pass
         return True
+
+    def _answer_refusal(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.send(REFUSAL)
+        sock.close()
+        self.descriptor_freed()
+
+    def _transport_failed(
+        self, task: asyncio.Task[Any], conn: Connection, sock: socket.socket
+    ) -> None:
+        problem = "cancelled" if task.cancelled() else task.exception()
+        if problem is not None:
+            conn.abort(f"could not serve the socket: {problem}")
+            sock.close()
 
     def forget(self, conn: Connection) -> None:
         """A connection has closed: keep its record, drop it from every set."""
         if self._connections.pop(conn.id, None) is None:
             return
+        self.slots.give_back(conn.uid)
+        self.outbound -= self.buffering.pop(conn, 0)
         if conn in self._congested:
             self._congested.discard(conn)
             self._recompute_congestion()
@@ -493,7 +681,8 @@ class Proxy:
             elif verdict is Verdict.STALLED and not c.stalled:
                 c.stalled = True
                 self.count("stalled")
-                log.warning(
+                self.logs.warning(
+                    "stalled",
                     "%s stopped reading (%d bytes waiting): no longer holding publishers back",
                     c.describe(),
                     c.buffered(),
@@ -506,6 +695,70 @@ class Proxy:
             self._recompute_congestion()
         if self._congested and self._stall_timer is None and self.loop is not None:
             self._stall_timer = self.loop.call_later(self._check_interval(), self._check_stalls)
+
+    # -- the outbound budget: memory bounded for all connections together ------
+
+    def outbound_changed(self, conn: Connection, buffered: int) -> None:
+        """``conn``'s transport holds ``buffered`` bytes after a write."""
+        self.outbound += buffered - self.buffering.get(conn, 0)
+        if buffered:
+            if not self.buffering:
+                # a write buffer starts to grow: from now on, freed ones go back to
+                # the system (heap.py; once per process, ctypes loaded only now)
+                fix_mmap_threshold()
+            self.buffering[conn] = buffered
+        else:
+            self.buffering.pop(conn, None)
+        if self.outbound > self.outbound_peak:
+            self.outbound_peak = self.outbound
+        if self.outbound > self.settings.max_outbound and not self._budget_check_scheduled:
+            # not now: a group may be writing to its members; at the end of the pass
+            self._budget_check_scheduled = True
+            if self.loop is not None:
+                self.loop.call_soon(self._scheduled_budget_check)
+
+    def _scheduled_budget_check(self) -> None:
+        self._budget_check_scheduled = False
+        self.make_room(0)
+
+    def make_room(self, incoming: int) -> None:
+        """Bring the outbound bytes, with ``incoming`` more, within ``max_outbound``.
+
+        Called by a connection before a write that would go over, and at the end
+        of a pass that went over. Not later: in one pass a group writes the same
+        bytes to every member, so a thousand members that do not read would
+        overshoot by a thousand copies.
+
+        ``outbound`` counts each buffer as of its last write; they have drained
+        since, so they are measured again first, and only what is still over
+        costs connections: the stalled ones holding most first, then the
+        largest of the others, down to three quarters of the budget, so that
+        the next writes do not measure everything again.
+        """
+        buffering = self.buffering
+        for c in list(buffering):
+            buffering[c] = c.buffered()
+            if not buffering[c]:
+                del buffering[c]
+        total = self.outbound = sum(buffering.values())
+        budget = self.settings.max_outbound
+        if total + incoming <= budget:
+            return
+        target = budget - budget // 4 - incoming
+        ranked = sorted(buffering, key=lambda c: (not c.stalled, -buffering[c]))
+        now = self.clock()
+        for c in ranked:
+            if self.outbound <= target:
+                break
+            how = f"stalled ({c.outflow.idle(now):.2f} s)" if c.stalled else "the largest"
+            self._drop_for_budget(c, total, how)
+
+    def _drop_for_budget(self, c: Connection, total: int, how: str) -> None:
+        self.count("budget_disconnects")
+        c.abort(
+            f"outbound budget: {total} bytes waiting for all subscribers, over "
+            f"max_outbound {self.settings.max_outbound}; this one {how} held {c.buffered()}"
+        )
 
     # -- introspection -----------------------------------------------------
 
@@ -529,11 +782,14 @@ class Proxy:
         return {
             "address": format_address(self.address),
             "connections": len(self._connections),
+            "outbound": sum(c.buffered() for c in self.buffering),
+            "outbound_peak": self.outbound_peak,
             "congested_mask": self.congested_mask,
             "bus_queue": self.bus.queue_length,
             "waiting": len(self.admission),
             "queries": self.control.active,
             **self.counters,
+            "log_suppressed": self.logs.suppressed,
         }
 
     def control_query(self, conn: Connection, body: bytes) -> None:

@@ -15,11 +15,14 @@ _smd() {
         proxy:--mode) return ;;
         proxy:--group) return ;;
         proxy:--max-connections) return ;;
+        proxy:--reserved-connections) return ;;
+        proxy:--max-connections-per-uid) return ;;
         proxy:--max-frame) return ;;
         proxy:--first-frame-timeout) return ;;
         proxy:--queue-depth) return ;;
         proxy:--high-water) return ;;
         proxy:--max-buffer) return ;;
+        proxy:--max-outbound) return ;;
         proxy:--stall-grace) return ;;
         proxy:--stall-timeout) return ;;
         monitor:--class) return ;;
@@ -76,7 +79,7 @@ _smd() {
     case "$cmd" in
         "") opts="-h --help -v --verbose --version demo proxy monitor send peers state button-replay buttons routes cpd daemon bridge fleet web-url" ;;
         demo) opts="-h --help -v --verbose --pace" ;;
-        proxy) opts="-h --help -v --verbose --socket --mode --group --max-connections --max-frame --first-frame-timeout --queue-depth --high-water --max-buffer --stall-grace --stall-timeout" ;;
+        proxy) opts="-h --help -v --verbose --socket --mode --group --max-connections --reserved-connections --max-connections-per-uid --max-frame --first-frame-timeout --queue-depth --high-water --max-buffer --max-outbound --stall-grace --stall-timeout" ;;
         monitor) opts="-h --help -v --verbose --class --grep --field --json --pretty --color --count --timeout --socket" ;;
         send) opts="-h --help -v --verbose --socket --count --timeout" ;;
         peers) opts="-h --help -v --verbose --socket --json --all" ;;
