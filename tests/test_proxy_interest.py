@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -75,3 +76,26 @@ async def test_our_create_result_carries_the_mark(proxy: Proxy) -> None:
     head = await asyncio.wait_for(reader.readexactly(3 + 12), 2)
     assert head == create_result_frame(0, rideshare=PROXY_MARK)
     writer.close()
+
+
+async def test_a_watch_closed_with_its_loop_gone_closes_quietly(proxy: Proxy) -> None:
+    """A watch whose coroutine is closed without a loop to run on (its loop ended: a
+    client's thread stopped) must not ``await`` on the way out.
+
+    It used to ``await stream.close()`` in its ``finally``: the coroutine then ignored
+    GeneratorExit, and Python printed "coroutine ignored GeneratorExit" for each one.
+    """
+    from smdbus.client.interest import watch_interest
+
+    told = asyncio.Event()
+    task = asyncio.ensure_future(watch_interest(proxy.address, lambda mask: told.set()))
+    await asyncio.wait_for(told.wait(), 5)
+    await asyncio.sleep(0)  # let it go back to waiting for the proxy's next word
+    coro = task.get_coro()
+    assert coro is not None
+    try:
+        coro.close()  # what the garbage collector does to a task destroyed with its loop
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task

@@ -52,6 +52,11 @@ async def watch_interest(address: str, on_mask: Callable[[int | None], None]) ->
                 on_mask(mask)
     except ConnectionError as exc:
         log.debug("interest watch on %s ended: %s", format_address(address), exc)
-    finally:
-        await stream.close()
+    except BaseException:
+        # Cancelled, or closed because its loop is gone (GeneratorExit, when a client's
+        # thread stops): nothing may be awaited on the way out, or Python reports the
+        # coroutine for ignoring GeneratorExit.
+        stream.close_nowait()
+        raise
+    await stream.close()
     on_mask(None)

@@ -128,6 +128,11 @@ class WireStream:
         except ConnectionResetError:
             raise StopAsyncIteration from None
 
+    def close_nowait(self) -> None:
+        """Close the socket without waiting (for code that may not await: a coroutine being
+        closed because its loop is gone)."""
+        self._writer.close()
+
     async def close(self) -> None:
         self._writer.close()
         with contextlib.suppress(OSError):
