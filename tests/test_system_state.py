@@ -1,4 +1,4 @@
-"""The state manager against shared/spec/system.md: moves, notifiers, plans, cycles, modal."""
+"""The state manager against lws_system's rules (docs/system.md): moves, plans, modal."""
 
 # The manager's state changes under mypy's feet (it narrows mgr.state after an assert).
 # mypy: disable-error-code="comparison-overlap"
