@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from smdbus import Bus, Class
-from smdbus.daemon.gates import CpdResultGate, DhcpGate, PolicyGate, usable_addresses
+from smdbus.daemon.gates import CpdGate, DhcpGate, PolicyGate, usable_addresses
 from smdbus.net.cpd import CaptivePortalDetector, CpdState
 from smdbus.net.policy import default_policy
 from smdbus.net.routetable import (
@@ -130,7 +130,7 @@ async def test_cpd_result_gate_steps_on_after_any_result(
     detector = CaptivePortalDetector.from_policy(
         default_policy(), bus=bus, url=f"http://127.0.0.1:{port}/generate_204", retry=None
     )
-    gate = CpdResultGate(detector)
+    gate = CpdGate(detector, require_ok=False)
     manager = StateManager(bus)
     manager.register(gate, "cpd")
     try:
@@ -153,7 +153,7 @@ async def test_cpd_result_gate_follows_a_replaced_detector(bus: Bus) -> None:
     policy = default_policy()
     old = CaptivePortalDetector.from_policy(policy, url="http://127.0.0.1:9/", retry=None)
     new = CaptivePortalDetector.from_policy(policy, url="http://127.0.0.1:9/", retry=None)
-    gate = CpdResultGate(old)
+    gate = CpdGate(old, require_ok=False)
     gate.replace(new)
     assert gate.detector is new
     assert old._listeners == [] and len(new._listeners) == 1

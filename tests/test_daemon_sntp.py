@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from smdbus.daemon.gates import TimeGate
 from smdbus.daemon.sntp import (
     NTP_UNIX_DELTA,
     PACKET_SIZE,
@@ -20,7 +21,7 @@ from smdbus.daemon.sntp import (
     parse_response,
     to_ntp,
 )
-from smdbus.daemon.timecheck import TimeGate, WallClock, sntp_query
+from smdbus.daemon.timecheck import WallClock, sntp_query
 from smdbus.system.state import State, StateManager
 
 FUTURE = 4_100_000_000.0  # 2099-12-03

@@ -50,7 +50,7 @@ from typing import Any
 from smdbus.bus import Bus
 from smdbus.classes import ALL_CLASSES, Class
 from smdbus.daemon.config import DaemonConfig, ScriptedButtons, build_controller
-from smdbus.daemon.gates import CpdResultGate, DhcpGate, PolicyGate
+from smdbus.daemon.gates import ColdplugGate, CpdGate, DhcpGate, PolicyGate, TimeGate
 from smdbus.daemon.live import Status
 from smdbus.daemon.signals import PendingSignals
 from smdbus.daemon.systemd import (
@@ -60,7 +60,7 @@ from smdbus.daemon.systemd import (
     listen_fds,
     socket_address,
 )
-from smdbus.daemon.timecheck import TimeGate, WallClock
+from smdbus.daemon.timecheck import WallClock
 from smdbus.net.policy import Policy, PolicyError, default_policy, load_policy
 from smdbus.proxy import Proxy
 from smdbus.system.blobs import Blobs, BlobType
@@ -378,8 +378,6 @@ class Daemon:
 
         # Gates, in boot order (each only looks at its own move).
         if cfg.gates.coldplug and self.monitor is not None:
-            from smdbus.net.gates import ColdplugGate
-
             manager.register(ColdplugGate(self.monitor), "routes-coldplug")
         if cfg.gates.dhcp:
             table = self.monitor.table if self.monitor is not None else None
@@ -487,13 +485,7 @@ class Daemon:
             return
         if self._cpd_link is not None:
             manager.unregister(self._cpd_link)
-        gate: Any
-        if mode == "ok":
-            from smdbus.net.gates import CpdGate
-
-            gate = CpdGate(self.detector)
-        else:
-            gate = CpdResultGate(self.detector, on_note=self.note)
+        gate = CpdGate(self.detector, require_ok=mode == "ok", on_note=self.note)
         self._cpd_link = manager.register(gate, "cpd")
 
     def _start_buttons(self, loop: asyncio.AbstractEventLoop) -> None:
