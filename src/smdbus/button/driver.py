@@ -16,20 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
+from smdbus.announce import Announcer, Publisher
 from smdbus.button.classifier import Classifier
 from smdbus.button.events import ButtonEvent, Edge
 from smdbus.classes import Class
-from smdbus.errors import SmdError
 
 log = logging.getLogger(__name__)
-
-
-class Publisher(Protocol):
-    """What the driver needs of a bus: :meth:`smdbus.Bus.send` fits."""
-
-    def send(self, cls: int, payload: bytes) -> bool: ...
 
 
 class ButtonDriver:
@@ -52,12 +45,9 @@ class ButtonDriver:
         self.clock: Callable[[], float] = clock or (lambda: loop_.time() * 1000)
         self.cls = cls
         self.on_event = on_event
-        self.published = 0
-        """Events the bus accepted."""
-        self.unheard = 0
-        """Events nobody was listening for (the bus said so; nothing was queued)."""
-        self.refused = 0
-        """Events the bus refused (queue full, too large): logged, counted, not retried."""
+        # the *drop* policy of smdbus.announce: a press told late misleads more than a
+        # lost one the user repeats; each refusal is counted and logged
+        self.announcer = Announcer(publisher, "buttons", keep=False)
         self.late_edges = 0
         """Edges stamped before a tick already run: applied at that tick's time instead."""
         self._timer: asyncio.TimerHandle | None = None
@@ -88,6 +78,21 @@ class ButtonDriver:
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._timer_due = None, None
+
+    @property
+    def published(self) -> int:
+        """Events the bus accepted."""
+        return self.announcer.sent
+
+    @property
+    def unheard(self) -> int:
+        """Events nobody was listening for (the bus said so; nothing was queued)."""
+        return self.announcer.unheard
+
+    @property
+    def refused(self) -> int:
+        """Events the bus refused (queue full, too large): logged, counted, not retried."""
+        return self.announcer.refused
 
     @property
     def timer_running(self) -> bool:
@@ -121,15 +126,6 @@ class ButtonDriver:
             self.events.append(ev)
             if self.on_event is not None:
                 self.on_event(ev)
-            if self.publisher is None:
-                continue
-            try:
-                if self.publisher.send(self.cls, ev.payload()):
-                    self.published += 1
-                else:
-                    self.unheard += 1
-            except SmdError as e:
-                self.refused += 1
-                log.warning("button event %s at %s ms not published: %s", ev.src, ev.time_ms, e)
+            self.announcer.announce(self.cls, ev.payload())
         if len(self.events) > self.keep:
             del self.events[: len(self.events) - self.keep]

@@ -16,10 +16,11 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
+from smdbus.announce import Publisher
 from smdbus.button.classifier import Classifier
 from smdbus.button.config import Configured, Source, load_file
 from smdbus.button.controller import Controller
-from smdbus.button.driver import ButtonDriver, Publisher
+from smdbus.button.driver import ButtonDriver
 from smdbus.button.errors import ButtonError
 from smdbus.button.events import ButtonEvent, Edge, format_ms
 from smdbus.button.regime import DEFAULT_REGIME
