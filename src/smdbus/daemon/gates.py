@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from smdbus.daemon.sntp import SntpAnswer, SntpError
 from smdbus.daemon.timecheck import WallClock, iso_time, sntp_query
-from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
+from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer, sleep
 from smdbus.system.state import State
 
 if TYPE_CHECKING:
@@ -110,17 +110,7 @@ class Gate:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on the scheduler's clock (a manual one in tests)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def wake() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        timer = self.scheduler.call_later(seconds, wake)
-        try:
-            await done
-        finally:
-            timer.cancel()
+        await sleep(self.scheduler, seconds)
 
 
 # -- IFACE_COLDPLUG --------------------------------------------------------------------
