@@ -28,8 +28,8 @@ from smdbus.button.regime import DEFAULT_REGIME, TICK_MS, Regime
 from smdbus.button.replay import replay
 
 if TYPE_CHECKING:
-    from smdbus.button import sources
     from smdbus.announce import Publisher
+    from smdbus.button import sources
     from smdbus.button.driver import ButtonDriver
 
 _WHERE = {"ButtonDriver": "driver", "Publisher": "driver", "sources": "sources"}  # Publisher:
