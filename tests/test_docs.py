@@ -40,7 +40,7 @@ DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 SMD = str(Path(sys.executable).with_name("smd"))
 Results = dict[str, tuple[int | None, str]]
-QUIET_FOR = 4.0  # seconds a never-ending example runs before it is stopped (a bound, not a figure)
+QUIET_FOR = 2.5  # seconds a never-ending example runs before it is stopped (a bound, not a figure)
 
 
 def _blocks(lang: str) -> list[tuple[str, str]]:
