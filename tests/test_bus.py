@@ -1,4 +1,4 @@
-"""The in-process bus against shared/spec/smd.md, point by point."""
+"""The in-process bus against lws_smd's rules (docs/bus.md), point by point."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The four steps of libwebsockets' own SMD peer test, on our bus (spec/smd.md)."""
+"""The four steps of libwebsockets' own SMD peer test, on our bus (docs/bus.md)."""
 
 from __future__ import annotations
 

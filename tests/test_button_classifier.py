@@ -1,4 +1,4 @@
-"""The classifier against C's timings: golden vectors of spec/button.md and derived cases."""
+"""The classifier against C's timings: golden vectors from libwebsockets, derived cases."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def src_timeline(events: list[ButtonEvent]) -> list[tuple[str, str, float]]:
     return [(e.src, str(e.event), e.time_ms) for e in events]
 
 
-# -- golden vectors (spec/button.md), both polarities ------------------------------------------
+# -- golden vectors (libwebsockets' classifier), both polarities ----------------------------
 
 GOLDEN: list[tuple[str, dict[str, bool], Timeline]] = [
     ("0-102", {}, [("down", 20), ("up", 105), ("click", 225)]),

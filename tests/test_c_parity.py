@@ -7,9 +7,9 @@ same log. Where the behaviour is lws_smd's, the logs must be identical, line
 for line: which participant got what, in which order, and which sends were
 accepted, refused (nobody listens) or refused (queue full).
 
-Where our spec (shared/spec/smd.md, written from a newer lws_smd) and 4.1.6
-disagree, the Bus follows the spec on purpose; those scenarios assert the
-Bus's log against the spec and record 4.1.6's log as the fact it is
+Where the rules we implement (docs/bus.md, from a newer lws_smd) and 4.1.6
+disagree, the Bus follows the rules on purpose; those scenarios assert the
+Bus's log against the rules and record 4.1.6's log as the fact it is
 (checked only against a 4.1.x library):
 
 - a late registrant gets already-queued messages (4.1.6: only later ones);
@@ -318,7 +318,7 @@ async def test_queue_depth_at_c_depth(clib: CLib) -> None:
         assert depth == 12  # fixed in 4.1.x; newer lws and our Bus default to 40
 
 
-# -- where the Bus follows the spec, not 4.1.6 -----------------------------------
+# -- where the Bus follows the rules, not 4.1.6 -----------------------------------
 
 
 async def test_late_registrant(clib: CLib) -> None:

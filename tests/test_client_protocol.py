@@ -66,6 +66,7 @@ class ScriptedProxy:
         self.events: list[object] = []
         self.writers: list[asyncio.StreamWriter] = []
         self.accepted = 0
+        self.hung_up = 0  # connections the client closed: all it wrote has been read
         self.changed = asyncio.Event()
         self.server: asyncio.AbstractServer | None = None
 
@@ -101,6 +102,8 @@ class ScriptedProxy:
                 if isinstance(ev, StreamType) and self.greet:
                     writer.write(self.greeting)
                 self.changed.set()
+        self.hung_up += 1
+        self.changed.set()
 
     async def wait_for(self, predicate: object, timeout: float = 3.0) -> None:
         assert callable(predicate)
@@ -138,10 +141,15 @@ async def test_no_payload_before_create_result() -> None:
         client = await connect(address, Class.NETWORK, wait=False)
         client.send(Class.NETWORK, b"early")
         await proxy.wait_for(lambda: proxy.events)
-        await asyncio.sleep(0.05)  # give a wrong client the chance to write
-        assert [type(e) for e in proxy.events] == [StreamType]
         assert client.state is State.CREATING
-        proxy.writers[0].write(GREETING)
+        await client.close()  # the hang-up comes after anything a wrong client wrote
+        await proxy.wait_for(lambda: proxy.hung_up == 1)
+        assert [type(e) for e in proxy.events] == [StreamType]
+        proxy.events.clear()
+        client = await connect(address, Class.NETWORK, wait=False)
+        client.send(Class.NETWORK, b"early")
+        await proxy.wait_for(lambda: proxy.events)
+        proxy.writers[1].write(GREETING)
         await proxy.wait_for(lambda: proxy.payloads())
         assert proxy.payloads()[0].body == b"early"
         await client.close()
@@ -268,9 +276,9 @@ async def test_inbox_bound_stops_reading_and_nothing_is_lost() -> None:
         client = await connect(address, Class.NETWORK, max_inbox=10)
         proxy.writers[0].write(b"".join(rx_payload_frame(4, i, b"%d" % i) for i in range(100)))
         deadline = time.monotonic() + 2
-        while client.stats().received < 10 and time.monotonic() < deadline:
+        while not client._input_paused and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        # paused: the client reads nothing more until its inbox drains, so no wait for more
         assert client.stats().received == 10, "stopped at the bound"
         got = [(await client.receive()).payload for _ in range(100)]
         assert got == [b"%d" % i for i in range(100)]

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from smdbus import Bus, Class
-from smdbus.daemon.gates import CpdResultGate, DhcpGate, PolicyGate, usable_addresses
+from smdbus.daemon.gates import CpdGate, DhcpGate, PolicyGate, usable_addresses
 from smdbus.net.cpd import CaptivePortalDetector, CpdState
 from smdbus.net.policy import default_policy
 from smdbus.net.routetable import (
@@ -19,6 +19,7 @@ from smdbus.net.routetable import (
     LinkChanged,
     RouteTable,
 )
+from smdbus.system.scheduler import ManualScheduler
 from smdbus.system.state import State, StateManager
 
 INET = int(socket.AF_INET)
@@ -75,20 +76,24 @@ async def test_dhcp_gate_holds_until_an_address_appears() -> None:
     assert _state(manager) == State.OPERATIONAL
 
 
-async def test_dhcp_gate_timeout_steps_on_and_says_so() -> None:
+def test_dhcp_gate_timeout_steps_on_and_says_so() -> None:
+    """The give-up runs on the injected scheduler: 5 s pass in one call, not in 5 s."""
     notes: list[str] = []
+    timers = ManualScheduler()
     gate = DhcpGate(
-        _table(), timeout=0.01, on_note=lambda lvl, text: notes.append(f"{lvl}: {text}")
+        _table(),
+        timeout=5.0,
+        on_note=lambda lvl, text: notes.append(f"{lvl}: {text}"),
+        scheduler=timers,
     )
-    manager = StateManager()
+    manager = StateManager(scheduler=timers)
     manager.register(gate, "dhcp")
     assert manager.steps(State.OPERATIONAL) is False
-    async with asyncio.timeout(5):
-        await manager.wait_for(State.OPERATIONAL)
-    assert gate.gave_up
-    assert (
-        "warning: DHCP: no usable address after 0.01 s (gates.dhcp_timeout); stepping on" in notes
-    )
+    assert timers.advance(4.999) == 0 and manager.state == State.IFACE_COLDPLUG
+    assert not gate.gave_up
+    assert timers.advance(0.001) == 1
+    assert gate.gave_up and manager.state == State.OPERATIONAL
+    assert "warning: DHCP: no usable address after 5 s (gates.dhcp_timeout); stepping on" in notes
 
 
 def test_dhcp_gate_without_a_table_steps_on_with_the_reason() -> None:
@@ -130,7 +135,7 @@ async def test_cpd_result_gate_steps_on_after_any_result(
     detector = CaptivePortalDetector.from_policy(
         default_policy(), bus=bus, url=f"http://127.0.0.1:{port}/generate_204", retry=None
     )
-    gate = CpdResultGate(detector)
+    gate = CpdGate(detector, require_ok=False)
     manager = StateManager(bus)
     manager.register(gate, "cpd")
     try:
@@ -153,7 +158,7 @@ async def test_cpd_result_gate_follows_a_replaced_detector(bus: Bus) -> None:
     policy = default_policy()
     old = CaptivePortalDetector.from_policy(policy, url="http://127.0.0.1:9/", retry=None)
     new = CaptivePortalDetector.from_policy(policy, url="http://127.0.0.1:9/", retry=None)
-    gate = CpdResultGate(old)
+    gate = CpdGate(old, require_ok=False)
     gate.replace(new)
     assert gate.detector is new
     assert old._listeners == [] and len(new._listeners) == 1

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from smdbus.daemon.gates import TimeGate
 from smdbus.daemon.sntp import (
     NTP_UNIX_DELTA,
     PACKET_SIZE,
@@ -20,7 +21,8 @@ from smdbus.daemon.sntp import (
     parse_response,
     to_ntp,
 )
-from smdbus.daemon.timecheck import TimeGate, WallClock, sntp_query
+from smdbus.daemon.timecheck import WallClock, sntp_query
+from smdbus.system.scheduler import ManualScheduler
 from smdbus.system.state import State, StateManager
 
 FUTURE = 4_100_000_000.0  # 2099-12-03
@@ -177,21 +179,27 @@ async def test_time_gate_holds_until_sntp_answers_then_the_boot_goes_on() -> Non
     port = await _serve(proto)
     clock = WallClock(4_000_000_000, mode="process", now=lambda: 1_000.0)
     notes: list[str] = []
+    timers = ManualScheduler()
     gate = TimeGate(
         clock,
         clock.set_clock,
         lambda: "127.0.0.1",
         port=port,
         timeout=0.2,
-        retry_interval=0.01,
+        retry_interval=5.0,
         on_note=lambda level, text: notes.append(f"{level}: {text}"),
+        scheduler=timers,
     )
-    manager = StateManager()
+    manager = StateManager(scheduler=timers)
     manager.register(gate, "time")
     try:
         assert manager.steps(State.OPERATIONAL) is False
         assert manager.state == State.CPD_PRE_TIME and manager.held_by is not None
         async with asyncio.timeout(5):
+            while gate.last_error is None:  # the first query times out (a real 0.2 s)
+                await asyncio.sleep(0.01)
+            assert gate.attempts == 1 and timers.pending == 1
+            timers.advance(5.0)  # the retry interval, on the manual clock
             await manager.wait_for(State.OPERATIONAL)
         assert clock.valid() and clock.now() == pytest.approx(FUTURE, abs=1e-3)
         assert gate.attempts == 2 and proto.requests == 2

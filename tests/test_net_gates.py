@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from smdbus import Bus, Class
+from smdbus.daemon.gates import ColdplugGate, CpdGate
 from smdbus.net.cpd import CaptivePortalDetector, CpdState
-from smdbus.net.gates import ColdplugGate, CpdGate
 from smdbus.net.policy import CaptivePortalDetect
 from smdbus.system.state import State, StateManager
 

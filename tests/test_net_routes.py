@@ -23,7 +23,7 @@ import pytest
 
 from conftest import MakeNetns
 from smdbus import Bus, Class
-from smdbus.net.gates import ColdplugGate
+from smdbus.daemon.gates import ColdplugGate, CpdGate
 from smdbus.net.policy import Policy, parse_policy
 from smdbus.net.routes import RouteMonitor, dump_routes
 from smdbus.net.routetable import LinkChanged, NetEvent, Route
@@ -323,40 +323,26 @@ async def _ok_server() -> asyncio.Server:
     return await asyncio.start_server(answer, "127.0.0.1", 0)
 
 
-async def test_network_services_boot_a_device(netns: str) -> None:
-    from smdbus.net.service import NetworkServices
+async def test_route_monitor_and_cpd_gates_boot_a_device(netns: str) -> None:
+    """The network half of the daemon's boot: coldplug waits for the dump, CPD for OK."""
+    from smdbus.net.cpd import CaptivePortalDetector
     from smdbus.system.state import State, StateManager
 
     server = await _ok_server()
     port = server.sockets[0].getsockname()[1]
     async with Bus() as bus:
-        net = NetworkServices(bus, policy=_policy_for(port), netns=netns)
-        manager = StateManager(bus, notifiers=net.notifiers())
-        assert [name for name, _ in net.notifiers()] == ["routes-coldplug", "cpd"]
+        monitor = RouteMonitor(bus, netns=netns)
+        detector = CaptivePortalDetector.from_policy(_policy_for(port), bus=bus)
+        manager = StateManager(
+            bus, notifiers=[("routes-coldplug", ColdplugGate(monitor)), ("cpd", CpdGate(detector))]
+        )
         manager.steps(State.OPERATIONAL)
         assert manager.state.name == "COLLECTING_STDIN"
-        await net.start()
+        await monitor.start()
         await asyncio.wait_for(manager.wait_for(State.OPERATIONAL), 5)
-        assert net.route_error is None and net.monitor is not None and net.monitor.running
-        await net.stop()
-    server.close()
-    await server.wait_closed()
-
-
-async def test_network_services_boot_without_a_routing_table() -> None:
-    from smdbus.net.service import NetworkServices
-    from smdbus.system.state import State, StateManager
-
-    server = await _ok_server()
-    port = server.sockets[0].getsockname()[1]
-    async with Bus() as bus:
-        net = NetworkServices(bus, policy=_policy_for(port), netns="smd-no-such-ns")
-        manager = StateManager(bus, notifiers=net.notifiers())
-        await net.start()
-        assert isinstance(net.route_error, OSError)
-        manager.steps(State.OPERATIONAL)
-        await asyncio.wait_for(manager.wait_for(State.OPERATIONAL), 5)
-        await net.stop()
+        assert monitor.running
+        await monitor.stop()
+        await detector.aclose()
     server.close()
     await server.wait_closed()
 

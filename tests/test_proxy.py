@@ -302,7 +302,9 @@ async def test_slow_reader_holds_publisher_then_catches_up() -> None:
         pub = await (await Raw.open(p.address)).joined(0)
         n = 20_000
         writer = asyncio.create_task(_publish(pub, n))
-        await asyncio.sleep(0.3)  # sub reads nothing meanwhile
+        deadline = time.monotonic() + 5  # sub reads nothing meanwhile
+        while p.congested_mask != 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
         assert p.congested_mask == 4 and p.counters["held_congestion"] >= 1
         assert p.peers()[0].buffered < settings.max_buffer
         got = [(await sub.message()).body for _ in range(n)]

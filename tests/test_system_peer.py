@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from smdbus import Bus, Class, QueueFull
 from smdbus.system import ManualScheduler, NotifyLink, State, StateManager
@@ -61,10 +60,10 @@ class FullThenRoom:
         self.full = True
         self.sent: list[str] = []
 
-    def send_json(self, cls: int, obj: Any) -> bool:
+    def send(self, cls: int, payload: bytes) -> bool:
         if self.full:
             raise QueueFull(cls, 40)
-        self.sent.append(obj["state"])
+        self.sent.append(json.loads(payload)["state"])
         return True
 
 

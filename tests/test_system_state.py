@@ -1,4 +1,4 @@
-"""The state manager against shared/spec/system.md: moves, notifiers, plans, cycles, modal."""
+"""The state manager against lws_system's rules (docs/system.md): moves, plans, modal."""
 
 # The manager's state changes under mypy's feet (it narrows mgr.state after an assert).
 # mypy: disable-error-code="comparison-overlap"
@@ -49,8 +49,8 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[int, bytes]] = []
 
-    def send_json(self, cls: int, obj: Any) -> bool:
-        self.sent.append((cls, json.dumps(obj, separators=(",", ":")).encode()))
+    def send(self, cls: int, payload: bytes) -> bool:
+        self.sent.append((cls, payload))
         return True
 
     @property

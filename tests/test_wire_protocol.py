@@ -23,7 +23,7 @@ from smdbus.wire import (
 )
 from smdbus.wire.events import ClientBoundEvent, ProxyBoundEvent
 
-# the golden handshake of the spec (wire.md, "Sequence")
+# the golden handshake (docs/wire.md, "The sequence"; tests/data/wire_golden.txt)
 STREAMTYPE = bytes.fromhex("aa0011 01 00003a7e 0000000e") + b"_lws_smd"
 C_GREETING = bytes.fromhex(
     "56000c00 00000000 2c286e756c6c29 5700050100000000 5700050600000000 5700050500000000"

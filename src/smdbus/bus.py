@@ -1,6 +1,6 @@
 """The distributor: participants, the union mask, the queue and delivery.
 
-Rules (lws_smd's, see shared/spec/smd.md):
+Rules (lws_smd's; docs/bus.md states them for users):
 
 - A message reaches every participant whose mask shares a bit with its class,
   the sender included. A class nobody listens to is refused at send time and

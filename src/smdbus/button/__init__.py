@@ -28,10 +28,12 @@ from smdbus.button.regime import DEFAULT_REGIME, TICK_MS, Regime
 from smdbus.button.replay import replay
 
 if TYPE_CHECKING:
+    from smdbus.announce import Publisher
     from smdbus.button import sources
-    from smdbus.button.driver import ButtonDriver, Publisher
+    from smdbus.button.driver import ButtonDriver
 
-_WHERE = {"ButtonDriver": "driver", "Publisher": "driver", "sources": "sources"}
+_WHERE = {"ButtonDriver": "driver", "Publisher": "driver", "sources": "sources"}  # Publisher:
+# smdbus.announce's, as the driver takes it (imported with the driver)
 
 __all__ = [
     "DEFAULT_REGIME",

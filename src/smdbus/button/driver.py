@@ -1,14 +1,17 @@
-"""The driver: a classifier on an asyncio loop, publishing on INTERACTION.
+"""The driver: a classifier on a scheduler, publishing on INTERACTION.
 
 The classifier is pure; this is the thin part that owns a clock and a timer.
-It schedules the classifier's next tick with ``loop.call_at`` only while the
-classifier is busy, so an idle device has no timer running at all, and it
+It schedules the classifier's next tick on the injected
+:class:`~smdbus.system.scheduler.Scheduler` (the loop's by default) only while
+the classifier is busy, so an idle device has no timer running at all, and it
 publishes each event's exact lws_button payload.
 
 Clocks: a source stamps edges on its own clock (evdev: the input device's
 clock, gpiod: CLOCK_MONOTONIC). ``clock`` must read that same clock in ms;
-the driver converts the classifier's tick times to loop time through it, so
-the loop's clock and the source's may differ.
+the driver turns the classifier's tick times into delays through it, so the
+scheduler's clock and the source's may differ. Tests give a
+:class:`~smdbus.system.scheduler.ManualScheduler` and its clock, and move time
+by hand.
 """
 
 from __future__ import annotations
@@ -16,20 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
+from smdbus.announce import Announcer, Publisher
 from smdbus.button.classifier import Classifier
 from smdbus.button.events import ButtonEvent, Edge
 from smdbus.classes import Class
-from smdbus.errors import SmdError
+from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
 
 log = logging.getLogger(__name__)
-
-
-class Publisher(Protocol):
-    """What the driver needs of a bus: :meth:`smdbus.Bus.send` fits."""
-
-    def send(self, cls: int, payload: bytes) -> bool: ...
 
 
 class ButtonDriver:
@@ -44,23 +41,22 @@ class ButtonDriver:
         clock: Callable[[], float] | None = None,
         cls: int = Class.INTERACTION,
         on_event: Callable[[ButtonEvent], None] | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.classifier = classifier
         self.publisher = publisher
-        self.loop = loop or asyncio.get_running_loop()
-        loop_ = self.loop
-        self.clock: Callable[[], float] = clock or (lambda: loop_.time() * 1000)
+        if scheduler is None:
+            scheduler = LoopScheduler(loop or asyncio.get_running_loop())
+        self.scheduler = scheduler
+        self.clock: Callable[[], float] = clock or (lambda: scheduler.now() * 1000)
         self.cls = cls
         self.on_event = on_event
-        self.published = 0
-        """Events the bus accepted."""
-        self.unheard = 0
-        """Events nobody was listening for (the bus said so; nothing was queued)."""
-        self.refused = 0
-        """Events the bus refused (queue full, too large): logged, counted, not retried."""
+        # the *drop* policy of smdbus.announce: a press told late misleads more than a
+        # lost one the user repeats; each refusal is counted and logged
+        self.announcer = Announcer(publisher, "buttons", keep=False)
         self.late_edges = 0
         """Edges stamped before a tick already run: applied at that tick's time instead."""
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._timer_due: float | None = None
         self.events: list[ButtonEvent] = []
         """Every event so far, newest last (bounded: the last ``keep`` events)."""
@@ -90,6 +86,21 @@ class ButtonDriver:
         self._timer, self._timer_due = None, None
 
     @property
+    def published(self) -> int:
+        """Events the bus accepted."""
+        return self.announcer.sent
+
+    @property
+    def unheard(self) -> int:
+        """Events nobody was listening for (the bus said so; nothing was queued)."""
+        return self.announcer.unheard
+
+    @property
+    def refused(self) -> int:
+        """Events the bus refused (queue full, too large): logged, counted, not retried."""
+        return self.announcer.refused
+
+    @property
     def timer_running(self) -> bool:
         return self._timer is not None
 
@@ -100,8 +111,8 @@ class ButtonDriver:
         self.close()
         if due is None:
             return
-        when = self.loop.time() + (due - self.clock()) / 1000
-        self._timer = self.loop.call_at(when, self._on_timer, due)
+        delay = max(0.0, (due - self.clock()) / 1000)
+        self._timer = self.scheduler.call_later(delay, lambda: self._on_timer(due))
         self._timer_due = due
 
     def _on_timer(self, due: float) -> None:
@@ -121,15 +132,6 @@ class ButtonDriver:
             self.events.append(ev)
             if self.on_event is not None:
                 self.on_event(ev)
-            if self.publisher is None:
-                continue
-            try:
-                if self.publisher.send(self.cls, ev.payload()):
-                    self.published += 1
-                else:
-                    self.unheard += 1
-            except SmdError as e:
-                self.refused += 1
-                log.warning("button event %s at %s ms not published: %s", ev.src, ev.time_ms, e)
+            self.announcer.announce(self.cls, ev.payload())
         if len(self.events) > self.keep:
             del self.events[: len(self.events) - self.keep]

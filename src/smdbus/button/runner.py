@@ -16,10 +16,11 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
+from smdbus.announce import Publisher
 from smdbus.button.classifier import Classifier
 from smdbus.button.config import Configured, Source, load_file
 from smdbus.button.controller import Controller
-from smdbus.button.driver import ButtonDriver, Publisher
+from smdbus.button.driver import ButtonDriver
 from smdbus.button.errors import ButtonError
 from smdbus.button.events import ButtonEvent, Edge, format_ms
 from smdbus.button.regime import DEFAULT_REGIME
@@ -27,6 +28,7 @@ from smdbus.button.sources.evdev_source import EvdevSource
 from smdbus.button.sources.gpiod_source import BIASES, GpiodSource, LineSpec
 from smdbus.button.sources.scripted import ScriptedSource, controller_for, parse_pattern
 from smdbus.errors import SmdError
+from smdbus.system.scheduler import LoopScheduler, Scheduler, sleep
 
 if TYPE_CHECKING:
     from smdbus.client import Client
@@ -108,15 +110,18 @@ async def serve(
     send_to: str | None = None,
     out: TextIO | None = sys.stdout,
     drivers: list[ButtonDriver] | None = None,
+    scheduler: Scheduler | None = None,
 ) -> list[ButtonDriver]:
     """Run every source until they all end (a pattern) or the task is cancelled (devices).
 
     ``publisher``: where events go (a :class:`smdbus.Bus` in the daemon);
     ``send_to``: a proxy address to publish through instead; ``out``: where
     to print them (None: nowhere); ``drivers``: a list to fill as the drivers
-    start, for a caller that wants their counters while this runs.
+    start, for a caller that wants their counters while this runs; ``scheduler``:
+    the drivers' timers (the loop's by default; a test's manual one).
     """
     loop = asyncio.get_running_loop()
+    timers = scheduler if scheduler is not None else LoopScheduler(loop)
     client = None
     if send_to is not None:
         from smdbus.client import connect
@@ -132,15 +137,15 @@ async def serve(
             driver = ButtonDriver(
                 classifier,
                 publisher,
-                loop=loop,
                 clock=c.source.clock,
                 on_event=None if out is None else _printer(first, out),
+                scheduler=timers,
             )
             drivers.append(driver)
             tasks.append(asyncio.create_task(c.source.run(_first_noted(first, driver))))
         await asyncio.gather(*tasks)
         while any(d.classifier.busy for d in drivers):  # a pattern ended: let it settle
-            await asyncio.sleep(0.005)
+            await sleep(timers, 0.005)
     finally:
         for t in tasks:
             t.cancel()

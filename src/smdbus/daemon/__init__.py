@@ -1,7 +1,7 @@
 """The device daemon (``smd daemon``): the bus, its proxy and the system helpers in one process.
 
 ``config`` reads the TOML file, ``sntp`` and ``timecheck`` make the clock
-valid, ``systemd`` speaks sd_notify and socket activation, ``gates`` hold
+valid, ``systemd`` speaks sd_notify and socket activation, ``gates`` (every boot gate) hold
 the boot for real work, ``signals`` keeps SIGHUP/SIGTERM from killing a
 daemon that is still starting, ``live`` draws the terminal view and ``app``
 composes it all. See docs/architecture.md.

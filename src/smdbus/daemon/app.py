@@ -50,7 +50,7 @@ from typing import Any
 from smdbus.bus import Bus
 from smdbus.classes import ALL_CLASSES, Class
 from smdbus.daemon.config import DaemonConfig, ScriptedButtons, build_controller
-from smdbus.daemon.gates import CpdResultGate, DhcpGate, PolicyGate
+from smdbus.daemon.gates import ColdplugGate, CpdGate, DhcpGate, PolicyGate, TimeGate
 from smdbus.daemon.live import Status
 from smdbus.daemon.signals import PendingSignals
 from smdbus.daemon.systemd import (
@@ -60,12 +60,12 @@ from smdbus.daemon.systemd import (
     listen_fds,
     socket_address,
 )
-from smdbus.daemon.timecheck import TimeGate, WallClock
+from smdbus.daemon.timecheck import WallClock
 from smdbus.net.policy import Policy, PolicyError, default_policy, load_policy
 from smdbus.proxy import Proxy
 from smdbus.system.blobs import Blobs, BlobType
+from smdbus.system.context import SystemContext
 from smdbus.system.ops import SystemOps
-from smdbus.system.query import StateResponder
 from smdbus.system.scheduler import LoopScheduler
 from smdbus.system.state import IllegalTransition, ShutdownError, State, StateError, StateManager
 from smdbus.wire import format_address
@@ -236,7 +236,7 @@ class Daemon:
         self.policy_gate: PolicyGate | None = None
         self._cpd_link: Any = None
         self.bridge: Any = None
-        self._responder: StateResponder | None = None
+        self.system: SystemContext | None = None
         self.web: Any = None
         self._stop: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -364,10 +364,13 @@ class Daemon:
         cfg = self.config
         if self._on_message is not None:
             self.bus.register(ALL_CLASSES, self._seen, name="live-view")
-        manager = StateManager(self.bus, scheduler=LoopScheduler(loop), name="system")
-        self.manager = manager
+        # lws_system (state manager, attach queue, blobs, ops, state responder): one
+        # composition, smdbus.system.SystemContext; the rest is added around it below.
+        self.system = SystemContext(
+            self.bus, ops=self.ops, blobs=self.blobs, scheduler=LoopScheduler(loop), name="system"
+        )
+        manager = self.manager = self.system.manager
         manager.add_listener(self._state_changed)
-        self._responder = StateResponder(manager, self.bus)
 
         # Network: routes first (coldplug and DHCP read its table), then CPD.
         if cfg.routes.enabled:
@@ -378,8 +381,6 @@ class Daemon:
 
         # Gates, in boot order (each only looks at its own move).
         if cfg.gates.coldplug and self.monitor is not None:
-            from smdbus.net.gates import ColdplugGate
-
             manager.register(ColdplugGate(self.monitor), "routes-coldplug")
         if cfg.gates.dhcp:
             table = self.monitor.table if self.monitor is not None else None
@@ -487,13 +488,7 @@ class Daemon:
             return
         if self._cpd_link is not None:
             manager.unregister(self._cpd_link)
-        gate: Any
-        if mode == "ok":
-            from smdbus.net.gates import CpdGate
-
-            gate = CpdGate(self.detector)
-        else:
-            gate = CpdResultGate(self.detector, on_note=self.note)
+        gate = CpdGate(self.detector, require_ok=mode == "ok", on_note=self.note)
         self._cpd_link = manager.register(gate, "cpd")
 
     def _start_buttons(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -726,8 +721,9 @@ class Daemon:
             await self.detector.aclose()
         if self.monitor is not None:
             await self.monitor.stop()
-        if self._responder is not None:
-            self._responder.close()
+        if self.system is not None:
+            with contextlib.suppress(StateError):  # the failure was logged above
+                self.system.close()
         if self.bridge is not None:
             await self.bridge.stop()  # a client of the proxy: stopped before it
         if self.web is not None:

@@ -4,9 +4,9 @@
 probes for a captive portal and publishes the result (h11, the ``net``
 extra); ``routetable`` is the sans-IO routing cache, ``rtnetlink`` the
 sans-IO parser of the kernel's messages and ``routes`` feeds the one from
-the other over the stdlib's AF_NETLINK; ``gates`` are the state-manager
-notifiers that hold the boot for them; ``service`` composes all of it for
-the daemon.
+the other over the stdlib's AF_NETLINK. The boot gates that wait for them
+are the daemon's (:mod:`smdbus.daemon.gates`), and the daemon composes them
+(:mod:`smdbus.daemon.app`).
 
 The names below are imported on first use, so ``from smdbus.net import
 load_policy`` does not pull in h11 or the sockets.
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
         CpdState,
         ProbeOutcome,
     )
-    from smdbus.net.gates import ColdplugGate, CpdGate
     from smdbus.net.policy import (
         CaptivePortalDetect,
         Policy,
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     )
     from smdbus.net.routes import RouteMonitor, dump_routes
     from smdbus.net.routetable import Address, Route, RouteTable
-    from smdbus.net.service import NetworkServices
 
 _WHERE = {
     "CaptivePortalDetector": "cpd",
@@ -45,8 +43,6 @@ _WHERE = {
     "CpdResult": "cpd",
     "CpdState": "cpd",
     "ProbeOutcome": "cpd",
-    "ColdplugGate": "gates",
-    "CpdGate": "gates",
     "CaptivePortalDetect": "policy",
     "Policy": "policy",
     "PolicyError": "policy",
@@ -59,7 +55,6 @@ _WHERE = {
     "Address": "routetable",
     "Route": "routetable",
     "RouteTable": "routetable",
-    "NetworkServices": "service",
 }
 
 __all__ = [
@@ -67,11 +62,8 @@ __all__ = [
     "CaptivePortalDetect",
     "CaptivePortalDetector",
     "CheckReport",
-    "ColdplugGate",
-    "CpdGate",
     "CpdResult",
     "CpdState",
-    "NetworkServices",
     "Policy",
     "PolicyError",
     "ProbeOutcome",

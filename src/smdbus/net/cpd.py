@@ -4,7 +4,7 @@ Rules of this module:
 
 - What a response *means* is decided by :func:`classify` and
   :func:`classify_failure`, pure functions of the policy settings and what
-  came back. The result mapping (shared/spec/network.md):
+  came back. The result mapping (libwebsockets' CPD):
 
   ===========================================================  ============
   status equals ``http_expect`` (or any 2xx when none is set)  OK

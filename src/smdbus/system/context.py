@@ -3,7 +3,9 @@
 The pieces (:class:`StateManager`, :class:`AttachQueue`, :class:`Blobs`,
 :class:`SystemOps`, :class:`StateResponder`) stay usable on their own; this
 only puts them together in the order lws's context does, so a daemon has one
-``start`` and one ``close`` to call.
+``start`` and one ``close`` to call. ``smd daemon`` (:mod:`smdbus.daemon.app`)
+builds its system part with it; the daemon adds the network, the gates, the
+buttons and the proxy around it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class SystemContext:
         bus: Bus,
         *,
         ops: SystemOps | None = None,
+        blobs: Blobs | None = None,
         notifiers: Iterable[Notifier | tuple[str, Notifier]] = (),
         internal: Iterable[Notifier | tuple[str, Notifier]] = (),
         scheduler: Scheduler | None = None,
@@ -49,7 +52,7 @@ class SystemContext:
         self.bus = bus
         self.loop = loop
         self.ops = ops if ops is not None else SystemOps()
-        self.blobs = Blobs()
+        self.blobs = blobs if blobs is not None else Blobs()
         self.manager = StateManager(
             bus,
             notifiers=notifiers,
@@ -82,12 +85,14 @@ class SystemContext:
 
         Returns the attach items that never ran (each was logged).
         """
-        if self.manager.state != State.CONTEXT_DESTROYING:
-            self.manager.destroy(force=force)
-        if self.responder is not None:
-            self.responder.close()
-            self.responder = None
-        self.attach_queue.shutdown()
+        try:
+            if self.manager.state != State.CONTEXT_DESTROYING:
+                self.manager.destroy(force=force)
+        finally:  # stop answering and attaching even if the last moves were refused
+            if self.responder is not None:
+                self.responder.close()
+                self.responder = None
+            self.attach_queue.shutdown()
         return list(self.attach_queue.dropped)
 
     def __repr__(self) -> str:

@@ -1,9 +1,11 @@
-"""Timers for the state manager, injected so its logic stays sans-IO.
+"""Timers, injected: every delay of the system goes through a :class:`Scheduler`.
 
-The manager needs "call this in N seconds" for one thing only: retrying a
-refused modal update. Production code backs that with the asyncio loop
-(:class:`LoopScheduler`); tests drive a :class:`ManualScheduler` and move time
-forward by hand, so a 30 s retry window runs in microseconds.
+The state manager (a refused modal update, a delayed announcement), the boot
+gates (DHCP's give-up, SNTP's retry), the button driver's ticks, a scripted
+button's presses and the client's reconnects need "call this in N seconds".
+Production code backs that with the asyncio loop (:class:`LoopScheduler`);
+tests drive a :class:`ManualScheduler` and move time forward by hand, so a
+30 s retry window runs in microseconds and no test patches asyncio.
 """
 
 from __future__ import annotations
@@ -29,6 +31,28 @@ class Scheduler(Protocol):
         ...
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
+
+
+async def sleep(scheduler: Scheduler | None, seconds: float) -> None:
+    """Wait ``seconds`` on ``scheduler``'s clock (``asyncio.sleep`` when it is None).
+
+    For code that awaits a delay rather than setting a callback: under a
+    :class:`ManualScheduler` the wait ends when a test moves time past it.
+    """
+    if scheduler is None:
+        await asyncio.sleep(seconds)
+        return
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    timer = scheduler.call_later(seconds, wake)
+    try:
+        await done
+    finally:
+        timer.cancel()
 
 
 class LoopScheduler:
@@ -83,6 +107,13 @@ class ManualScheduler:
     def pending(self) -> int:
         """Timers set and neither run nor cancelled."""
         return sum(1 for _, _, t in self._heap if not t.cancelled)
+
+    @property
+    def next_due(self) -> float | None:
+        """When the earliest live timer falls due (None: no timer is set)."""
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
 
     def advance(self, seconds: float) -> int:
         """Move time forward by ``seconds``, running every timer that falls due.

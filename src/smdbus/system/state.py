@@ -44,10 +44,9 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
+from smdbus.announce import Announcer, Publisher
 from smdbus.classes import Class
-from smdbus.errors import QueueFull
 from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
 
 log = logging.getLogger("smdbus.system.state")
@@ -154,12 +153,6 @@ Notifier = Callable[["StateManager", "NotifyLink", State, State], int | bool | N
 
 Listener = Callable[[State, State], None]
 """``listener(previous, new)``: called after each change is published."""
-
-
-class Publisher(Protocol):
-    """The part of :class:`smdbus.Bus` the manager announces through."""
-
-    def send_json(self, cls: int, obj: Any) -> bool: ...
 
 
 class NotifyLink:
@@ -292,7 +285,6 @@ class StateManager:
             raise ValueError(f"publish_retry must be > 0 s, got {publish_retry}")
         if modal_retry_limit < 0:
             raise ValueError(f"modal_retry_limit must be >= 0 s, got {modal_retry_limit}")
-        self.bus = bus
         self.name = name
         self.smd_class = smd_class
         self.modal_retry_interval = modal_retry_interval
@@ -307,12 +299,10 @@ class StateManager:
         self._modal: ModalRequest | None = None
         self._holds: set[asyncio.Future[object]] = set()
         self._waiters: list[tuple[State, bool, asyncio.Future[State]]] = []
-        self._outbox: deque[dict[str, str]] = deque()
-        self._flush_pending = False
+        # a full bus queue delays announcements, in order, never drops them (smdbus.announce)
+        self.announcer = Announcer(bus, name, retry=publish_retry, timers=lambda: self.scheduler)
         self.held_by: NotifyLink | None = None
         """The notifier that refused the last move, while the plan is held."""
-        self.publish_delays = 0
-        """Announcements that met a full queue and were sent later."""
         for entry in internal:
             self.register(*_named(entry))
         for entry in notifiers:
@@ -333,6 +323,16 @@ class StateManager:
     def notifiers(self) -> tuple[NotifyLink, ...]:
         """In asking order (newest first)."""
         return tuple(self._links)
+
+    @property
+    def bus(self) -> Publisher | None:
+        """Where the states are announced (None: nowhere)."""
+        return self.announcer.bus
+
+    @property
+    def publish_delays(self) -> int:
+        """Announcements that met a full queue and were sent later."""
+        return self.announcer.delayed
 
     @property
     def scheduler(self) -> Scheduler:
@@ -636,37 +636,7 @@ class StateManager:
 
     def _publish(self, state: State) -> None:
         """Announce in order; a full bus queue delays announcements, never drops them."""
-        if self.bus is None:
-            return
-        message = {"state": state.published_name}
-        self._outbox.append(message)
-        if not self._flush_pending:
-            self._flush()
-        if self._outbox and self._outbox[-1] is message:
-            self.publish_delays += 1
-            if len(self._outbox) == 1:
-                log.warning(
-                    "%s: bus queue full; announcing %s when there is room",
-                    self.name,
-                    message["state"],
-                )
-
-    def _flush(self) -> None:
-        self._flush_pending = False
-        bus = self.bus
-        assert bus is not None
-        while self._outbox:
-            try:
-                bus.send_json(self.smd_class, self._outbox[0])
-            except QueueFull:
-                self._flush_pending = True
-                when_room = getattr(bus, "when_room", None)
-                if callable(when_room):
-                    when_room(self._flush)
-                else:
-                    self.scheduler.call_later(self.publish_retry, self._flush)
-                return
-            self._outbox.popleft()
+        self.announcer.announce(self.smd_class, {"state": state.published_name})
 
     def _after_change(self, previous: State, new: State) -> None:
         modal = self._modal

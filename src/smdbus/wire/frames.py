@@ -4,7 +4,7 @@ Every frame is ``type u8 | len u16 | body`` with ``len`` counting the body
 only; all integers are big-endian. The payload frames (TX_PAYLOAD client→proxy,
 RX_PAYLOAD proxy→client) carry a 16-byte Secure Streams header
 (``flags u32 | latency u32 | time u64``) and then an SMD message
-(``class u64 | timestamp u64 | body``). See ``shared/spec/wire.md``.
+(``class u64 | timestamp u64 | body``). See ``docs/wire.md``.
 
 The builders here never raise for well-typed input within the limits; a
 value out of range (a body over 65 535 bytes, a negative class) raises

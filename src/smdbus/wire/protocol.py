@@ -19,8 +19,8 @@ Rules of this module:
 
 Theory of operation. A stream is created by the client's STREAMTYPE and
 answered by the proxy's CREATE_RESULT; nothing carries messages before that
-answer (the spec: "the client must not send TX_PAYLOAD before it has
-CREATE_RESULT")::
+answer (a client sends no TX_PAYLOAD before it has read CREATE_RESULT;
+docs/wire.md, "The sequence")::
 
     IDLE --client: STREAMTYPE--> CREATING --proxy: CREATE_RESULT ok--> OPEN
     CREATING --proxy: CREATE_RESULT refused--> CLOSED

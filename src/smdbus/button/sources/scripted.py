@@ -9,7 +9,6 @@ without hardware.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from smdbus.button.controller import ButtonSpec, Controller
 from smdbus.button.errors import PatternError
 from smdbus.button.events import Edge
 from smdbus.button.regime import DEFAULT_REGIME, Regime
+from smdbus.system.scheduler import Scheduler, sleep
 
 _ITEM = re.compile(r"^(?:(?P<button>[^:,\s]+):)?(?P<start>\d+)\s*-\s*(?P<end>\d+)$")
 
@@ -90,8 +90,11 @@ class ScriptedSource:
         controller: Controller,
         *,
         default_button: int | str = 0,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.controller = controller
+        self.scheduler = scheduler
+        """Where :meth:`run` waits and :meth:`clock` reads (None: the loop, CLOCK_MONOTONIC)."""
         self.presses = parse_pattern(pattern) if isinstance(pattern, str) else list(pattern)
         self._default = controller.index(default_button)
 
@@ -107,21 +110,28 @@ class ScriptedSource:
         return [e for *_, e in out]
 
     def clock(self) -> float:
-        """CLOCK_MONOTONIC in ms, the loop's clock: what :meth:`run` stamps edges with."""
+        """What :meth:`run` stamps edges with, in ms: the scheduler's clock, or
+        CLOCK_MONOTONIC (the loop's)."""
+        if self.scheduler is not None:
+            return self.scheduler.now() * 1000
         return time.monotonic_ns() / 1e6
 
     async def run(
-        self, sink: Callable[[Edge], None], *, clock: Callable[[], float] | None = None
+        self,
+        sink: Callable[[Edge], None],
+        *,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """Play the pattern live: each edge is handed to ``sink`` at its time on ``clock`` (ms).
 
         Edges carry their planned times, so the events are the same as a replay's,
-        shifted by the start time. ``clock`` defaults to :meth:`clock`.
+        shifted by the start time. ``clock`` defaults to :meth:`clock`; the waits
+        run on the source's scheduler (the loop's by default; a test's moves by hand).
         """
         clock = clock or self.clock
         start = clock()
         for edge in self.edges(start):
             delay = (edge.time_ms - clock()) / 1000
             if delay > 0:
-                await asyncio.sleep(delay)
+                await sleep(self.scheduler, delay)
             sink(edge)
