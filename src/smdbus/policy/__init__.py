@@ -1,7 +1,7 @@
 """Who may say what on the bus: peer identity, per-class rules, per-uid quotas.
 
     config = parse_access(toml.get("access", {}), "/etc/smd/daemon.toml")
-    store = PolicyStore(lambda: load_policy(config, privileged={0, os.getuid()}))
+    store = PolicyStore(lambda: load_access_policy(config, privileged={0, os.getuid()}))
     who = read_identity(sock)                    # at connect
     masks = store.current.rules.masks(who)       # send / receive masks, once
     if cls & ~masks.send: ...                    # per message: one mask test
@@ -33,7 +33,7 @@ from smdbus.policy._identity import (
     parse_status,
     read_identity,
 )
-from smdbus.policy._quotas import PRIVILEGED_LIMITS, Bucket, Ledger, Limits, Quotas
+from smdbus.policy._quotas import PRIVILEGED_LIMITS, Bucket, Ledger, Limits, Quotas, Usage
 from smdbus.policy._rules import (
     SYSTEM_OWNED,
     CompiledPolicy,
@@ -43,10 +43,10 @@ from smdbus.policy._rules import (
     Rule,
     Rules,
     SystemResolver,
-    default_policy,
+    default_rules,
     parse_principal,
 )
-from smdbus.policy._store import Policy, PolicyStore, Reloaded, load_policy
+from smdbus.policy._store import AccessPolicy, PolicyStore, Reloaded, load_access_policy
 
 __all__ = [
     "DEFAULT_DIR",
@@ -61,6 +61,7 @@ __all__ = [
     "SYSTEM_OWNED",
     "AccessConfig",
     "AccessConfigError",
+    "AccessPolicy",
     "Bucket",
     "CompiledPolicy",
     "DropIns",
@@ -68,7 +69,6 @@ __all__ = [
     "Ledger",
     "Limits",
     "Masks",
-    "Policy",
     "PolicyStore",
     "Principals",
     "Quotas",
@@ -77,9 +77,10 @@ __all__ = [
     "Rule",
     "Rules",
     "SystemResolver",
-    "default_policy",
+    "Usage",
+    "default_rules",
+    "load_access_policy",
     "load_dropins",
-    "load_policy",
     "parse_access",
     "parse_dropin",
     "parse_peercred",

@@ -36,7 +36,7 @@ MAX_RATE = 1_000_000.0
 class Limits:
     """One uid's allowance. Rates per second; ``burst`` is what may go at once."""
 
-    connections: int = 64
+    connections: int = 128
     outbound: int = 16 * 1024 * 1024
     publish_rate: float = 5000.0
     publish_burst: int = 1000
@@ -45,7 +45,7 @@ class Limits:
 
 
 PRIVILEGED_LIMITS = Limits(
-    connections=512,
+    connections=65536,
     outbound=64 * 1024 * 1024,
     publish_rate=MAX_RATE,
     publish_burst=100_000,
@@ -95,13 +95,24 @@ class Bucket:
         self.tokens -= granted
         return granted
 
+    def available(self, now: float) -> int:
+        """Whole tokens there now (nothing spent: see :meth:`spend`)."""
+        self._refill(now)
+        return int(self.tokens)
+
+    def spend(self, n: int) -> None:
+        """Spend ``n`` tokens that :meth:`available` said were there."""
+        self.tokens -= n
+
     def wait(self, now: float) -> float:
         """Seconds until one token is there (0 when one is)."""
         self._refill(now)
         return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
 
 
-class _Usage:
+class Usage:
+    """One uid's use and buckets (the proxy keeps a reference for its hot path)."""
+
     __slots__ = ("connections", "control", "limits", "outbound", "publish")
 
     def __init__(self, limits: Limits, now: float) -> None:
@@ -119,7 +130,7 @@ class Ledger:
         self.quotas = quotas
         self.daemon_uid = daemon_uid
         self.trips: Counter[tuple[int | None, str]] = Counter()
-        self._by_uid: dict[int | None, _Usage] = {}
+        self._by_uid: dict[int | None, Usage] = {}
 
     def limits(self, uid: int | None) -> Limits:
         return self.quotas.for_uid(uid, self.daemon_uid)
@@ -131,7 +142,7 @@ class Ledger:
         """Count a new connection of ``uid``; or, over the limit, why not (nothing counted)."""
         usage = self._by_uid.get(uid)
         if usage is None:
-            usage = self._by_uid[uid] = _Usage(self.limits(uid), now)
+            usage = self._by_uid[uid] = Usage(self.limits(uid), now)
         if usage.connections >= usage.limits.connections:
             self._trip(uid, "connections")
             if usage.connections == 0:  # pragma: no cover - the checker refuses a limit of 0
@@ -194,10 +205,17 @@ class Ledger:
         usage = self._by_uid.get(uid)
         return usage.outbound if usage is not None else 0
 
+    def usage(self, uid: int | None) -> Usage | None:
+        """The record of a uid that holds a connection."""
+        return self._by_uid.get(uid)
+
     def reconfigure(self, quotas: Quotas, now: float) -> None:
-        """New limits (a reload): counts are kept, buckets start afresh at the new sizes."""
+        """New limits (a reload): counts are kept, buckets start afresh at the new sizes.
+
+        The records are changed in place: whoever holds one sees the new limits.
+        """
         self.quotas = quotas
         for uid, usage in self._by_uid.items():
-            fresh = _Usage(self.limits(uid), now)
-            fresh.connections, fresh.outbound = usage.connections, usage.outbound
-            self._by_uid[uid] = fresh
+            limits = usage.limits = self.limits(uid)
+            usage.publish = Bucket(limits.publish_rate, limits.publish_burst, now)
+            usage.control = Bucket(limits.control_rate, limits.control_burst, now)

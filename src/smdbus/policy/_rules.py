@@ -208,6 +208,6 @@ class CompiledPolicy:
         return "root and the daemon's user" + (f", {extra}" if extra else "")
 
 
-def default_policy(privileged: Iterable[int] = (0,)) -> CompiledPolicy:
+def default_rules(privileged: Iterable[int] = (0,)) -> CompiledPolicy:
     """No rules, defaults on: what a device that configures nothing gets."""
     return CompiledPolicy.build(Rules(), privileged)

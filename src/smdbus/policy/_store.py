@@ -2,7 +2,7 @@
 
 Rules:
 
-- :func:`load_policy` builds a policy from the checked ``[access]`` table
+- :func:`load_access_policy` builds a policy from the checked ``[access]`` table
   and the drop-in directory it names: the table's rules first, then each
   trusted file's. Files skipped for their ownership or mode are reported,
   not fatal; a trusted file that does not parse is fatal.
@@ -25,7 +25,7 @@ from smdbus.policy._rules import CompiledPolicy, Resolver, Rules
 
 
 @dataclass(frozen=True)
-class Policy:
+class AccessPolicy:
     """Everything the proxy consults: the compiled rules and the quotas."""
 
     rules: CompiledPolicy
@@ -34,13 +34,13 @@ class Policy:
     """Drop-in files left out when it was loaded, each with its reason."""
 
 
-def load_policy(
+def load_access_policy(
     config: AccessConfig,
     privileged: Iterable[int],
     *,
     trusted_uid: int = 0,
     resolver: Resolver | None = None,
-) -> Policy:
+) -> AccessPolicy:
     """The policy ``config`` and its drop-in directory describe; raises AccessConfigError."""
     rules = config.rules
     skipped: tuple[str, ...] = ()
@@ -49,7 +49,7 @@ def load_policy(
         rules += dropins.rules
         skipped = dropins.skipped
     compiled = CompiledPolicy.build(Rules(rules, config.defaults), privileged)
-    return Policy(compiled, config.quotas, skipped)
+    return AccessPolicy(compiled, config.quotas, skipped)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Reloaded:
 class PolicyStore:
     """The policy in force and how to make a new one (``loader``: raises on a bad policy)."""
 
-    def __init__(self, loader: Callable[[], Policy]) -> None:
+    def __init__(self, loader: Callable[[], AccessPolicy]) -> None:
         self._loader = loader
         self.current = loader()
         self.generation = 0

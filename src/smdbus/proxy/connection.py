@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import struct
 import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, cast
 from smdbus.classes import format_mask
 from smdbus.errors import PayloadTooLarge, QueueFull
 from smdbus.escape import printable
+from smdbus.policy import NOBODY_KNOWN
 from smdbus.proxy.fanout import rx_frame
 from smdbus.proxy.flow import Outflow
 from smdbus.proxy.tail import Tail
@@ -70,8 +70,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("smdbus.proxy")
 
-PEERCRED = struct.Struct("3i")
-"""SO_PEERCRED: pid, uid, gid (read by the proxy when it accepts)."""
 NAME_SHOWN = 100
 """Characters of a peer's streamtype or METADATA name shown in logs (escaped)."""
 RECV_SIZE = 64 * 1024
@@ -113,15 +111,15 @@ class Connection(asyncio.Protocol):
         self.streamtype = ""
         self.mask = 0
         self.client_pid = 0
-        self.pid: int | None = None
-        self.uid: int | None = None
-        self.gid: int | None = None
+        self.who = NOBODY_KNOWN  # uid, gid, groups, pid, comm: read at accept (smdbus.policy)
+        self.asked = 0  # the mask the client asked for; ``mask`` is what the policy lets it have
+        self.denied = 0  # classes it may not send (the policy's, see smdbus.proxy.access)
         self.connected_at = time.time()
         self.group: Group | None = None
         # publishing
         self.published = 0
         self.pending: tuple[int, bytes] | None = None  # (class, body) taken but not published
-        self.held: str | None = None  # "queue" or "congestion" while not publishing
+        self.held: str | None = None  # "queue", "congestion" or "quota" while not publishing
         self.reading_paused = False
         # delivering
         self.bytes_out = 0
@@ -149,8 +147,20 @@ class Connection(asyncio.Protocol):
     def __repr__(self) -> str:
         return f"<Connection #{self.id} {self.describe()}>"
 
+    @property
+    def pid(self) -> int | None:
+        return self.who.pid
+
+    @property
+    def uid(self) -> int | None:
+        return self.who.uid
+
+    @property
+    def gid(self) -> int | None:
+        return self.who.gid
+
     def describe(self) -> str:
-        who = f"pid {self.pid} uid {self.uid}" if self.pid is not None else "unknown peer"
+        who = self.who.label()
         shown = printable(self.streamtype, limit=NAME_SHOWN)
         what = f" {shown} mask {format_mask(self.mask)}" if self.streamtype else ""
         return f"#{self.id} ({who}{what})"
@@ -269,6 +279,7 @@ class Connection(asyncio.Protocol):
         """Publish and handle input until the decoder needs bytes, or publishing must wait."""
         decoder = self.decoder
         proxy = self.proxy
+        access = proxy.access
         bus = proxy.bus
         while self.state != "closed":
             if self.pending is not None and not self._publish(*self.pending):
@@ -276,8 +287,12 @@ class Connection(asyncio.Protocol):
             if self.state == "smd":
                 room = proxy.room(self)
                 if room > 0:
+                    room = access.publish_allowance(self, room)
+                if room > 0:
                     try:
-                        n = decoder.dispatch_bodies(bus.send, room, proxy.congested_mask)
+                        # a class held back or refused stops it; the slow path below decides
+                        held = proxy.congested_mask | self.denied
+                        n = decoder.dispatch_bodies(bus.send, room, held)
                     except (QueueFull, PayloadTooLarge) as exc:
                         # QueueFull: another thread filled a shared bus meanwhile;
                         # PayloadTooLarge: a shared bus with a smaller limit
@@ -296,7 +311,7 @@ class Connection(asyncio.Protocol):
             if event is None:
                 break
             if type(event) is TxPayload and self.state == "smd":
-                # what dispatch left: a class held back, or no room in the queue
+                # what dispatch left: a class held back or refused, no room, no quota
                 self.pending = (event.cls, event.body)
             else:
                 self._handle(event)
@@ -310,12 +325,21 @@ class Connection(asyncio.Protocol):
         """Publish the message in hand, or hold it (and stop reading) until it may go."""
         proxy = self.proxy
         bus = proxy.bus
+        if cls & self.denied:  # the policy's: it reaches nobody (counted, logged)
+            self.pending = None
+            proxy.access.refuse(self, cls)
+            return True
         if cls & proxy.congested_mask:
             self._hold((cls, body), "congestion")
             proxy.hold_for_congestion(self)
             return False
         try:
             full = proxy.room(self) <= 0  # the queue is full, or others wait for their turn
+            if not full and proxy.access.publish_allowance(self, 1) <= 0:
+                self._hold((cls, body), "quota")  # its uid's publish rate: held, never dropped
+                assert proxy.loop is not None
+                proxy.loop.call_later(proxy.access.quota_wait(self), self.resume)
+                return False
             if not full:
                 bus.send(cls, body)
         except QueueFull:  # another thread filled a shared bus meanwhile
@@ -335,6 +359,7 @@ class Connection(asyncio.Protocol):
     def _published(self, n: int) -> None:
         self.published += n
         proxy = self.proxy
+        proxy.access.published(self, n)
         if proxy.turn is self:
             proxy.allowance -= n
         proxy.published_now(n)
@@ -395,7 +420,8 @@ class Connection(asyncio.Protocol):
         if event.name == SMD_STREAMTYPE:
             # The mask is taken literally, as C does: a C client asking for mask 0
             # sends 500000000 (0x1DCD6500), and gets the classes of those bits.
-            self.mask = event.mask
+            self.asked = event.mask
+            self.mask = self.proxy.access.effective(self, event.mask)
             self.state = "smd"
             self._write(_GREETING)
             if self.mask:
@@ -410,6 +436,21 @@ class Connection(asyncio.Protocol):
                 f"unknown streamtype '{printable(event.name, limit=NAME_SHOWN)}' "
                 f"(this proxy serves {SMD_STREAMTYPE!r} and {CONTROL_STREAMTYPE!r})"
             )
+
+    def reapply(self) -> None:
+        """The policy was reloaded: new masks; a receiver moves to its new group."""
+        proxy = self.proxy
+        if self.state == "smd" and self.write_failed is None:
+            mask = proxy.access.effective(self, self.asked)
+            if mask != self.mask:
+                if self.group is not None:
+                    proxy.leave(self, self.group)
+                    self.group = None
+                self.mask = mask
+                if mask:
+                    self.group = proxy.join(self)
+        else:
+            proxy.access.apply(self)
 
     def _first_frame_timed_out(self) -> None:
         self._first_frame_timer = None

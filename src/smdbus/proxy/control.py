@@ -19,6 +19,9 @@ Rules:
   (``control_rate`` a second, bursts of ``control_burst``); one over the
   limit is answered with an error reply and counted (``control_refused``);
   past :data:`MAX_REFUSED` refusals the connection is closed.
+- Queries are also limited per *uid*, across all its connections (the
+  policy's ``control_rate`` quota, :mod:`smdbus.policy`): opening more
+  connections buys no more queries.
 - ``stats`` is O(1) and answered at once (within the rate limit).
 
 A ``peers`` reply is a live view, not a snapshot: open connections are
@@ -116,6 +119,10 @@ class Control:
                 f"rate limited: over {settings.control_rate:g} queries a second "
                 f"(bursts of {settings.control_burst}) on this connection",
             )
+            return
+        over = proxy.access.query(conn)  # and per uid, across its connections (smdbus.policy)
+        if over is not None:
+            self._refuse(conn, f"rate limited: {over}")
             return
         proxy.count("control_queries")
         try:

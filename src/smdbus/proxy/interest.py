@@ -46,7 +46,7 @@ class InterestWatch:
         self.loop = asyncio.get_running_loop()
         mask = self.bus.union_mask
         self._told[conn] = mask
-        conn.on_message(0, time.monotonic_ns() // 1000, interest_reply(mask))
+        conn.on_message(0, time.monotonic_ns() // 1000, interest_reply(mask, conn.denied))
 
     def discard(self, conn: Connection) -> None:
         self._told.pop(conn, None)
@@ -67,9 +67,19 @@ class InterestWatch:
         self._scheduled = False
         mask = self.bus.union_mask
         now = time.monotonic_ns() // 1000
-        body = b""
+        bodies: dict[int, bytes] = {}  # by denied mask: one body for most
         for conn, told in list(self._told.items()):
             if told != mask:
-                body = body or interest_reply(mask)
+                body = bodies.get(conn.denied)
+                if body is None:
+                    body = bodies[conn.denied] = interest_reply(mask, conn.denied)
                 self._told[conn] = mask
                 conn.on_message(0, now, body)
+
+    def retell(self) -> None:
+        """The policy changed: tell every watcher again (what it may send may have changed)."""
+        for conn in self._told:
+            self._told[conn] = -1
+        if self._told and not self._scheduled and self.loop is not None:
+            self._scheduled = True
+            self.loop.call_soon(self._announce)

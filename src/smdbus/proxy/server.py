@@ -49,8 +49,10 @@ from typing import Any
 
 from smdbus.bus import Bus
 from smdbus.classes import ALL_CLASSES, format_mask
+from smdbus.policy import AccessPolicy, read_identity
+from smdbus.proxy.access import Access
 from smdbus.proxy.admission import Admission
-from smdbus.proxy.connection import PEERCRED, REFUSAL, Connection
+from smdbus.proxy.connection import REFUSAL, Connection
 from smdbus.proxy.control import Control
 from smdbus.proxy.fanout import Group, rx_frame
 from smdbus.proxy.flow import Verdict
@@ -81,6 +83,9 @@ COUNTERS = (
     "published",
     "held_queue",
     "held_congestion",
+    "held_quota",
+    "refused_policy",
+    "refused_quota",
     "stalled",
     "slow_disconnects",
     "stall_disconnects",
@@ -116,15 +121,19 @@ class PeerInfo:
     pid: int | None
     uid: int | None
     gid: int | None
+    groups: tuple[int, ...]
+    comm: str
     client_pid: int
     mask: int
     mask_names: str
+    asked: int
     connected_at: float
     published: int
     delivered: int
     queued: int
     buffered: int
     dropped: int
+    refused: int
     held: str | None
     congested: bool
     stalled: bool
@@ -147,22 +156,27 @@ def mask_label(mask: int) -> str:
 
 
 def _peer_info(c: Connection) -> PeerInfo:
+    who = c.who
     return PeerInfo(
         id=c.id,
         state=c.state,
         streamtype=c.streamtype,
-        pid=c.pid,
-        uid=c.uid,
-        gid=c.gid,
+        pid=who.pid,
+        uid=who.uid,
+        gid=who.gid,
+        groups=tuple(sorted(who.groups)),
+        comm=who.comm,
         client_pid=c.client_pid,
         mask=c.mask,
         mask_names=mask_label(c.mask),
+        asked=c.asked,
         connected_at=c.connected_at,
         published=c.published,
         delivered=c.delivered if c.state == "closed" else c.msgs_out + c.out_msgs - c.queued(),
         queued=0 if c.state == "closed" else c.queued(),
         buffered=c.buffered(),
         dropped=c.dropped,
+        refused=c.proxy.access.refused(c),
         held=c.held,
         congested=c.congested,
         stalled=c.stalled,
@@ -176,9 +190,12 @@ class Proxy:
 
     ``bus``: share an existing bus (the daemon does, so local participants see
     the proxy's traffic); by default the proxy makes its own. ``clock``:
-    monotonic seconds for the stall checks (tests inject one). ``sock``: a
-    listening socket somebody else bound (systemd socket activation); the
-    proxy serves it and, at close, leaves its file alone.
+    monotonic seconds for the stall checks and the quotas (tests inject one).
+    ``sock``: a listening socket somebody else bound (systemd socket
+    activation); the proxy serves it and, at close, leaves its file alone.
+    ``access``: who may send and receive what, and the per-uid quotas
+    (:mod:`smdbus.policy`; None: the defaults, with root and ``daemon_uid``,
+    this process's uid unless told, privileged).
     """
 
     def __init__(
@@ -188,6 +205,8 @@ class Proxy:
         bus: Bus | None = None,
         clock: Callable[[], float] = time.monotonic,
         sock: socket.socket | None = None,
+        access: AccessPolicy | None = None,
+        daemon_uid: int | None = None,
     ) -> None:
         self.settings = settings or ProxySettings()
         self._inherited = sock
@@ -236,6 +255,7 @@ class Proxy:
         self.turn: Connection | None = None  # the publisher whose turn it is (in _admit)
         self.allowance = 0  # what it may still publish in its turn
         self.control = Control(self)
+        self.access = Access(self, access, os.getuid() if daemon_uid is None else daemon_uid)
         self._stall_timer: asyncio.TimerHandle | None = None
         # one RX frame built per message, shared by every group it goes to
         self.shared_frames = False  # more than one group: a message may reach several
@@ -442,23 +462,25 @@ class Proxy:
 
     def _accepted(self, sock: socket.socket) -> None:
         """A new socket: refuse it at once (CREATE_RESULT failure) or serve it."""
-        try:
-            pid, uid, gid = PEERCRED.unpack(
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size)
-            )
-        except OSError:  # pragma: no cover - not a unix socket
-            pid = uid = gid = None
+        who = read_identity(sock)  # uid, gid, groups, pid, comm (smdbus.policy)
+        uid = who.uid
         refused = self.slots.take(uid)
+        if refused is None:
+            why = self.access.admit(who)  # the policy's per-uid connection quota
+            if why is not None:
+                self.slots.give_back(uid)
+                refused = ("refused_quota", why)
         if refused is not None:
             counter, reason = refused
             self.count(counter)
-            self.logs.warning("refused", "refused pid %s uid %s: %s", pid, uid, reason)
+            self.logs.warning("refused", "refused %s: %s", who.label(), reason)
             self._refuse(sock)
             return
         sock.setblocking(False)
         conn = Connection(self, self._next_id)
         self._next_id += 1
-        conn.pid, conn.uid, conn.gid = pid, uid, gid
+        conn.who = who
+        self.access.apply(conn)
         self._connections[conn.id] = conn
         self.count("accepted")
         assert self.loop is not None
@@ -514,6 +536,13 @@ class Proxy:
             conn.abort(f"could not serve the socket: {problem}")
             sock.close()
 
+    def open_connections(self) -> list[Connection]:
+        return list(self._connections.values())
+
+    def set_access(self, policy: AccessPolicy) -> None:
+        """A reloaded policy: in force for every connection at once, none dropped."""
+        self.access.set_policy(policy)
+
     def forget(self, conn: Connection) -> None:
         """A connection has closed: keep its record, drop it from every set."""
         if self._connections.pop(conn.id, None) is None:
@@ -528,7 +557,8 @@ class Proxy:
         self.admission.discard(conn)
         self.control.forget(conn)
         self.interest.discard(conn)
-        self._history.append(_peer_info(conn))
+        self._history.append(_peer_info(conn))  # with its refusals, before they are let go
+        self.access.gone(conn)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -788,6 +818,7 @@ class Proxy:
             "bus_queue": self.bus.queue_length,
             "waiting": len(self.admission),
             "queries": self.control.active,
+            "refused_by_class": dict(self.access.by_class),
             **self.counters,
             "log_suppressed": self.logs.suppressed,
         }

@@ -19,7 +19,9 @@ Rules:
   *union mask*: the classes somebody on the proxy's bus listens to (local
   participants and every ``_lws_smd`` connection, the asker's own stream
   included). The proxy answers ``{"interest": mask}`` at once and again on
-  every change, for as long as the control connection stays open.
+  every change, for as long as the control connection stays open. Where its
+  policy refuses the asker some classes, the reply says which:
+  ``{"interest": mask, "denied": mask}`` (:mod:`smdbus.policy`).
 """
 
 from __future__ import annotations
@@ -62,9 +64,9 @@ def reply(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def interest_reply(mask: int) -> bytes:
-    """The body announcing the proxy's union mask."""
-    return reply({"interest": mask})
+def interest_reply(mask: int, denied: int = 0) -> bytes:
+    """The body announcing the proxy's union mask, and the classes the asker may not send."""
+    return reply({"interest": mask, "denied": denied} if denied else {"interest": mask})
 
 
 def parse_interest(body: bytes) -> int | None:
@@ -77,3 +79,13 @@ def parse_interest(body: bytes) -> int | None:
     if type(mask) is not int or not 0 <= mask < 1 << 64:
         return None
     return mask
+
+
+def parse_denied(body: bytes) -> int:
+    """The classes an interest reply says the asker may not send (0: none, or not said)."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return 0
+    denied = obj.get("denied") if isinstance(obj, dict) else None
+    return denied if type(denied) is int and 0 <= denied < 1 << 64 else 0
