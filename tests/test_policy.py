@@ -26,9 +26,9 @@ from smdbus.policy import (
     Quotas,
     Rule,
     Rules,
-    default_policy,
+    default_rules,
+    load_access_policy,
     load_dropins,
-    load_policy,
     parse_access,
     parse_dropin,
     parse_peergroups,
@@ -170,7 +170,7 @@ def test_pidfd_is_used_where_the_kernel_has_it() -> None:
 
 
 def test_default_policy_keeps_system_classes_to_the_privileged() -> None:
-    policy = default_policy(PRIV)
+    policy = default_rules(PRIV)
     for uid in PRIV:
         assert policy.masks(who(uid)).send == ALL_CLASSES
     user = policy.masks(who(1000))
@@ -367,7 +367,7 @@ def test_a_broken_trusted_dropin_fails_the_load(dropdir: Path) -> None:
 
 def test_reload_keeps_the_old_policy_on_error_and_says_why(dropdir: Path) -> None:
     cfg = AccessConfig(dir=dropdir)
-    store = PolicyStore(lambda: load_policy(cfg, PRIV, resolver=R))
+    store = PolicyStore(lambda: load_access_policy(cfg, PRIV, resolver=R))
     nobody_in_netdev = who(65534, 108)
     assert not store.current.rules.masks(nobody_in_netdev).send & Class.NETWORK
     _write(dropdir / "10-net.toml", _NET)
