@@ -65,7 +65,7 @@ def test_monitor_send_and_peers(smd_proxy: str) -> None:
 
     table = _smd("peers", "--socket", address, "--all").stdout.decode()
     header, *rows, summary = table.splitlines()
-    assert header.split()[:5] == ["ID", "STATE", "PID", "UID", "MASK"]
+    assert header.split()[:7] == ["ID", "STATE", "PID", "UID", "GID", "COMM", "MASK"]
     assert any(str(text_mon.pid) in r and "ALL" in r for r in rows)
     assert any(str(json_mon.pid) in r and "NETWORK|USER0" in r for r in rows)
     assert "published 3" in summary

@@ -28,7 +28,13 @@ from smdbus.client.connection import (
     OnMessage,
     State,
 )
-from smdbus.client.errors import BufferFull, ClientClosed, ClientError, ProxyUnavailable
+from smdbus.client.errors import (
+    BufferFull,
+    ClientClosed,
+    ClientError,
+    ProxyUnavailable,
+    SendRefused,
+)
 from smdbus.client.threaded import ThreadedClient, connect_threaded
 from smdbus.wire import DEFAULT_ADDRESS
 
@@ -84,6 +90,7 @@ __all__ = [
     "Message",
     "OnMessage",
     "ProxyUnavailable",
+    "SendRefused",
     "State",
     "ThreadedClient",
     "connect",

@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from smdbus.classes import ALL_CLASSES, format_mask
 from smdbus.client.echo import EchoFilter
-from smdbus.client.errors import BufferFull, ClientClosed, ProxyUnavailable
+from smdbus.client.errors import BufferFull, ClientClosed, ProxyUnavailable, SendRefused
 from smdbus.client.interest import watch_interest
 from smdbus.client.link import Link
 from smdbus.client.outbox import Outbox, OutboxKey
@@ -244,6 +244,7 @@ class Client:
         self._link: Link | None = None
         self._runner: asyncio.Task[None] | None = None
         self._interest: int | None = None  # the proxy's union mask (None: unknown)
+        self._denied = 0  # classes the proxy's policy refuses us, as it told (0 while unknown)
         self._holding = False  # the outage buffer waits for listeners
         self._hold_timer: Timer | None = None
         self._flush_scheduled = False
@@ -453,6 +454,8 @@ class Client:
             raise ValueError(f"class must be a non-empty 64-bit mask, got {cls:#x}")
         interest = self._interest
         if interest is not None:
+            if cls & self._denied:
+                raise SendRefused(cls, self._denied)
             if not cls & interest and state is _READY:
                 self._unheard += 1  # nobody listens: refused, as lws_smd and the local bus do
                 return False
@@ -980,8 +983,17 @@ class Client:
     def _start_watch(self, link: Link) -> None:
         if link is self._link and not link.closed and link.watch is None:
             link.watch = link.loop.create_task(
-                watch_interest(self.address, lambda mask: self._set_interest(link, mask))
+                watch_interest(
+                    self.address,
+                    lambda mask: self._set_interest(link, mask),
+                    lambda denied: self._set_denied(link, denied),
+                )
             )
+
+    def _set_denied(self, link: Link, denied: int) -> None:
+        """The proxy told which classes its policy refuses us (send raises SendRefused)."""
+        if link is self._link:
+            self._denied = denied
 
     def _set_interest(self, link: Link, mask: int | None) -> None:
         """The proxy told its union mask (None: the watch is gone, so unknown)."""
@@ -990,6 +1002,7 @@ class Client:
         self._interest = mask
         if mask is None:
             link.watch = None  # gone: nobody will tell any more
+            self._denied = 0
         waiters, self._interest_waiters = self._interest_waiters, []
         for fut in waiters:
             if not fut.done():

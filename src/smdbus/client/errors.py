@@ -55,3 +55,18 @@ class ProxyUnavailable(ClientError):
 
 class ClientClosed(ClientError):
     """The client was closed: nothing more is sent or received."""
+
+
+class SendRefused(ClientError, PermissionError):
+    """The proxy's policy does not let this process's user send the class (docs/security.md).
+
+    Raised by ``send`` once the proxy has said so on the control stream; the
+    proxy would drop the message (and count it) anyway.
+    """
+
+    def __init__(self, cls: int, denied: int) -> None:
+        self.cls, self.denied = cls, denied
+        super().__init__(
+            f"the proxy's policy does not let this user send {format_mask(cls & denied)}: "
+            f"message refused (may not send: {format_mask(denied)})"
+        )

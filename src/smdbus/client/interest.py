@@ -23,14 +23,22 @@ from smdbus.wire.control import (
     CONTROL_MAX_BODY,
     CONTROL_STREAMTYPE,
     WATCH_QUERY,
+    parse_denied,
     parse_interest,
 )
 
 log = logging.getLogger("smdbus.client")
 
 
-async def watch_interest(address: str, on_mask: Callable[[int | None], None]) -> None:
+async def watch_interest(
+    address: str,
+    on_mask: Callable[[int | None], None],
+    on_denied: Callable[[int], None] | None = None,
+) -> None:
     """Call ``on_mask(mask)`` with the proxy's union mask, now and on every change.
+
+    ``on_denied(mask)``: the classes the proxy's policy refuses this user, with
+    each reply (0: none).
 
     Runs until cancelled; on any failure calls ``on_mask(None)`` and returns.
     """
@@ -49,6 +57,8 @@ async def watch_interest(address: str, on_mask: Callable[[int | None], None]) ->
         async for msg in stream:
             mask = parse_interest(msg.body)
             if mask is not None:
+                if on_denied is not None:
+                    on_denied(parse_denied(msg.body))
                 on_mask(mask)
     except ConnectionError as exc:
         log.debug("interest watch on %s ended: %s", format_address(address), exc)

@@ -110,12 +110,15 @@ _COLUMNS = [
     ("STATE", "state"),
     ("PID", "pid"),
     ("UID", "uid"),
+    ("GID", "gid"),
+    ("COMM", "comm"),
     ("MASK", "mask_names"),
     ("PUB", "published"),
     ("DELIV", "delivered"),
     ("QUEUED", "queued"),
     ("BUFFERED", "buffered"),
     ("DROPPED", "dropped"),
+    ("REFUSED", "refused"),
     ("NOTE", "note"),
 ]
 
@@ -128,6 +131,9 @@ def _note(peer: dict[str, Any]) -> str:
         notes.append(peer["streamtype"])
     if peer.get("held"):
         notes.append(f"held ({peer['held']})")
+    asked = peer.get("asked")
+    if asked and peer.get("mask") != asked:
+        notes.append(f"asked {asked:#x}, the policy allows {peer.get('mask', 0):#x}")
     if peer.get("stalled"):
         notes.append("stalled")
     elif peer.get("congested"):

@@ -5,7 +5,8 @@ passed on when a client hangs up. What a sender can see is its own message
 coming back (the proxy sends a message to every connection whose mask
 matches, the sender included), so ``smd send`` listens to the class it sends
 and exits 0 only when every message came back within ``--timeout``; else it
-exits 1 saying how many did not.
+exits 1 saying how many did not. A class the proxy's policy does not let
+this user send is refused before anything is sent (exit 1, saying so).
 
 The payload limit here is the wire's: 383 bytes, as libwebsockets' C proxy
 takes (its frame has room for one byte less than lws_smd's 384). A bus in
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 
 from smdbus.bus import MAX_PAYLOAD
 from smdbus.classes import parse_mask
-from smdbus.client import Client, ProxyUnavailable
+from smdbus.client import Client, ProxyUnavailable, SendRefused
 from smdbus.commands._options import add_socket, examples, positive_float, positive_int
 from smdbus.wire import MAX_BODY
 
@@ -77,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
     if len(body) > MAX_BODY:
         print(f"smd send: {too_large(len(body))}", file=sys.stderr)
         return 2
-    missing = asyncio.run(_send(args.socket, args.cls, body, args.count, args.timeout))
+    try:
+        missing = asyncio.run(_send(args.socket, args.cls, body, args.count, args.timeout))
+    except SendRefused as exc:
+        print(f"smd send: {exc}", file=sys.stderr)
+        return 1
     if missing:
         print(
             f"smd send: {missing} of {args.count} messages not confirmed within "
@@ -98,6 +104,9 @@ async def _send(address: str, cls: int, body: bytes, count: int, timeout: float)
     except ProxyUnavailable as exc:  # the command line words it (smdbus.commands._failure)
         raise ConnectionError(exc.reason) from exc
     try:
+        # the proxy says who listens, and what its policy refuses us, before we send
+        with contextlib.suppress(TimeoutError):
+            await client.wait_listeners(cls, timeout)
         for _ in range(count):
             client.send(cls, body)
             if client.stats().buffered >= 500:
