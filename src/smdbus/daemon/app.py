@@ -19,8 +19,9 @@ on one asyncio loop:
    OPERATIONAL. systemd hears READY=1 when OPERATIONAL is reached (or the
    earlier ``ready_state`` a device chooses: a first boot without a network
    may never reach OPERATIONAL, and ``systemctl start`` waits for READY);
-4. on SIGHUP runs the POLICY_INVALID cycle (the policy is re-read while the
-   state is held in POLICY_INVALID); on SIGTERM/SIGINT announces DESTROYING,
+4. on SIGHUP re-reads the access rules (``[access]``, docs/security.md;
+   no connection is dropped) and runs the POLICY_INVALID cycle (the policy
+   is re-read while the state is held in POLICY_INVALID); on SIGTERM/SIGINT announces DESTROYING,
    lets the bus deliver it, hangs up every client and returns 0.
 
 The loop takes SIGHUP, SIGTERM and SIGINT before it starts anything, from
@@ -49,7 +50,13 @@ from typing import Any
 
 from smdbus.bus import Bus
 from smdbus.classes import ALL_CLASSES, Class
-from smdbus.daemon.config import DaemonConfig, ScriptedButtons, build_controller
+from smdbus.daemon.config import (
+    ConfigError,
+    DaemonConfig,
+    ScriptedButtons,
+    build_controller,
+    load_config,
+)
 from smdbus.daemon.gates import ColdplugGate, CpdGate, DhcpGate, PolicyGate, TimeGate
 from smdbus.daemon.live import Status
 from smdbus.daemon.signals import PendingSignals
@@ -62,6 +69,7 @@ from smdbus.daemon.systemd import (
 )
 from smdbus.daemon.timecheck import WallClock
 from smdbus.net.policy import Policy, PolicyError, default_policy, load_policy
+from smdbus.policy import AccessConfigError, AccessPolicy, load_access_policy
 from smdbus.proxy import Proxy
 from smdbus.system.blobs import Blobs, BlobType
 from smdbus.system.context import SystemContext
@@ -94,6 +102,16 @@ class Prepared:
     config: DaemonConfig
     policy: Policy
     activated_fd: int | None = None
+    access: AccessPolicy | None = None
+    """Who may send and receive what ([access] and its drop-ins); None: the defaults."""
+
+
+def read_access(config: DaemonConfig) -> AccessPolicy:
+    """The ``[access]`` rules and their drop-in files, compiled; skipped files are logged."""
+    access = load_access_policy(config.access, {0, os.getuid()})
+    for line in access.skipped:
+        log.warning("access: %s", line)
+    return access
 
 
 def read_policy(config: DaemonConfig) -> Policy:
@@ -118,6 +136,10 @@ def prepare(config: DaemonConfig, environ: dict[str, str] | None = None) -> Prep
         policy = read_policy(config)
     except (PolicyError, ValueError) as e:
         raise DaemonError(f"policy: {e}", 2) from None
+    try:
+        access = read_access(config)
+    except (AccessConfigError, OSError) as e:
+        raise DaemonError(f"access: {e}", 2) from None
     fd: int | None = None
     if config.systemd.socket_activation:
         try:
@@ -130,7 +152,7 @@ def prepare(config: DaemonConfig, environ: dict[str, str] | None = None) -> Prep
                 log.warning("systemd passed %d sockets; the proxy uses fd %d only", len(fds), fd)
     if fd is None:
         _check_socket_group(config)
-    return Prepared(config, policy, fd)
+    return Prepared(config, policy, fd, access)
 
 
 def _check_socket_group(config: DaemonConfig) -> None:
@@ -210,6 +232,7 @@ class Daemon:
     ) -> None:
         self.config = prepared.config
         self.policy = prepared.policy
+        self._access = prepared.access
         self._activated_fd = prepared.activated_fd
         self._on_message = on_message
         self._note_sink = on_note
@@ -348,13 +371,13 @@ class Daemon:
             from dataclasses import replace
 
             settings = replace(settings, address=socket_address(sock))
-            self.proxy = Proxy(settings, bus=self.bus, sock=sock)
+            self.proxy = Proxy(settings, bus=self.bus, sock=sock, access=self._access)
             await self.proxy.start()
             self.note(
                 "info", f"serving the bus on {format_address(settings.address)} (from systemd)"
             )
         else:
-            self.proxy = Proxy(settings, bus=self.bus)
+            self.proxy = Proxy(settings, bus=self.bus, access=self._access)
             await self.proxy.start()
             self.note("info", f"serving the bus on {format_address(settings.address)}")
         self.bus_address = settings.address  # systemd's socket, when it passed one
@@ -648,10 +671,11 @@ class Daemon:
         self.note("info" if result.value == "OK" else "warning", text)
 
     def reload(self) -> None:
-        """SIGHUP: the POLICY_INVALID cycle with a re-read policy."""
+        """SIGHUP: the access rules re-read, then the POLICY_INVALID cycle with a re-read policy."""
         m = self.manager
         if self._stop is not None and self._stop.is_set():
             return
+        self.reload_access()
         if m is None or not self._booting:
             self._reload_pending = True
             self.note("info", "SIGHUP while starting: the policy is re-read before the boot")
@@ -665,6 +689,25 @@ class Daemon:
             m.policy_invalid()
         except (IllegalTransition, StateError) as e:
             self.note("error", f"cannot reload now: {e}")
+
+    def reload_access(self) -> bool:
+        """Re-read ``[access]`` (from the config file) and its drop-ins; keep the old on error.
+
+        The proxy applies the new rules to every open connection; none is dropped.
+        """
+        source = self.config.source
+        try:
+            config = load_config(source) if not source.startswith("<") else self.config
+            access = read_access(config)
+        except (ConfigError, AccessConfigError, OSError) as e:
+            self.note("error", f"access reload failed: {e}; keeping the rules in force")
+            return False
+        self._access = access
+        if self.proxy is not None:
+            self.proxy.set_access(access)
+        rules = len(access.rules.rules.rules)
+        self.note("info", f"access rules reloaded ({rules} rules, {len(access.skipped)} skipped)")
+        return True
 
     async def _reload_policy(self) -> bool:
         old = self.policy

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from smdbus.button.errors import ButtonError
 from smdbus.button.regime import DEFAULT_REGIME, Regime
 from smdbus.net.cpd import DEFAULT_MIN_INTERVAL
+from smdbus.policy import AccessConfig, AccessConfigError, parse_access
 from smdbus.proxy.settings import MAXIMA, ProxySettings
 from smdbus.system.state import State
 from smdbus.web import WEB_TOML, WebConfig, WebConfigError, parse_web_config
@@ -210,11 +211,15 @@ class DaemonConfig:
     bridge: BridgeConfig | None = None
     """``[bridge]`` (docs/fleet.md): checked by :func:`smdbus.fleet.parse_bridge_config`."""
     web: WebConfig = field(default_factory=WebConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
+    """``[access]`` (docs/security.md): checked by :func:`smdbus.policy.parse_access`."""
 
 
 # -- the embedded defaults, as a documented file ------------------------------------
 
 _P = ProxySettings()
+_A = AccessConfig()
+_U = _A.quotas.default
 
 DEFAULT_TOML = f"""\
 # smd daemon configuration: every key, with its default.
@@ -238,6 +243,25 @@ stall_timeout = {_P.stall_timeout}       # seconds a stuck subscriber is kept be
 
 [policy]
 file = ""                 # Secure Streams policy JSON; "" = the policy shipped with smdbus
+
+[access]
+# Who may send and receive each class (docs/security.md); re-read on SIGHUP.
+defaults = true           # SYSTEM_STATE and NETWORK may be sent only by root and the daemon's user
+dir = "{_A.dir}"  # drop-in rule files (*.toml, owned by root, not group/other-writable)
+#
+# [[access.rule]]
+# classes = "NETWORK"     # class names as smd send takes them: NETWORK|USER0, 0x4, ALL
+# send = ["@netdev"]      # "*" anyone, "alice" or "1000" a user, "@netdev" or "@108" a group
+# receive = ["*"]         # root and the daemon's user may always send and receive everything
+#
+# Per-uid quotas: [access.quota.user] (every other uid), [access.quota.root], [access.quota.daemon]
+[access.quota.user]
+connections = {_U.connections}         # connections open at once
+outbound = {_U.outbound}      # bytes queued towards all its connections; past it, disconnected
+publish_rate = {_U.publish_rate}      # messages a second; past it the sender is held, not dropped
+publish_burst = {_U.publish_burst}
+control_rate = {_U.control_rate}        # control queries a second (smd peers, smd state ...)
+control_burst = {_U.control_burst}
 
 [gates]
 coldplug = true           # hold IFACE_COLDPLUG until the routing table is dumped
@@ -461,6 +485,7 @@ class _Reader:
         top = _Table(self, "", doc)
         bus = self.bus(top.table("bus"))
         policy = self.policy(top.table("policy"))
+        access = self.access(top.table("access"))
         gates = self.gates(top.table("gates"))
         cpd = self.cpd(top.table("cpd"))
         time_ = self.time(top.table("time"))
@@ -506,6 +531,7 @@ class _Reader:
             buttons=buttons,
             bridge=bridge,
             web=web,
+            access=access,
         )
 
     def bridge(self, t: _Table, bus: BusConfig) -> BridgeConfig:
@@ -592,6 +618,14 @@ class _Reader:
             hint = f" (a gid is written as a number: group = {v})" if v.isdigit() else ""
             raise t.fail("group", f"no group named {v!r} on this system{hint}") from None
         return v
+
+    def access(self, t: _Table) -> AccessConfig:
+        """The policy package checks its own table (user and group names resolved here)."""
+        t.read.update(t.data)
+        try:
+            return parse_access(t.data, self.source, base=self.base)
+        except AccessConfigError as e:
+            raise ConfigError(self.source, e.field, e.problem) from None
 
     def policy(self, t: _Table) -> PolicyConfig:
         cfg = PolicyConfig(file=t.path_value("file"))

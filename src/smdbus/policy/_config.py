@@ -75,7 +75,7 @@ class AccessConfig:
 
     rules: tuple[Rule, ...] = ()
     defaults: bool = True
-    dir: Path | None = None
+    dir: Path | None = DEFAULT_DIR
     quotas: Quotas = field(default_factory=Quotas)
 
 
@@ -181,7 +181,7 @@ def parse_access(
         raise AccessConfigError(
             source, "access.defaults", f"expected true or false, got {defaults!r}"
         )
-    raw_dir = table.get("dir", "")
+    raw_dir = table.get("dir", str(DEFAULT_DIR))
     if not isinstance(raw_dir, str):
         raise AccessConfigError(source, "access.dir", f"expected a path, got {raw_dir!r}")
     directory: Path | None = None
