@@ -192,9 +192,11 @@ class Ledger:
         usage = self._by_uid.get(uid)
         if usage is None:
             return None
-        usage.outbound = max(0, usage.outbound + delta)
+        before = usage.outbound
+        usage.outbound = max(0, before + delta)
         if delta > 0 and usage.outbound > usage.limits.outbound:
-            self._trip(uid, "outbound")
+            if before <= usage.limits.outbound:  # a trip is the crossing, not every write past it
+                self._trip(uid, "outbound")
             return (
                 f"uid {uid} has {usage.outbound} bytes queued across its connections "
                 f"(quota {usage.limits.outbound})"

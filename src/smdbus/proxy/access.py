@@ -25,6 +25,10 @@ Rules:
   *held* (it stops being read, as for a full queue) until its bucket has a
   token again, never dropped; a control query over the uid's query rate is
   answered with an error.
+- What waits to be written to a uid's connections is summed per uid (the
+  transports' buffers, as seen at each write); the connection whose write
+  takes it past the uid's ``outbound`` quota is disconnected
+  (``quota_disconnects``), as ``max_buffer`` does for one connection.
 - A reload (:meth:`Access.set_policy`) drops no connection: masks and
   limits are recomputed, and a receiver whose effective mask changed moves
   to its new fan-out group.
@@ -64,6 +68,7 @@ class Access:
         """Refused messages per class name, all peers."""
         self.by_peer: dict[int, Counter[int]] = {}
         """Refused messages per connection id, per class bit (open connections)."""
+        self._dropping: set[Connection] = set()  # over the outbound quota, closing this pass
 
     # -- connect, disconnect ---------------------------------------------------------
 
@@ -145,6 +150,26 @@ class Access:
             f"(bursts of {lim.publish_burst})",
         )
         return max(usage.publish.wait(proxy.clock()), 0.001)
+
+    def queued(self, conn: Connection, delta: int) -> str | None:
+        """The bytes waiting for ``conn`` changed by ``delta``: its uid's total follows.
+
+        Called by the proxy where it keeps the total of all connections
+        (``Proxy.outbound_changed``, and when a connection is gone); returns
+        why the uid is now over its ``outbound`` quota (counted), or None.
+        """
+        why = self.ledger.queue(conn.who.uid, delta)
+        if why is not None and conn not in self._dropping and self.proxy.loop is not None:
+            # not now: a group may be writing to its members; at the end of the pass
+            self._dropping.add(conn)
+            self.proxy.count("quota_disconnects")
+            self.warn("outbound quota", conn, f"disconnected: {why}")
+            self.proxy.loop.call_soon(self._drop, conn, why)
+        return why
+
+    def _drop(self, conn: Connection, why: str) -> None:
+        self._dropping.discard(conn)
+        conn.abort(f"outbound quota: {why}")
 
     def query(self, conn: Connection) -> str | None:
         """A control query: None if its uid may ask now, else why not."""

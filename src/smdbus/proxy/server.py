@@ -86,6 +86,7 @@ COUNTERS = (
     "held_quota",
     "refused_policy",
     "refused_quota",
+    "quota_disconnects",
     "stalled",
     "slow_disconnects",
     "stall_disconnects",
@@ -548,7 +549,9 @@ class Proxy:
         if self._connections.pop(conn.id, None) is None:
             return
         self.slots.give_back(conn.uid)
-        self.outbound -= self.buffering.pop(conn, 0)
+        left = self.buffering.pop(conn, 0)
+        self.outbound -= left
+        self.access.queued(conn, -left)
         if conn in self._congested:
             self._congested.discard(conn)
             self._recompute_congestion()
@@ -729,8 +732,14 @@ class Proxy:
     # -- the outbound budget: memory bounded for all connections together ------
 
     def outbound_changed(self, conn: Connection, buffered: int) -> None:
-        """``conn``'s transport holds ``buffered`` bytes after a write."""
-        self.outbound += buffered - self.buffering.get(conn, 0)
+        """``conn``'s transport holds ``buffered`` bytes after a write.
+
+        Past its uid's ``outbound`` quota (:mod:`smdbus.proxy.access`) the
+        connection is disconnected at the end of the pass.
+        """
+        delta = buffered - self.buffering.get(conn, 0)
+        self.outbound += delta
+        self.access.queued(conn, delta)
         if buffered:
             if not self.buffering:
                 # a write buffer starts to grow: from now on, freed ones go back to
