@@ -1,6 +1,7 @@
 """Benchmark: the smdbus proxy against ZeroMQ and mosquitto, in one run, on this machine.
 
-    .venv/bin/python bench/proxy.py [--messages 50000] [--repeat 3] [--receive iter] [--json]
+    .venv/bin/python bench/proxy.py [--messages 50000] [--repeat 3] [--receive iter]
+                                    [--policy 20] [--json]
 
 What is measured (Python clients everywhere, every client its own process):
 
@@ -57,11 +58,34 @@ PROXY_SCRIPT = """
 import asyncio, sys
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.wire import parse_address
+sys.path.insert(0, sys.argv[3])
+from proxy import bench_access
 async def main():
-    async with Proxy(ProxySettings(address=parse_address(sys.argv[1]), max_connections=4096)) as p:
+    settings = ProxySettings(address=parse_address(sys.argv[1]), max_connections=4096)
+    async with Proxy(settings, access=bench_access(int(sys.argv[2]))) as p:
         await p.serve_forever()
 asyncio.run(main())
 """
+
+
+def bench_access(rules: int) -> Any:
+    """``--policy N``: N rules, and nobody privileged, so the bench's clients (root) are
+    checked as any user is (their masks from the rules, their uid's quotas: set high, so
+    the figure is the cost of checking, not of a limit). 0: the defaults."""
+    if not rules:
+        return None
+    from smdbus.policy import load_access_policy, parse_access
+
+    table: list[dict[str, Any]] = [
+        {"classes": "USER0", "send": ["0", "@0"], "receive": ["0"]},
+        {"classes": "SYSTEM_STATE|NETWORK", "send": ["@0"]},
+    ]
+    for i in range(rules - len(table)):
+        bit = 4 + i % 20  # bits 4..23: not a class the bench sends
+        table.append({"classes": hex(1 << bit), "send": [str(1000 + i)], "receive": ["*"]})
+    top = {"publish_rate": 1_000_000, "publish_burst": 1_000_000, "control_rate": 1000}
+    cfg = {"dir": "", "rule": table[:rules], "quota": {"user": top}}
+    return load_access_policy(parse_access(cfg, "bench"), privileged=())
 
 
 def _answers(address: str) -> bool:
@@ -80,13 +104,17 @@ class SmdBus:
 
     name = "smdbus"
 
-    def __init__(self, receive: str = "callback") -> None:
+    def __init__(self, receive: str = "callback", policy: int = 0) -> None:
         self.address = f"@smdbench-{os.getpid()}-{time.monotonic_ns()}"
         self.receive = receive
+        self.policy = policy
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-c", PROXY_SCRIPT, self.address])
+        here = os.path.dirname(os.path.abspath(__file__))
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", PROXY_SCRIPT, self.address, str(self.policy), here]
+        )
         deadline = time.monotonic() + 10
         while not _answers(self.address):
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -312,6 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         default="callback",
         help="smdbus subscribers: on_message callback (default) or async for",
     )
+    ap.add_argument(
+        "--policy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="smdbus: an access policy of N rules, nobody privileged (0: the defaults)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
 
@@ -322,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = args.only.split(",")
     systems: list[System] = []
     if "smdbus" in wanted:
-        systems.append(SmdBus(args.receive))
+        systems.append(SmdBus(args.receive, args.policy))
     if "zeromq" in wanted:
         systems.append(ZeroMQ())
     if "mosquitto" in wanted:
@@ -342,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             "subscribers": args.subscribers,
             "repeat": args.repeat,
             "smdbus_receive": args.receive,
+            "smdbus_policy_rules": args.policy,
         },
         "systems": {},
     }
