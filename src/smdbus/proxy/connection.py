@@ -449,6 +449,8 @@ class Connection(asyncio.Protocol):
                 self.mask = mask
                 if mask:
                     self.group = proxy.join(self)
+                if self.congested:  # the classes it holds back are its mask's
+                    proxy.congestion_changed(self)
         else:
             proxy.access.apply(self)
 
