@@ -62,7 +62,8 @@ sys.path.insert(0, sys.argv[3])
 from proxy import bench_access
 async def main():
     settings = ProxySettings(address=parse_address(sys.argv[1]), max_connections=4096)
-    async with Proxy(settings, access=bench_access(int(sys.argv[2]))) as p:
+    access = bench_access(int(sys.argv[2]))
+    async with Proxy(settings, **({"access": access} if access is not None else {})) as p:
         await p.serve_forever()
 asyncio.run(main())
 """
@@ -276,9 +277,19 @@ def fanout(subscribers: int = 1000, processes: int = 4, probes: int = 5) -> dict
 # -- driver --------------------------------------------------------------------
 
 
-def measure(system: System, args: argparse.Namespace) -> tuple[list[RunResult], list[RunResult]]:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    system: System, args: argparse.Namespace
+) -> tuple[list[RunResult], list[RunResult], float]:
     system.start()
     try:
+        cpu = _cpu_s(system.broker_pid())
         tput = [
             run_once(
                 system,
@@ -290,6 +301,9 @@ def measure(system: System, args: argparse.Namespace) -> tuple[list[RunResult], 
             )
             for _ in range(args.repeat)
         ]
+        # the broker's CPU per message of the throughput runs: less at the mercy of
+        # other load on the machine than msgs/s (what the proxy does, not when)
+        cpu_us = (_cpu_s(system.broker_pid()) - cpu) * 1e6 / (args.messages * len(tput))
         lat = [
             run_once(
                 system,
@@ -303,10 +317,10 @@ def measure(system: System, args: argparse.Namespace) -> tuple[list[RunResult], 
         ]
     finally:
         system.stop()
-    return tput, lat
+    return tput, lat, cpu_us
 
 
-def summarize(tput: list[RunResult], lat: list[RunResult]) -> dict[str, Any]:
+def summarize(tput: list[RunResult], lat: list[RunResult], cpu_us: float) -> dict[str, Any]:
     errors = [r.error for r in tput + lat if r.error]
     ok_t = [r for r in tput if r.error is None]
     ok_l = [r for r in lat if r.error is None]
@@ -315,6 +329,7 @@ def summarize(tput: list[RunResult], lat: list[RunResult]) -> dict[str, Any]:
         "deliveries_per_s": median([r.deliveries_per_s for r in ok_t]),
         "p50_us": median([percentile(r.latencies_ns, 50) / 1000 for r in ok_l]),
         "p99_us": median([percentile(r.latencies_ns, 99) / 1000 for r in ok_l]),
+        "broker_cpu_us_per_msg": cpu_us,
         "out_of_order": sum(r.disorder for r in ok_t + ok_l),
         "runs": {"throughput": [r.msgs_per_s for r in ok_t]},
         "errors": errors,
@@ -384,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     for system in systems:
         if not args.json:
             print(f"measuring {system.name} ...", flush=True)
-        tput, lat = measure(system, args)
-        results["systems"][system.name] = summarize(tput, lat)
+        tput, lat, cpu_us = measure(system, args)
+        results["systems"][system.name] = summarize(tput, lat, cpu_us)
     zmq = results["systems"].get("zeromq")
     if zmq and zmq["msgs_per_s"] == zmq["msgs_per_s"]:
         for s in results["systems"].values():
@@ -402,12 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.subscribers} subscribers, {args.size}-byte messages, medians of {args.repeat}")
     print(
         f"{'system':<10} {'msgs/s':>10} {'deliv/s':>10} {'vs zmq':>7} "
-        f"{'p50 us':>8} {'p99 us':>8}  (latency at {args.rate:g} msgs/s)"
+        f"{'p50 us':>8} {'p99 us':>8} {'cpu us':>7}  (latency at {args.rate:g} msgs/s; "
+        "cpu: the broker's per message)"
     )
     for name, s in results["systems"].items():
         print(
             f"{name:<10} {s['msgs_per_s']:>10.0f} {s['deliveries_per_s']:>10.0f} "
-            f"{s.get('vs_zeromq', float('nan')):>7.2f} {s['p50_us']:>8.0f} {s['p99_us']:>8.0f}"
+            f"{s.get('vs_zeromq', float('nan')):>7.2f} {s['p50_us']:>8.0f} {s['p99_us']:>8.0f} "
+            f"{s['broker_cpu_us_per_msg']:>7.2f}"
         )
         for e in s["errors"]:
             print(f"   error: {e}")
