@@ -26,6 +26,7 @@ from smdbus.proxy.connection import Connection
 from smdbus.wire import SMD_STREAMTYPE, format_address
 from smdbus.wire.frames import stream_type_frame, tx_payload_frame
 from smdbus.wire.stream import WireStream
+from test_daemon_e2e import QUIET
 
 pytestmark = pytest.mark.skipif(
     os.getuid() != 0 or not Path("/usr/bin/setpriv").exists(),
@@ -294,16 +295,6 @@ async def test_reload_changes_what_an_open_connection_may_do() -> None:
 
 
 # -- the daemon: [access] and SIGHUP -------------------------------------------------
-
-QUIET = """
-[routes]
-enabled = false
-[cpd]
-enabled = false
-[gates]
-dhcp = false
-time = false
-"""
 
 
 async def test_daemon_reloads_access_on_sighup_without_dropping(tmp_path: Path) -> None:

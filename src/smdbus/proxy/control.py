@@ -38,6 +38,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from smdbus.policy import Bucket
 from smdbus.proxy.fanout import rx_frame
 
 if TYPE_CHECKING:
@@ -48,28 +49,6 @@ PEERS_PER_PASS = 32
 """Peer records made per loop pass, across all queries (0.5-1.3 ms of the loop here)."""
 MAX_REFUSED = 64
 """Queries refused on one connection before it is closed (a flood, not a tool)."""
-
-
-class TokenBucket:
-    """``rate`` tokens a second, up to ``burst`` saved; the clock is passed in."""
-
-    __slots__ = ("_burst", "_last", "_rate", "_tokens")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._last = now
-
-    def take(self, now: float) -> bool:
-        """Spend a token if there is one."""
-        elapsed = max(0.0, now - self._last)
-        self._last = now
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
 
 class _PeersQuery:
@@ -91,7 +70,7 @@ class Control:
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
-        self._buckets: dict[Connection, TokenBucket] = {}
+        self._buckets: dict[Connection, Bucket] = {}
         self._refused: dict[Connection, int] = {}
         self._queries: deque[_PeersQuery] = deque()  # runnable or waiting for the asker
         self._scheduled = False
@@ -110,7 +89,7 @@ class Control:
         bucket = self._buckets.get(conn)
         now = proxy.clock()
         if bucket is None:
-            bucket = self._buckets[conn] = TokenBucket(
+            bucket = self._buckets[conn] = Bucket(
                 settings.control_rate, settings.control_burst, now
             )
         if not bucket.take(now):
