@@ -11,18 +11,9 @@ time (clocks are passed in). See docs/security.md for the threat model and
 the defaults.
 """
 
-from smdbus.policy._config import (
-    DEFAULT_DIR,
-    MAX_DROPIN_BYTES,
-    MAX_PRINCIPALS,
-    MAX_RULES,
-    AccessConfig,
-    AccessConfigError,
-    parse_access,
-    parse_dropin,
-    parse_rules,
-)
-from smdbus.policy._dropins import MAX_FILES, DropIns, load_dropins
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from smdbus.policy._identity import (
     NOBODY_KNOWN,
     SO_PEERGROUPS,
@@ -47,6 +38,48 @@ from smdbus.policy._rules import (
     parse_principal,
 )
 from smdbus.policy._store import AccessPolicy, PolicyStore, Reloaded, load_access_policy
+
+if TYPE_CHECKING:
+    from smdbus.policy._config import (
+        DEFAULT_DIR,
+        MAX_DROPIN_BYTES,
+        MAX_PRINCIPALS,
+        MAX_RULES,
+        AccessConfig,
+        AccessConfigError,
+        parse_access,
+        parse_dropin,
+        parse_rules,
+    )
+    from smdbus.policy._dropins import MAX_FILES, DropIns, load_dropins
+
+# The config side (its checker needs tomllib) is imported on first use: the
+# proxy consults the policy without ever reading a file.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "DEFAULT_DIR",
+            "MAX_DROPIN_BYTES",
+            "MAX_PRINCIPALS",
+            "MAX_RULES",
+            "AccessConfig",
+            "AccessConfigError",
+            "parse_access",
+            "parse_dropin",
+            "parse_rules",
+        ),
+        "_config",
+    ),
+    **dict.fromkeys(("MAX_FILES", "DropIns", "load_dropins"), "_dropins"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smdbus.policy' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"smdbus.policy.{module}"), name)
+
 
 __all__ = [
     "DEFAULT_DIR",

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from smdbus.policy._config import AccessConfig, AccessConfigError
-from smdbus.policy._dropins import load_dropins
 from smdbus.policy._quotas import Quotas
 from smdbus.policy._rules import CompiledPolicy, Resolver, Rules
+
+if TYPE_CHECKING:  # the checker (and tomllib) is imported where files are read, not by the proxy
+    from smdbus.policy._config import AccessConfig
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ def load_access_policy(
     resolver: Resolver | None = None,
 ) -> AccessPolicy:
     """The policy ``config`` and its drop-in directory describe; raises AccessConfigError."""
+    from smdbus.policy._dropins import load_dropins
+
     rules = config.rules
     skipped: tuple[str, ...] = ()
     if config.dir is not None:
@@ -69,6 +73,8 @@ class PolicyStore:
         self.generation = 0
 
     def reload(self) -> Reloaded:
+        from smdbus.policy._config import AccessConfigError
+
         try:
             policy = self._loader()
         except (AccessConfigError, OSError) as exc:
