@@ -633,6 +633,8 @@ async def test_a_local_users_cpdcheck_flood_is_rate_limited(tmp_path: Path) -> N
         f'[bus]\nsocket = "{address}"\n[cpd]\nmin_interval = {interval}\n'
         f'url = "http://127.0.0.1:{servers.http_port}/generate_204"\n'
         "[routes]\nenabled = false\n[gates]\ndhcp = false\ntime = false\n"
+        # NETWORK open to every user (by default only root and the daemon may send it)
+        "[access]\ndefaults = false\n"
     )
     proc, notify, err = _spawn_daemon(config, tmp_path)
     flooder: subprocess.Popen[bytes] | None = None

@@ -671,17 +671,21 @@ class Daemon:
         self.note("info" if result.value == "OK" else "warning", text)
 
     def reload(self) -> None:
-        """SIGHUP: the access rules re-read, then the POLICY_INVALID cycle with a re-read policy."""
+        """SIGHUP: the access rules re-read, then the POLICY_INVALID cycle with a re-read policy.
+
+        While starting, the access rules are the ones just read (the config is
+        not read a second time: it may be a FIFO a test or a tool writes once).
+        """
         m = self.manager
         if self._stop is not None and self._stop.is_set():
             return
-        self.reload_access()
         if m is None or not self._booting:
             self._reload_pending = True
             self.note("info", "SIGHUP while starting: the policy is re-read before the boot")
             return
         if m.state == State.CONTEXT_DESTROYING:
             return
+        self.reload_access()
         self.note("info", "SIGHUP: policy invalid; re-reading it")
         self.notifier.reloading(time.monotonic_ns() // 1000)
         self._ready_sent = False  # READY=1 again when the cycle reaches ready_state
