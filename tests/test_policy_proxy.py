@@ -67,7 +67,8 @@ def read():
                 print(cls, body[32:].hex(), flush=True)
             elif ftype == 0x56:
                 print("CREATED", flush=True)
-threading.Thread(target=read, daemon=True).start()
+if sys.argv[2:] != ["noread"]:
+    threading.Thread(target=read, daemon=True).start()
 for line in sys.stdin:
     s.sendall(bytes.fromhex(line.strip()))
 """
@@ -88,19 +89,22 @@ class CPeer:
         self.proc = proc
 
     @classmethod
-    async def start(cls, address: str, mask: int) -> CPeer:
+    async def start(cls, address: str, mask: int, *, reading: bool = True) -> CPeer:
+        """``reading=False``: a peer that never reads what the proxy sends it."""
         proc = await asyncio.create_subprocess_exec(
             *NOBODY,
             sys.executable,
             "-c",
             _C_CLIENT,
             address[1:],
+            *([] if reading else ["noread"]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         peer = cls(proc)
         peer.write(stream_type_frame(SMD_STREAMTYPE, mask, proc.pid))
-        assert await peer.line() == "CREATED"
+        if reading:
+            assert await peer.line() == "CREATED"
         return peer
 
     def write(self, frame: bytes) -> None:
@@ -132,8 +136,8 @@ async def running(proxy: Proxy) -> AsyncIterator[Proxy]:
 
 
 @contextlib.asynccontextmanager
-async def cpeer(address: str, mask: int) -> AsyncIterator[CPeer]:
-    peer = await CPeer.start(address, mask)
+async def cpeer(address: str, mask: int, *, reading: bool = True) -> AsyncIterator[CPeer]:
+    peer = await CPeer.start(address, mask, reading=reading)
     try:
         yield peer
     finally:
@@ -292,6 +296,42 @@ async def test_reload_changes_what_an_open_connection_may_do() -> None:
             assert _conn(proxy, 65534) is conn and conn.state == "smd"
             assert proxy.counters["refused_policy"] == 1
         await sub.close()
+
+
+async def test_a_uid_past_its_connection_and_outbound_quotas() -> None:
+    """nobody may hold 2 connections and have 64 KiB queued: a third connection is refused;
+    a subscriber of nobody that never reads is disconnected once 64 KiB wait for it, before
+    max_buffer (4 MiB), with the reason; root's subscriber goes on."""
+    address = _address()
+    policy = access({"quota": {"user": {"connections": 2, "outbound": 64 * 1024}}})
+    proxy = Proxy(ProxySettings(address=address), access=policy)
+    async with running(proxy), cpeer(address, USER0, reading=False) as stuck:
+        await until(lambda: any(c.state == "smd" for c in proxy.open_connections()))
+        async with cpeer(address, 0), cpeer(address, 0, reading=False):
+            await until(lambda: proxy.counters["refused_quota"] == 1)  # the third, at accept
+        assert len(proxy.open_connections()) == 1
+        assert proxy.access.ledger.trips[(65534, "connections")] == 1
+        sub = await WireStream.connect(address, USER0)
+        async with await WireStream.connect(address, 0) as root:
+            for i in range(3000):
+                root.send_nowait(USER0, b"%04d" % i + b"x" * 296)
+                if proxy.counters["quota_disconnects"]:
+                    break
+                await root.drain()
+            await root.send(USER0, b"sentinel")
+        async with asyncio.timeout(WAIT):
+            async for msg in sub:
+                if msg.body == b"sentinel":
+                    break
+        await sub.close()
+        assert stuck.proc.returncode is None  # it is the proxy that hung up
+        (closed,) = [p for p in proxy.closed_peers() if p.client_pid == stuck.proc.pid]
+        assert closed.reason is not None
+        assert closed.reason.startswith("outbound quota: uid 65534 has ")
+        assert closed.reason.endswith("bytes queued across its connections (quota 65536)")
+        assert proxy.counters["quota_disconnects"] == 1
+        assert proxy.counters["slow_disconnects"] == 0
+        assert proxy.access.ledger.outbound(65534) == 0  # what it held was let go
 
 
 # -- the daemon: [access] and SIGHUP -------------------------------------------------
