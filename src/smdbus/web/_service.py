@@ -40,7 +40,7 @@ from typing import Any
 
 from smdbus.classes import ALL_CLASSES, parse_mask
 from smdbus.errors import PayloadTooLarge, QueueFull
-from smdbus.proxy.control import TokenBucket
+from smdbus.policy import Bucket
 from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
 from smdbus.web import _sse as sse
 from smdbus.web._auth import allowed, presented, set_cookie
@@ -109,7 +109,7 @@ class WebService:
         self._commands: dict[int, str] = {}
         self._peers_wanted = True
         self._peers_at = float("-inf")
-        self._send_bucket: TokenBucket | None = None
+        self._send_bucket: Bucket | None = None
         self._link: Any = None
         self.slow_disconnects = 0
         self.sent = 0
@@ -148,7 +148,7 @@ class WebService:
             initial_state=initial,
         )
         self.view = view
-        self._send_bucket = TokenBucket(SEND_RATE, SEND_RATE, now)
+        self._send_bucket = Bucket(SEND_RATE, SEND_RATE, now)
         part = self.bus.register(ALL_CLASSES, view.message, name="web-view")
         self._undo.append(lambda: self.bus.unregister(part))
         if self.manager is not None:
