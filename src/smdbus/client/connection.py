@@ -66,6 +66,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from smdbus.classes import ALL_CLASSES, format_mask
+from smdbus.client.describe import keep_described
 from smdbus.client.echo import EchoFilter
 from smdbus.client.errors import BufferFull, ClientClosed, ProxyUnavailable, SendRefused
 from smdbus.client.interest import watch_interest
@@ -88,7 +89,7 @@ from smdbus.wire import (
     format_address,
     parse_address,
 )
-from smdbus.wire.control import is_our_proxy
+from smdbus.wire.control import MAX_LABEL, is_our_proxy
 from smdbus.wire.frames import PAYLOAD_HEAD
 
 if TYPE_CHECKING:
@@ -245,6 +246,8 @@ class Client:
         self._runner: asyncio.Task[None] | None = None
         self._interest: int | None = None  # the proxy's union mask (None: unknown)
         self._denied = 0  # classes the proxy's policy refuses us, as it told (0 while unknown)
+        self._label: str | None = None  # what this client says of itself (describe)
+        self._described = False
         self._holding = False  # the outage buffer waits for listeners
         self._hold_timer: Timer | None = None
         self._flush_scheduled = False
@@ -333,6 +336,35 @@ class Client:
         fut = self._require_loop().create_future()
         self._ready_waiters.append(fut)
         await asyncio.wait_for(fut, timeout)
+
+    def describe(self, label: str | None) -> None:
+        """Label this client's stream at the proxy (``smd peers`` shows it); None clears it.
+
+        At most ``MAX_LABEL`` (120) characters. The label is sent at once if
+        connected to our proxy, and again on every reconnect; a C proxy never
+        hears it (see :mod:`smdbus.client.describe`). Any thread.
+        """
+        if label is not None and len(label) > MAX_LABEL:
+            raise ValueError(f"a label is at most {MAX_LABEL} characters, got {len(label)}")
+        self._label, self._described = label, True
+        link = self._link
+        if link is None or self._state is not _READY:
+            return  # sent when the stream exists (_ready)
+        if threading.get_ident() == self._thread_id:
+            self._start_describer(link)
+        else:
+            link.loop.call_soon_threadsafe(self._start_describer, link)
+
+    def _start_describer(self, link: Link) -> None:
+        if link is not self._link or link.closed or not link.ours:
+            return
+        if link.describer is None:
+            link.label_changed = changed = asyncio.Event()
+            link.describer = link.loop.create_task(
+                keep_described(self.address, lambda: self._label, changed)
+            )
+        elif link.label_changed is not None:
+            link.label_changed.set()
 
     async def wait_listeners(self, cls: int, timeout: float | None = None) -> None:
         """Wait until the proxy says somebody listens to ``cls`` (raises TimeoutError).
@@ -938,6 +970,8 @@ class Client:
             link.create_timer = None
         link.ours = is_our_proxy(rideshare)
         self._state = State.READY
+        if self._described:
+            self._start_describer(link)  # a new connection at the proxy: label it again
         self._connects += 1
         if self._disconnected_at is not None:
             log.info(

@@ -5,7 +5,7 @@ and timers in its own attributes can have two attempts overwrite each
 other's (a second attempt replacing the first's socket, a create timer of a
 dead attempt closing the healthy connection later). Here each attempt gets a
 :class:`Link`; its socket, protocol state (:class:`~smdbus.wire.Connection`),
-registrations, create timer and interest watch live and die with it,
+registrations, create timer, interest watch and label live and die with it,
 :meth:`Link.close` releases all of them at once and only once, and the client
 ignores whatever a closed link reports. The client keeps one reconnect task
 that makes one link at a time and waits for it to end (see
@@ -47,8 +47,10 @@ class Link:
         "closed",
         "conn",
         "create_timer",
+        "describer",
         "ended",
         "fd",
+        "label_changed",
         "loop",
         "ours",
         "reader_added",
@@ -69,6 +71,8 @@ class Link:
         self.create_timer: Timer | None = None
         self.watch: asyncio.Task[None] | None = None  # the interest watch (our proxy only)
         self.watch_wanted = False  # opened on first need: a pure subscriber never opens one
+        self.describer: asyncio.Task[None] | None = None  # sends the label (our proxy only)
+        self.label_changed: asyncio.Event | None = None
         self.ours = False
         """The peer showed our proxy's mark in CREATE_RESULT: batching is safe."""
         self.closed = False
@@ -98,6 +102,9 @@ class Link:
         if self.watch is not None:
             self.watch.cancel()
             self.watch = None
+        if self.describer is not None:
+            self.describer.cancel()
+            self.describer = None
         loop = self.loop
         if not loop.is_closed():
             if self.reader_added:

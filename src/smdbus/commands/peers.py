@@ -4,7 +4,8 @@ Asks the proxy on its control stream (``_smdbus_ctl``); C clients never see it.
 Open connections by default (``--all`` adds the closed ones the proxy still
 remembers, with why they closed). The STATE column says in words where a
 connection is (:data:`STATE_WORDS`); ``--json`` keeps the proxy's own names.
-What a peer chose (its streamtype name, in a close reason) is shown escaped.
+What a peer chose (its streamtype name, in a close reason, the label it gave
+itself with ``describe``) is shown escaped.
 Every cell is escaped before it reaches the screen, and ``--help`` says
 what each column counts (:data:`COLUMNS_HELP`).
 """
@@ -37,8 +38,10 @@ columns:
             failed (NOTE "write failed"), those on their way and every later one.
             Not what its socket took and it never read (the proxy cannot see that).
             The total over all peers ever is the dropped_messages counter.
-  NOTE      the reason it was closed; else its streamtype if not _lws_smd, "held"
-            while its publishing waits, "behind" or "stalled" as a subscriber
+  NOTE      what the client says of itself, in quotes (a label it set with
+            "describe", e.g. the fleet bridge's link state); then the reason it
+            was closed; else its streamtype if not _lws_smd, "held" while its
+            publishing waits, "behind" or "stalled" as a subscriber
 """
 
 
@@ -124,9 +127,9 @@ _COLUMNS = [
 
 
 def _note(peer: dict[str, Any]) -> str:
+    notes = [f'"{peer["label"]}"'] if peer.get("label") else []
     if peer.get("reason"):
-        return str(peer["reason"])
-    notes = []
+        return ", ".join([*notes, str(peer["reason"])])
     if peer.get("streamtype") and peer["streamtype"] != "_lws_smd":
         notes.append(peer["streamtype"])
     if peer.get("held"):

@@ -23,6 +23,14 @@ Rules:
   policy's ``control_rate`` quota, :mod:`smdbus.policy`): opening more
   connections buys no more queries.
 - ``stats`` is O(1) and answered at once (within the rate limit).
+- ``describe`` (see :mod:`smdbus.wire.control`) labels the asker's own
+  ``_lws_smd`` connections, found by the SO_PEERCRED pid and uid both
+  connections showed at accept (a walk of the open connections, as a
+  ``peers`` slice is). A label is at most ``MAX_LABEL`` characters, stored as
+  sent and escaped by whoever shows it; each described connection takes
+  :data:`DESCRIBE_BURST` changes at once and :data:`DESCRIBE_RATE` a second
+  (a change over it is refused like a query over the rate); the label goes
+  with the connection, into the closed ones' record.
 
 A ``peers`` reply is a live view, not a snapshot: open connections are
 walked in id order (a cursor on the id, so a query holds no copy of the
@@ -40,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from smdbus.policy import Bucket
 from smdbus.proxy.fanout import rx_frame
+from smdbus.wire.control import MAX_LABEL
 
 if TYPE_CHECKING:
     from smdbus.proxy.connection import Connection
@@ -49,6 +58,10 @@ PEERS_PER_PASS = 32
 """Peer records made per loop pass, across all queries (0.5-1.3 ms of the loop here)."""
 MAX_REFUSED = 64
 """Queries refused on one connection before it is closed (a flood, not a tool)."""
+DESCRIBE_RATE = 2.0
+"""Label changes a second for one described connection (a link state, not a ticker)."""
+DESCRIBE_BURST = 10
+"""Label changes one described connection takes at once before ``DESCRIBE_RATE`` applies."""
 
 
 class _PeersQuery:
@@ -73,6 +86,8 @@ class Control:
         self._buckets: dict[Connection, Bucket] = {}
         self._refused: dict[Connection, int] = {}
         self._queries: deque[_PeersQuery] = deque()  # runnable or waiting for the asker
+        self.labels: dict[Connection, str] = {}  # what a connection said of itself (describe)
+        self._label_buckets: dict[Connection, TokenBucket] = {}
         self._scheduled = False
 
     @property
@@ -118,10 +133,69 @@ class Control:
             self._reply(conn, {"end": True, "stats": proxy.stats()})
         elif op == "watch":  # the union mask, now and on change (smdbus.proxy.interest)
             proxy.interest.add(conn)
+        elif op == "describe":
+            self._describe(conn, query, now)
         else:
             self._reply(
-                conn, {"error": f"unknown op {op!r} (known: peers, stats, watch)", "end": True}
+                conn,
+                {"error": f"unknown op {op!r} (known: describe, peers, stats, watch)", "end": True},
             )
+
+    def _describe(self, conn: Connection, query: dict[str, Any], now: float) -> None:
+        """Label the asker's own ``_lws_smd`` connections (or the one it names)."""
+        label = query.get("label")
+        ident = query.get("id")
+        if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL):
+            self._reply(
+                conn,
+                {
+                    "error": f"label must be a string of at most {MAX_LABEL} characters or null",
+                    "end": True,
+                },
+            )
+            return
+        if ident is not None and type(ident) is not int:
+            self._reply(conn, {"error": "id must be a connection number", "end": True})
+            return
+        if conn.pid is None:
+            self._reply(conn, {"error": "the asker's pid is unknown (no SO_PEERCRED)", "end": True})
+            return
+        targets = [
+            c
+            for c in self.proxy.connections()
+            if c.state == "smd"
+            and c.pid == conn.pid
+            and c.uid == conn.uid
+            and (ident is None or c.id == ident)
+        ]
+        if ident is not None and not targets:
+            self._reply(
+                conn,
+                {"error": f"connection {ident} is not an open stream of this process", "end": True},
+            )
+            return
+        described: list[int] = []
+        limited: list[int] = []
+        for c in targets:
+            bucket = self._label_buckets.get(c)
+            if bucket is None:
+                bucket = self._label_buckets[c] = TokenBucket(DESCRIBE_RATE, DESCRIBE_BURST, now)
+            if self.labels.get(c) == label or bucket.take(now):
+                if label is None:
+                    self.labels.pop(c, None)
+                else:
+                    self.labels[c] = label
+                described.append(c.id)
+            else:
+                limited.append(c.id)
+        if limited:
+            self._refuse(
+                conn,
+                f"rate limited: connection(s) {limited} changed label over "
+                f"{DESCRIBE_RATE:g} a second (bursts of {DESCRIBE_BURST})",
+            )
+            return
+        self._reply(conn, {"described": described, "end": True})
 
     def _refuse(self, conn: Connection, why: str) -> None:
         proxy = self.proxy
@@ -135,6 +209,8 @@ class Control:
         """``conn`` has closed: its limits go, and its query if it had one (abandoned)."""
         self._buckets.pop(conn, None)
         self._refused.pop(conn, None)
+        self.labels.pop(conn, None)
+        self._label_buckets.pop(conn, None)
         for q in [q for q in self._queries if q.conn is conn]:
             self._queries.remove(q)
             self.proxy.count("control_abandoned")

@@ -43,7 +43,7 @@ import socket
 import stat
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +140,8 @@ class PeerInfo:
     stalled: bool
     reason: str | None
     closed_at: float | None
+    label: str | None = None
+    """What the client said of itself (``describe`` on the control stream), as sent."""
 
     def to_json(self) -> dict[str, Any]:
         # the fields in order (``asdict`` deep-copies each: 40 of a record's ~55 µs)
@@ -183,6 +185,7 @@ def _peer_info(c: Connection) -> PeerInfo:
         stalled=c.stalled,
         reason=c.close_reason,
         closed_at=c.closed_at,
+        label=c.proxy.control.labels.get(c),
     )
 
 
@@ -558,9 +561,10 @@ class Proxy:
         if conn in self._held:
             self._held.remove(conn)
         self.admission.discard(conn)
+        # the record keeps its label and its refusals: made before they are let go
+        self._history.append(_peer_info(conn))
         self.control.forget(conn)
         self.interest.discard(conn)
-        self._history.append(_peer_info(conn))  # with its refusals, before they are let go
         self.access.gone(conn)
 
     def count(self, name: str, n: int = 1) -> None:
@@ -812,6 +816,10 @@ class Proxy:
         """Up to ``limit`` open connections whose id is above ``after``, in id order."""
         later = (c for ident, c in self._connections.items() if ident > after)
         return [_peer_info(c) for c in itertools.islice(later, limit)]
+
+    def connections(self) -> Iterable[Connection]:
+        """The open connections, in id order (a ``describe`` finds the asker's own)."""
+        return self._connections.values()
 
     def closed_peers(self) -> list[PeerInfo]:
         """The recently closed connections, oldest first."""

@@ -22,6 +22,14 @@ Rules:
   every change, for as long as the control connection stays open. Where its
   policy refuses the asker some classes, the reply says which:
   ``{"interest": mask, "denied": mask}`` (:mod:`smdbus.policy`).
+- **Describing.** ``{"op": "describe", "label": text}`` attaches a short
+  label (at most :data:`MAX_LABEL` characters; ``null`` clears it) to the
+  asker's own ``_lws_smd`` connections: those whose SO_PEERCRED pid and uid
+  are the control connection's (``"id": N`` narrows it to connection N,
+  which must be one of them). The label lives as long as the connection it
+  describes and shows in ``smd peers``; the proxy answers
+  ``{"described": [ids], "end": true}``. A process can label nothing but its
+  own connections, so ``smd peers`` can trust whose words a label is.
 """
 
 from __future__ import annotations
@@ -52,6 +60,18 @@ CONTROL_MAX_BODY = 0xFFFF - 32
 
 WATCH_QUERY = b'{"op":"watch"}'
 """Ask for the proxy's union mask, now and on every change."""
+
+
+MAX_LABEL = 120
+"""Characters of a connection's label at most (``describe``)."""
+
+
+def describe_query(label: str | None, conn_id: int | None = None) -> bytes:
+    """The query that labels the asker's own connections (all of them, or ``conn_id``)."""
+    query: dict[str, Any] = {"op": "describe", "label": label}
+    if conn_id is not None:
+        query["id"] = conn_id
+    return reply(query)
 
 
 def is_our_proxy(rideshare: bytes) -> bool:
