@@ -28,6 +28,7 @@ import pytest
 from fleet_broker import Certs, Mosquitto, have_mosquitto, make_certs
 from smdbus.classes import Class, user_class
 from smdbus.client import connect
+from smdbus.commands.peers import query_peers
 from smdbus.fleet import (
     FleetBridge,
     FleetClient,
@@ -38,6 +39,8 @@ from smdbus.fleet import (
     read_status,
 )
 from smdbus.proxy import Proxy, ProxySettings
+from smdbus.system.query import StateResponder
+from smdbus.system.state import StateManager
 from smdbus.wire import parse_address
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="mosquitto is not installed")
@@ -150,6 +153,83 @@ async def test_up_mapping_envelope_and_retained_state(
     assert decode_envelope(retained["t/dev1/NETWORK/cpd"]).body == b'{"type":"cpd","result":"OK"}'
     assert "t/dev1/NETWORK" not in retained  # not a state: not retained
     assert retained["t/dev1/status"] == b"offline"  # a clean stop says so too
+
+
+async def _bridge_labels(address: str) -> list[str]:
+    peers, _ = await query_peers(address, closed=False)
+    return [p["label"] for p in peers if (p.get("label") or "").startswith("bridge ")]
+
+
+async def test_link_state_shows_in_smd_peers(broker: Mosquitto, proxy: str, tmp_path: Path) -> None:
+    """The bridge labels its proxy stream with the link state (``describe``), on each change."""
+    bridge = FleetBridge(parse_bridge_config(bridge_table(broker, proxy, tmp_path)))
+    await bridge.start()
+    labels: list[str] = []
+
+    async def shown(state: str) -> bool:
+        labels[:] = await _bridge_labels(proxy)
+        return labels == [f"bridge {broker.url} {state}"]
+
+    try:
+        await bridge.wait_up(10)
+        async with asyncio.timeout(10):
+            while not await shown("up"):
+                await asyncio.sleep(0.01)
+        broker.stop()
+        async with asyncio.timeout(10):
+            while not (await shown("waiting") or await shown("connecting")):
+                await asyncio.sleep(0.01)
+        broker.start()
+        async with asyncio.timeout(10):
+            while not await shown("up"):
+                await asyncio.sleep(0.01)
+        assert bridge.connects == 2
+    finally:
+        await bridge.stop()
+
+
+async def test_on_each_link_the_current_state_goes_up_retained(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """The bridge asks the bus for the state when the link comes up; the answer goes up retained.
+
+    The state was reached before the bridge ran (so it never saw the change);
+    later the retained state is cleared at the broker and the broker
+    restarts: each link brings the current state back.
+    """
+    address = f"@smdbus-fleet-state-{os.getpid()}-{next(_names)}"
+    async with Proxy(ProxySettings(address=parse_address(address))) as p:
+        manager = StateManager()
+        responder = StateResponder(manager, p.bus)
+        bridge = FleetBridge(parse_bridge_config(bridge_table(broker, address, tmp_path)))
+        backend = parse_broker_config({"broker": broker.url})
+        want = manager.state.published_name.encode()
+
+        async def retained_state() -> bytes | None:
+            async with FleetClient(backend) as fc:
+                fc.subscribe("t/dev1/SYSTEM_STATE")
+                got = dict(await fc.sync(5))
+            body = got.get("t/dev1/SYSTEM_STATE")
+            return decode_envelope(body).body if body else None
+
+        await bridge.start()
+        try:
+            await bridge.wait_up(10)
+            await until(lambda: bridge.published >= 1)
+            state = await retained_state()
+            assert state is not None and json.loads(state)["current"] == want.decode()
+            async with FleetClient(backend) as fc:  # the retained state goes (an operator, a
+                await fc.publish("t/dev1/SYSTEM_STATE", b"", retain=True)  # broker's loss)
+            assert await retained_state() is None
+            broker.restart()
+            await until(lambda: bridge.connects == 2 and bridge.published >= 2)
+            state = await retained_state()
+            assert state is not None and json.loads(state)["current"] == want.decode()
+            assert bridge.core.queries == 2  # its own queries came back and did not go up
+            assert bridge.status()["state_queries"] == 2 and responder.answered == 2
+        finally:
+            await bridge.stop()
+            responder.close()
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
@@ -458,6 +538,9 @@ async def test_daemon_bridges_its_bus(broker: Mosquitto, tmp_path: Path) -> None
     try:
         await until(operational, 30)
         assert (tmp_path / "outbox.sqlite").exists()  # relative to the config file
+        async with asyncio.timeout(10):  # smd peers shows the daemon's bridge and its link
+            while await _bridge_labels(sock) != [f"bridge {broker.url} up"]:
+                await asyncio.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.to_thread(proc.communicate, None, 20)
         assert proc.returncode == 0

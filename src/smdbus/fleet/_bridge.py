@@ -19,14 +19,23 @@ Link states::
 On ``up``: the status topic gets a retained ``online`` (the will, set on
 connect, makes it ``offline`` when the device dies), commands are
 subscribed, too-old messages are dropped, and a drop report goes up if
-anything was dropped. Downlinked commands go to the bus through the same
-proxy client.
+anything was dropped. When SYSTEM_STATE goes up, the bridge asks the bus
+for the current state (``{"query":"state"}``, :mod:`smdbus.system.query`):
+the daemon's answer goes up retained, after whatever waited in the outbox,
+so the retained state is the device's state now, not the last change that
+happened to go up (a C lws bus has nobody answering: there it stays the
+last change). Downlinked commands go to the bus through the same proxy
+client.
+
+Every link state change is also the bridge's label at the proxy
+(:meth:`smdbus.client.Client.describe`), so ``smd peers`` shows it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import sqlite3
@@ -34,7 +43,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from smdbus.classes import format_mask
+from smdbus.classes import Class, format_mask
 from smdbus.client import Client, ClientError, connect
 from smdbus.errors import PayloadTooLarge
 from smdbus.fleet._config import BridgeConfig
@@ -42,11 +51,15 @@ from smdbus.fleet._core import BridgeCore, Refused
 from smdbus.fleet._mqtt import LinkError, LinkEvents, MqttLink, Will
 from smdbus.fleet._outbox import DropReport, Outbox
 from smdbus.fleet._topics import encode_envelope
+from smdbus.system.query import QUERY
+from smdbus.wire.control import MAX_LABEL
 
 log = logging.getLogger("smdbus.fleet")
 
 STATUS_EVERY = 2.0
 """Seconds between status saves while running (and at every link change)."""
+STATE_QUERY = json.dumps(QUERY, separators=(",", ":")).encode()
+"""Asked on SYSTEM_STATE each time the link comes up (the daemon answers it)."""
 
 
 def _escape(text: str) -> str:
@@ -86,6 +99,7 @@ class FleetBridge:
         self.published = 0
         self.bus_refused = 0
         self.store_failed = 0
+        self.state_queries = 0
         self._client: Client | None = None
         self._link: MqttLink | None = None
         self._inflight: dict[int, int] = {}  # mid -> seq
@@ -168,6 +182,12 @@ class FleetBridge:
                 )
             return
         self._schedule_flush()
+
+    def _ask_state(self) -> None:
+        """Ask the bus for the current state; the answer comes back on SYSTEM_STATE and goes up."""
+        if self.cfg.up & Class.SYSTEM_STATE:
+            self.state_queries += 1
+            self._to_bus(Class.SYSTEM_STATE, STATE_QUERY)
 
     def _to_bus(self, cls: int, body: bytes) -> None:
         assert self._client is not None
@@ -288,6 +308,7 @@ class FleetBridge:
                 link.subscribe(sub, 1)
             self.outbox.expire()
             self._set_state("up")
+            self._ask_state()
             self._tell("info", f"bridge up: {self.cfg.broker.url} as {self.cfg.device_id}")
             self._up_event.set()
             self._flush()
@@ -331,6 +352,12 @@ class FleetBridge:
         if state != self.state:
             self.state = state
             self._save_status()
+            if self._client is not None:
+                self._client.describe(self.label())
+
+    def label(self) -> str:
+        """What ``smd peers`` shows for the bridge's stream: where it bridges to, and the link."""
+        return f"bridge {self.cfg.broker.url} {self.state}"[-MAX_LABEL:]
 
     def status(self) -> dict[str, Any]:
         client = self._client.stats() if self._client is not None else None
@@ -350,6 +377,7 @@ class FleetBridge:
             "bus_refused": self.bus_refused,
             "store_failed": self.store_failed,
             "loops_prevented": self.core.memory.suppressed,
+            "state_queries": self.state_queries,
             "bus": client.state if client is not None else None,
             "saved_at": self._wall(),
         }

@@ -6,6 +6,10 @@ Rules
   downlinked command coming back (:mod:`._loops`). It becomes an
   :class:`Uplink` (topic, QoS, retain); the outbox gives it its sequence
   number. State classes (``retain``) go up retained.
+- A state *query* (``{"query":"state"}`` on SYSTEM_STATE, the bridge's own
+  on each link or anyone's) is a question, not a state: it does not go up
+  (counted in ``queries``), so it never replaces the retained state. The
+  daemon's answer (``{"current":...}``) is a state and goes up.
 - Down: a broker message is taken only on ``<prefix>/<device>/cmd/<CLASS>``
   for a class on the allow-list (``down``), within that class's token
   bucket, no larger than the bus allows, and not carrying our own origin
@@ -23,10 +27,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from smdbus.classes import Class
 from smdbus.fleet._config import BridgeConfig
 from smdbus.fleet._loops import DownlinkMemory
 from smdbus.fleet._ratelimit import TokenBucket
 from smdbus.fleet._topics import Topics, origin_of
+from smdbus.system.query import is_query
 from smdbus.wire import MAX_BODY
 
 ORIGIN_PROPERTY = "smd-origin"
@@ -74,6 +80,7 @@ class BridgeCore:
         self._cache: dict[int, Uplink] = {}
         self.refused: Counter[str] = Counter()
         self.downlinked = 0
+        self.queries = 0
 
     # -- up -----------------------------------------------------------------
 
@@ -85,6 +92,9 @@ class BridgeCore:
         if self.memory.is_ours(cls, body):
             return None
         bit = bits & -bits
+        if bit == Class.SYSTEM_STATE and is_query(body):
+            self.queries += 1
+            return None
         if bit in self._retain_types:
             kind = self._state_type(body)
             if kind in self._retain_types[bit]:
