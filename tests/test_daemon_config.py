@@ -37,6 +37,11 @@ def test_embedded_defaults_are_the_dataclass_defaults() -> None:
     assert parsed.buttons.controllers == () and parsed.buttons.scripted == ()
 
 
+def _scripted_example() -> str:
+    """The commented ``[[buttons.scripted]]`` example (the ``[bridge]`` one has its own test)."""
+    return DEFAULT_TOML.split("[[buttons.scripted]]")[1].split("# [bridge]")[0]
+
+
 def _keys(doc: dict[str, object], prefix: str = "") -> set[str]:
     out: set[str] = set()
     for k, v in doc.items():
@@ -52,12 +57,32 @@ def test_every_key_is_documented_in_configuration_md() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text()
     keys = _keys(tomllib.loads(DEFAULT_TOML))
     # the commented [[buttons.scripted]] example counts too
-    example = DEFAULT_TOML.split("[[buttons.scripted]]")[1]
+    example = _scripted_example()
     keys |= {f"buttons.scripted.{k}" for k in re.findall(r"^# (\w+) = ", example, re.M)}
     assert len(keys) > 40
     missing = sorted(k for k in keys if f"`{k.split('.')[-1]}`" not in doc)
     assert not missing, f"undocumented keys: {missing}"
     assert "smd daemon --print-config" in doc
+
+
+def test_the_bridge_table_is_listed_commented_every_key_at_its_default() -> None:
+    """``[bridge]`` is in the text, commented (its presence runs the bridge); uncommented,
+    it is the parser's defaults, and it names every key the parser knows but ``socket``."""
+    from smdbus.fleet import BridgeConfigError, parse_bridge_config
+
+    assert "\n[bridge]" not in DEFAULT_TOML and parse_config(DEFAULT_TOML, "-").bridge is None
+    block = DEFAULT_TOML[DEFAULT_TOML.index("# [bridge]") :]
+    table = tomllib.loads(re.sub(r"^# ?", "", block, flags=re.M))["bridge"]
+    base = Path("/etc/smd")
+    assert parse_bridge_config(table, base=base) == parse_bridge_config({}, base=base)
+    with pytest.raises(BridgeConfigError) as info:
+        parse_bridge_config({"no_such_key": 1})
+    known = set(info.value.problem.split("known: ")[1].split(", "))
+    assert set(table) == known - {"socket"}
+    for sub in ("tls", "auth", "retry"):
+        with pytest.raises(BridgeConfigError) as info:
+            parse_bridge_config({sub: {"no_such_key": 1}})
+        assert set(table[sub]) == set(info.value.problem.split("known: ")[1].split(", "))
 
 
 def test_a_file_overrides_and_resolves_paths_relative_to_itself(tmp_path: Path) -> None:
@@ -298,7 +323,7 @@ def _numeric_keys() -> list[tuple[str, str, object]]:
         for key, value in keys.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     ]
-    example = DEFAULT_TOML.split("[[buttons.scripted]]")[1]
+    example = _scripted_example()
     for key, value in re.findall(r"^# (\w+) = ([0-9.]+)", example, re.M):
         out.append(("buttons.scripted", key, float(value)))
     return out

@@ -327,6 +327,33 @@ level = "info"            # debug, info, warning, error
 # start = "OPERATIONAL"         # play once this state is reached
 # delay = 0.0                   # seconds after that
 # repeat = 0.0                  # play again every this many seconds; 0 = once
+
+# The fleet bridge to an MQTT broker (docs/fleet.md; needs the extra smdbus[fleet]).
+# Off unless the table is present: uncomment it (every key below is its default;
+# the proxy it bridges is this daemon's bus).
+# [bridge]
+# enabled = true                # false: keep the table, do not run the bridge
+# broker = "mqtt://127.0.0.1:1883"  # mqtts://HOST[:8883] for TLS (with [bridge.tls])
+# protocol = "5"                # "5" or "3.1.1"
+# keepalive = 30                # seconds
+# connect_timeout = 10.0        # seconds
+# device_id = ""                # this device's name on the broker; "" = the host name
+# prefix = "smd"                # topics <prefix>/<device_id>/<CLASS>; .../cmd/<CLASS> down
+# client_id = ""                # the MQTT client id; "" = "smd-bridge-<device_id>"
+# up = ["SYSTEM_STATE", "NETWORK", "INTERACTION"]  # classes that go up
+# retain = ["SYSTEM_STATE", "NETWORK:cpd"]  # state classes and CLASS:type, retained
+# default_qos = 1               # QoS up
+# qos = {{}}                      # per class: {{ NETWORK = 0 }}
+# down = {{}}                     # the allow-list down: {{ NETWORK = {{ rate = 1.0, burst = 5 }} }}
+# outbox = "bridge-outbox.sqlite"  # what the broker has not acknowledged, on disk
+# outbox_max_messages = 100000
+# outbox_max_bytes = 16777216
+# outbox_max_age = 604800.0     # seconds; older messages are dropped (counted, reported)
+# inflight = 100                # publishes awaiting PUBACK
+# echo_ttl = 10.0               # seconds a command put on the bus is remembered (no loops)
+# retry = {{ backoff_ms = [1000, 2000, 4000, 8000, 16000, 30000], jitter_pc = 30 }}
+# tls = {{ ca = "", cert = "", key = "" }}  # ca "" = the system's CAs; a client cert and key
+# auth = {{ username = "", password_file = "", password_env = "" }}  # never on a command line
 """
 
 
