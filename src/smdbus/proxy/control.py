@@ -87,7 +87,7 @@ class Control:
         self._refused: dict[Connection, int] = {}
         self._queries: deque[_PeersQuery] = deque()  # runnable or waiting for the asker
         self.labels: dict[Connection, str] = {}  # what a connection said of itself (describe)
-        self._label_buckets: dict[Connection, TokenBucket] = {}
+        self._label_buckets: dict[Connection, Bucket] = {}
         self._scheduled = False
 
     @property
@@ -179,7 +179,7 @@ class Control:
         for c in targets:
             bucket = self._label_buckets.get(c)
             if bucket is None:
-                bucket = self._label_buckets[c] = TokenBucket(DESCRIBE_RATE, DESCRIBE_BURST, now)
+                bucket = self._label_buckets[c] = Bucket(DESCRIBE_RATE, DESCRIBE_BURST, now)
             if self.labels.get(c) == label or bucket.take(now):
                 if label is None:
                     self.labels.pop(c, None)
