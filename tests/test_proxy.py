@@ -413,3 +413,17 @@ async def test_inherited_socket_is_served_and_its_file_left_alone(tmp_path: Path
     c.close()
     await p.close()
     assert os.path.exists(path)
+
+
+async def test_a_proxy_restarted_in_the_same_loop_accepts() -> None:
+    """close() must take the listener out of the loop's selector before closing it.
+
+    It used to close the socket while the loop still watched its number: the next
+    listening socket got that number, the selector thought it was watched already,
+    and the second proxy never answered a client.
+    """
+    address = f"\0smdbus-test-restart-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    for _ in range(3):
+        async with Proxy(ProxySettings(address=address)):
+            stream = await asyncio.wait_for(WireStream.connect(address, int(Class.NETWORK)), 5)
+            await stream.close()

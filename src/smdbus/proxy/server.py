@@ -313,9 +313,13 @@ class Proxy:
         before it (DESTROYING, typically): the bus is drained and the batched
         frames are handed to the transports, which flush them before closing.
         """
+        # Stop watching the listener while it is still ours: _stop_accepting() needs it to
+        # remove the reader, and a closed descriptor left in the loop's selector hides the
+        # next socket that gets its number (a proxy restarted in the same loop never
+        # accepted).
+        self._stop_accepting()
         listener, self._listener = self._listener, None
         if listener is not None:
-            self._stop_accepting()
             listener.close()
         for sock in list(self._refusing):
             self._refuse_now(sock)
