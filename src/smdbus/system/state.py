@@ -38,16 +38,21 @@ MODAL_UPDATING] plus a retry timer (1 s, for up to 30 s by default).
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from smdbus.announce import Announcer, Publisher
 from smdbus.classes import Class
 from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
+
+if TYPE_CHECKING:
+    import asyncio
+# asyncio is imported by the methods that run on a loop: ``smd state`` reads State
+# without it (a one-shot tool; see smdbus.wire.blocking).
 
 log = logging.getLogger("smdbus.system.state")
 
@@ -230,6 +235,8 @@ class ModalRequest:
         """Until entered (True) or given up (False)."""
         if self.done:
             return bool(self.entered)
+        import asyncio
+
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
         def _set(req: ModalRequest) -> None:
@@ -338,6 +345,8 @@ class StateManager:
     def scheduler(self) -> Scheduler:
         """The injected scheduler, or one on the running asyncio loop."""
         if self._scheduler is None:
+            import asyncio
+
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -489,6 +498,8 @@ class StateManager:
         work raises, the error is logged and the state stays held (call
         :meth:`resume` to retry later).
         """
+        import asyncio
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -543,6 +554,8 @@ class StateManager:
             return self._state
         if self._state == State.CONTEXT_DESTROYING:
             raise ShutdownError(f"{self.name} is shutting down: {target.name} will not come")
+        import asyncio
+
         fut: asyncio.Future[State] = asyncio.get_running_loop().create_future()
         self._waiters.append((target, exact, fut))
         return await fut
