@@ -26,12 +26,11 @@ Rules:
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from smdbus.wire.events import ConnStateCode
 from smdbus.wire.frames import conn_state_frame, create_result_frame
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
-    from typing import Any
 
 CONTROL_STREAMTYPE = "_smdbus_ctl"
 """Our own streamtype on the proxy's socket, for tools and for interest."""
@@ -62,8 +61,6 @@ def is_our_proxy(rideshare: bytes) -> bool:
 
 def reply(obj: dict[str, Any]) -> bytes:
     """One control reply body (compact JSON)."""
-    import json  # here: ``smd send`` reads the mark and needs no JSON
-
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
@@ -74,8 +71,6 @@ def interest_reply(mask: int, denied: int = 0) -> bytes:
 
 def parse_interest(body: bytes) -> int | None:
     """The mask in an interest reply, or None for any other (or malformed) body."""
-    import json
-
     try:
         obj = json.loads(body)
     except ValueError:
