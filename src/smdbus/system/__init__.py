@@ -9,12 +9,10 @@ asyncio.
 
 from __future__ import annotations
 
-import importlib
+from smdbus._lazy import lazy_names
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from typing import Any
-
     from smdbus.system.attach import AttachCallback, AttachClosed, AttachItem, AttachQueue
     from smdbus.system.blobs import (
         AUTH_REGISTRATION,
@@ -103,7 +101,6 @@ _HOME = {
         "StateManager",
     ),
 }
-_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 
 __all__ = [
     "AUTH_REGISTRATION",
@@ -150,14 +147,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'smdbus.system' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once: later lookups do not come here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, globals())

@@ -74,6 +74,28 @@ _OUT = select.POLLOUT
 _GONE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
+def next_event(conn: Connection) -> object:
+    """The proxy's next event; a malformed or misplaced frame is a ``ConnectionError``."""
+    try:
+        return conn.next_event()
+    except ProtocolError as exc:
+        raise ConnectionError(f"bad reply from the proxy: {exc}") from None
+
+
+def created(conn: Connection, event: object, address: str) -> CreateResult | None:
+    """``event`` if it is the CREATE_RESULT that opened the stream, else None; refused raises.
+
+    Shared with the asyncio tools' stream (:mod:`smdbus.wire.stream`), so both say it alike.
+    """
+    if type(event) is not CreateResult:
+        return None
+    if conn.state is not StreamState.OPEN:
+        raise ConnectionRefusedError(
+            f"proxy at {format_address(address)} refused the stream (result {event.result})"
+        )
+    return event
+
+
 class BlockingStream:
     """One open stream to a proxy, driven by blocking calls. Make it with :meth:`connect`."""
 
@@ -137,26 +159,15 @@ class BlockingStream:
 
     def _created(self, deadline: float) -> None:
         while True:
-            event = self._next()
+            event = next_event(self._conn)
             if event is None:
                 if not self._read(deadline):
                     raise TimeoutError
-            elif type(event) is CreateResult:
-                if self._conn.state is not StreamState.OPEN:
-                    raise ConnectionRefusedError(
-                        f"proxy at {format_address(self.address)} refused the stream "
-                        f"(result {event.result})"
-                    )
-                self.ours = is_our_proxy(event.rideshare)
+            elif result := created(self._conn, event, self.address):
+                self.ours = is_our_proxy(result.rideshare)
                 return
 
     # -- plumbing ----------------------------------------------------------------
-
-    def _next(self) -> object:
-        try:
-            return self._conn.next_event()
-        except ProtocolError as exc:
-            raise ConnectionError(f"bad reply from the proxy: {exc}") from None
 
     def _wait(self, events: int, deadline: float | None) -> int:
         """The socket's ready events, 0 once ``deadline`` passed (None: wait for ever)."""
@@ -220,7 +231,7 @@ class BlockingStream:
         """
         deadline = None if timeout is None else self._clock() + timeout
         while True:
-            event = self._next()
+            event = next_event(self._conn)
             if event is None:
                 if not self._read(deadline) and deadline is not None and self._clock() >= deadline:
                     return None
@@ -287,7 +298,7 @@ class BlockingStream:
     def _count(self, echoes: _Echoes) -> None:
         """Count the buffered messages that are our echoes, at most one per frame written."""
         while True:
-            event = self._next()
+            event = next_event(self._conn)
             if event is None:
                 return
             if (
