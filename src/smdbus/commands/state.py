@@ -27,7 +27,7 @@ from smdbus.commands._failure import connect_failure
 from smdbus.commands._options import add_socket, examples, positive_float
 from smdbus.escape import printable
 from smdbus.system.query import QUERY, StateReport, parse_state_message
-from smdbus.system.state import State
+from smdbus.system.states import State
 from smdbus.wire.blocking import BlockingStream
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing

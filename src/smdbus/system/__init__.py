@@ -41,10 +41,10 @@ if TYPE_CHECKING:
         NotifyLink,
         ReentrantTransition,
         ShutdownError,
-        State,
         StateError,
         StateManager,
     )
+    from smdbus.system.states import State
 
 _HOME = {
     "smdbus.system.attach": (
@@ -86,6 +86,7 @@ _HOME = {
         "Scheduler",
         "Timer",
     ),
+    "smdbus.system.states": ("State",),
     "smdbus.system.state": (
         "JUMPS",
         "IllegalTransition",
@@ -96,7 +97,6 @@ _HOME = {
         "NotifyLink",
         "ReentrantTransition",
         "ShutdownError",
-        "State",
         "StateError",
         "StateManager",
     ),

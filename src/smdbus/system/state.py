@@ -6,7 +6,8 @@ Rules
   module. It never opens a socket, starts a thread or sleeps: announcements go
   to an injected publisher (the bus), time comes from an injected
   :class:`~smdbus.system.scheduler.Scheduler`.
-- States are numbered as in lws and compared numerically.
+- States are numbered as in lws and compared numerically
+  (:class:`~smdbus.system.states.State`, re-exported here).
 - A move ``current -> target`` asks every notifier ``(current, target)``,
   newest registered first, and stops at the first nonzero answer: the move is
   refused, the state does not change, and *that notifier owns the retry* (it
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING
 from smdbus.announce import Announcer, Publisher
 from smdbus.classes import Class
 from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
+from smdbus.system.states import State as State  # re-exported: its home for most callers
 
 if TYPE_CHECKING:
     import asyncio
@@ -55,54 +57,6 @@ if TYPE_CHECKING:
 # without it (a one-shot tool; see smdbus.wire.blocking).
 
 log = logging.getLogger("smdbus.system.state")
-
-
-class State(enum.IntEnum):
-    """The system states, numbered as lws numbers them (comparisons are numeric)."""
-
-    UNKNOWN = 0
-    CONTEXT_CREATED = 1
-    PRE_PRIV_DROP = 2
-    INITIALIZED = 3
-    COLLECTING_STDIN = 4
-    IFACE_COLDPLUG = 5
-    DHCP = 6
-    CPD_PRE_TIME = 7
-    TIME_VALID = 8
-    CPD_POST_TIME = 9
-    POLICY_VALID = 10
-    REGISTERED = 11
-    AUTH1 = 12
-    AUTH2 = 13
-    ONE_TIME_UPDATES = 14
-    OPERATIONAL = 15
-    POLICY_INVALID = 16
-    CONTEXT_DESTROYING = 17
-    AWAITING_MODAL_UPDATING = 18
-    MODAL_UPDATING = 19
-
-    @property
-    def published_name(self) -> str:
-        """The name in ``{"state":"NAME"}`` messages (17 is ``DESTROYING``)."""
-        return "DESTROYING" if self is State.CONTEXT_DESTROYING else self.name
-
-    @classmethod
-    def parse(cls, text: str | int) -> State:
-        """A state from its number, its name or its published name (any case)."""
-        if isinstance(text, int):
-            try:
-                return cls(text)
-            except ValueError:
-                raise ValueError(f"no system state numbered {text} (0..19)") from None
-        key = text.strip().upper()
-        if key.isdigit():
-            return cls.parse(int(key))
-        if key == "DESTROYING":
-            return cls.CONTEXT_DESTROYING
-        try:
-            return cls[key]
-        except KeyError:
-            raise ValueError(f"unknown system state {text!r}") from None
 
 
 _BOOT = frozenset(State(n) for n in range(State.CONTEXT_CREATED, State.POLICY_INVALID + 1))
