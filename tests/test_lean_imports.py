@@ -1,7 +1,10 @@
-"""The servers load no ssl: ``smd proxy`` and ``smd daemon`` (default config) after boot.
+"""The servers load no ssl; the one-shot tools load neither asyncio nor ssl.
 
 asyncio imports ssl unless held back (:mod:`smdbus._nossl`); ssl maps libssl,
-4 MiB of RSS. Read from the running processes' ``/proc/PID/maps``.
+4 MiB of RSS. For ``smd proxy`` and ``smd daemon`` (default config) this is
+read from the running processes' ``/proc/PID/maps`` after boot. ``smd send``,
+``smd state`` and ``smd peers`` run to their end against a real proxy under
+``-X importtime``, which names every module the process imported.
 """
 
 from __future__ import annotations
@@ -70,3 +73,30 @@ def test_the_daemon_loads_no_ssl(tmp_path: Path, stop: list[subprocess.Popen[byt
     finally:
         notify.close()
     assert _maps_ssl(proc.pid) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["send", "NETWORK", "x", "--count", "3"],
+        ["peers", "--all"],
+        ["state", "--no-query", "--timeout", "0.01"],  # no daemon: it times out, status 1
+    ],
+    ids=lambda a: a[0],
+)
+def test_one_shot_tools_import_no_asyncio_and_no_ssl(args: list[str], smd_proxy: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "smdbus", *args, "--socket", smd_proxy],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "smdbus.cli" in imported, proc.stderr  # the listing is there
+    assert proc.returncode == (1 if args[0] == "state" else 0), proc.stderr
+    heavy = {m for m in imported if m.split(".")[0] in ("asyncio", "ssl", "_ssl", "_asyncio")}
+    assert heavy == set(), sorted(heavy)

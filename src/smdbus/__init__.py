@@ -11,12 +11,10 @@ pay only for the modules it uses.
 
 from __future__ import annotations
 
-import importlib
+from smdbus._lazy import lazy_names
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms)
 if TYPE_CHECKING:
-    from typing import Any
-
     from smdbus.bus import MAX_PAYLOAD, Bus, ClassStats, Participant, ParticipantInfo
     from smdbus.classes import (
         ALL_CLASSES,
@@ -62,7 +60,6 @@ _HOME = {
     "smdbus.errors": ("PayloadTooLarge", "QueueFull", "SmdError"),
     "smdbus.proxy": ("Proxy", "ProxySettings"),
 }
-_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 
 __all__ = [
     "ALL_CLASSES",
@@ -92,14 +89,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'smdbus' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once: later lookups do not come here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, globals())

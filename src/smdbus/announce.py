@@ -37,7 +37,6 @@ bridge (client)     --      not an announcer: it stops reading the proxy (backpr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections import deque
@@ -189,6 +188,8 @@ class Announcer:
         if self._timers is not None:
             self._timers().call_later(self.retry, self._flush)
             return
+        import asyncio  # here: the state's names are read without asyncio (smd state)
+
         from smdbus.system.scheduler import LoopScheduler
 
         try:

@@ -16,6 +16,9 @@ Rules
   stop cleanly with 0, as for SIGTERM.
 - **Errors are one line** saying what to do (:mod:`smdbus.commands._failure`).
   A connection error a subcommand lets through is explained here, status 1.
+- **Logging is set up when the command's modules use it** (they import
+  ``logging`` when loaded) or ``-v`` is given; the one-shot tools
+  (``send``, ``state``, ``peers``) import neither it nor asyncio.
 - **A closed stdout is not an error**: ``smd monitor | head`` ends quietly
   with 0 when ``head`` has read enough.
 - Exit statuses: 0 done, 1 failed (no proxy, ...), 2 bad arguments or
@@ -93,6 +96,20 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _width() -> int:
+    """The help's width, as argparse finds it (shutil.get_terminal_size, less 2)."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
+
+
 def build_parser(only: str | None = None, *, every: bool = False) -> argparse.ArgumentParser:
     """The parser; only the subcommand ``only`` (or, with ``every``, all) is configured.
 
@@ -104,6 +121,11 @@ def build_parser(only: str | None = None, *, every: bool = False) -> argparse.Ar
     from smdbus.commands._options import examples
 
     class Parser(argparse.ArgumentParser):
+        def _get_formatter(self) -> argparse.HelpFormatter:
+            """Sized without shutil: argparse makes one to check each option's metavar, and
+            shutil's import (bz2, lzma) is a tenth of a one-shot tool's time."""
+            return self.formatter_class(prog=self.prog, width=_width())  # type: ignore[call-arg]
+
         def error(self, message: str) -> NoReturn:
             """One line: what is wrong, and where the help is (not the whole usage)."""
             self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
@@ -172,11 +194,12 @@ def _main(args_list: list[str]) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from smdbus.logsetup import setup_logging
-
     args.verbose += args.verbose_after  # one count, wherever the -v were given
-    setup_logging(args.verbose)
     command = _load(args.command)
+    if args.verbose or "logging" in sys.modules:  # a one-shot tool logs nothing: 10 ms less
+        from smdbus.logsetup import setup_logging
+
+        setup_logging(args.verbose)
     _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     try:
         result: int = command.run(args)

@@ -8,19 +8,25 @@ What a peer chose (its streamtype name, in a close reason, the label it gave
 itself with ``describe``) is shown escaped.
 Every cell is escaped before it reaches the screen, and ``--help`` says
 what each column counts (:data:`COLUMNS_HELP`).
+
+The command asks without asyncio (:class:`~smdbus.wire.blocking.BlockingStream`);
+:func:`query_peers` is the same question for code on an event loop (tests,
+benches, a proxy in the same process).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-from typing import Any
 
 from smdbus.commands._options import add_socket, examples
 from smdbus.escape import printable
+from smdbus.wire.blocking import BlockingStream
 from smdbus.wire.control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE
-from smdbus.wire.stream import WireStream
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 COLUMNS_HELP = """\
 columns:
@@ -72,7 +78,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    peers, summary = asyncio.run(query_peers(args.socket, closed=args.all and not args.open))
+    peers, summary = ask_peers(args.socket, closed=args.all and not args.open)
     if args.json:
         for peer in peers:
             print(json.dumps(peer, separators=(",", ":")))
@@ -82,30 +88,61 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def ask_peers(
+    address: str, *, closed: bool = True, timeout: float = 3.0
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The proxy's peer records and its final summary (``stats``), without asyncio."""
+    peers: list[dict[str, Any]] = []
+    with BlockingStream.connect(
+        address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+    ) as stream:
+        stream.send(0, _query(closed))
+        while True:
+            msg = stream.receive(timeout)
+            if msg is None:
+                raise ConnectionError(f"no answer from the proxy within {timeout:g} s")
+            summary = _take(msg.body, peers)
+            if summary is not None:
+                return peers, summary
+
+
 async def query_peers(
     address: str, *, closed: bool = True, timeout: float = 3.0
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The proxy's peer records and its final summary (``stats``)."""
+    """:func:`ask_peers` on an event loop (the proxy may be on the same loop)."""
+    import asyncio
+
+    from smdbus.wire.stream import WireStream
+
     stream = await WireStream.connect(
         address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
     )
     peers: list[dict[str, Any]] = []
     try:
-        query = json.dumps({"op": "peers", "closed": closed}).encode()
-        await stream.send(0, query)
+        await stream.send(0, _query(closed))
         while True:
             msg = await asyncio.wait_for(stream.receive(), timeout)
-            reply = json.loads(msg.body)
-            if "error" in reply:
-                raise ConnectionError(f"proxy refused the query: {printable(str(reply['error']))}")
-            if "peer" in reply:
-                peers.append(reply["peer"])
-            if reply.get("end"):
-                return peers, reply
+            summary = _take(msg.body, peers)
+            if summary is not None:
+                return peers, summary
     except TimeoutError:
         raise ConnectionError(f"no answer from the proxy within {timeout:g} s") from None
     finally:
         await stream.close()
+
+
+def _query(closed: bool) -> bytes:
+    return json.dumps({"op": "peers", "closed": closed}).encode()
+
+
+def _take(body: bytes, peers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One reply: a peer record goes to ``peers``; the final summary is returned."""
+    reply = json.loads(body)
+    if "error" in reply:
+        raise ConnectionError(f"proxy refused the query: {printable(str(reply['error']))}")
+    if "peer" in reply:
+        peers.append(reply["peer"])
+    return reply if reply.get("end") else None
 
 
 _COLUMNS = [

@@ -6,7 +6,13 @@ coming back (the proxy sends a message to every connection whose mask
 matches, the sender included), so ``smd send`` listens to the class it sends
 and exits 0 only when every message came back within ``--timeout``; else it
 exits 1 saying how many did not. A class the proxy's policy does not let
-this user send is refused before anything is sent (exit 1, saying so).
+this user send is refused before anything is sent (exit 1, saying so): our
+proxy tells on its control stream which classes it refuses this user.
+
+It runs without asyncio (:class:`~smdbus.wire.blocking.BlockingStream`): a
+one-shot tool should cost little more than starting Python. On our proxy
+the copies of ``--count`` are batched; on a C proxy they are paced, one
+frame per write once the proxy has read the last one.
 
 The payload limit here is the wire's: 383 bytes, as libwebsockets' C proxy
 takes (its frame has room for one byte less than lws_smd's 384). A bus in
@@ -16,15 +22,13 @@ one process (:class:`smdbus.Bus`) takes 384; the error says which applies.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import sys
 
-from smdbus.bus import MAX_PAYLOAD
 from smdbus.classes import parse_mask
-from smdbus.client import Client, ProxyUnavailable, SendRefused
 from smdbus.commands._options import add_socket, examples, positive_float, positive_int
 from smdbus.wire import MAX_BODY
+from smdbus.wire.blocking import BlockingStream
+from smdbus.wire.control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, WATCH_QUERY, parse_denied
 
 
 def _class(text: str) -> int:
@@ -68,6 +72,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def too_large(size: int) -> str:
     """The error for a body over the wire's limit, saying which limit that is."""
+    from smdbus.bus import MAX_PAYLOAD  # the bus is not on the way of a send that fits
+
     return (
         f"payload of {size} bytes is over the wire's limit of {MAX_BODY} bytes "
         f"(libwebsockets' proxy protocol; a bus in one process takes {MAX_PAYLOAD})"
@@ -80,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"smd send: {too_large(len(body))}", file=sys.stderr)
         return 2
     try:
-        missing = asyncio.run(_send(args.socket, args.cls, body, args.count, args.timeout))
-    except SendRefused as exc:
+        missing = _send(args.socket, args.cls, body, args.count, args.timeout)
+    except PermissionError as exc:  # SendRefused (connecting wraps its own errors)
         print(f"smd send: {exc}", file=sys.stderr)
         return 1
     if missing:
@@ -94,27 +100,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _send(address: str, cls: int, body: bytes, count: int, timeout: float) -> int:
+def _send(address: str, cls: int, body: bytes, count: int, timeout: float) -> int:
     """Send ``count`` copies; how many did not come back within ``timeout``."""
     # Listening to the class is what brings our messages back; other senders' messages
     # of the class are read and dropped, so they never hold up our confirmations.
-    client = Client(address, cls, on_message=_ignore)
-    try:
-        await client.start()
-    except ProxyUnavailable as exc:  # the command line words it (smdbus.commands._failure)
-        raise ConnectionError(exc.reason) from exc
-    try:
-        # the proxy says who listens, and what its policy refuses us, before we send
-        with contextlib.suppress(TimeoutError):
-            await client.wait_listeners(cls, timeout)
-        for _ in range(count):
-            client.send(cls, body)
-            if client.stats().buffered >= 500:
-                await client.drain()
-    finally:
-        missing = await client.close(timeout, confirm=True)
-    return missing
+    with BlockingStream.connect(address, cls) as stream:
+        denied = _denied(address, timeout) if stream.ours else 0
+        if cls & denied:
+            from smdbus.client.errors import SendRefused  # the client's words; only here
+
+            raise SendRefused(cls, denied)
+        return stream.publish(cls, body, count, timeout)
 
 
-def _ignore(cls: int, timestamp_us: int, payload: bytes) -> None:
-    """Messages of the class from anybody: ours are counted by the client, the rest dropped."""
+def _denied(address: str, timeout: float) -> int:
+    """The classes our proxy's policy does not let this user send (0 when it does not say)."""
+    with BlockingStream.connect(
+        address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+    ) as control:
+        control.send(0, WATCH_QUERY)
+        reply = control.receive(timeout)  # the first answer comes at once
+    return 0 if reply is None else parse_denied(reply.body)

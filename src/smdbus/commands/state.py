@@ -9,23 +9,31 @@ or says after ``--timeout`` seconds that none came.
 ``--until STATE`` waits for the boot to reach STATE (or a later state on the
 boot's way to OPERATIONAL): for scripts and ``ExecStartPre=`` lines that need
 an operational device while the daemon tells systemd READY earlier.
+
+The command runs without asyncio (:class:`~smdbus.wire.blocking.BlockingStream`);
+what it prints and when it stops is :class:`Reporter`, sans I/O, which
+:func:`report` also drives for an asynchronous source of messages.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from collections.abc import AsyncIterable
-from typing import TextIO
+import time
 
 from smdbus.classes import Class
 from smdbus.commands._failure import connect_failure
 from smdbus.commands._options import add_socket, examples, positive_float
 from smdbus.escape import printable
 from smdbus.system.query import QUERY, StateReport, parse_state_message
-from smdbus.system.state import State
+from smdbus.system.states import State
+from smdbus.wire.blocking import BlockingStream
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterable
+    from typing import TextIO
 
 BOOT_WAY = [s.name for s in State if State.CONTEXT_CREATED <= s <= State.OPERATIONAL]
 
@@ -69,20 +77,18 @@ def run(args: argparse.Namespace) -> int:
     timeout = args.timeout
     if timeout is None and args.until is None:
         timeout = DEFAULT_TIMEOUT
-    return asyncio.run(
-        state_command(
-            args.socket,
-            watch=args.watch,
-            timeout=timeout,
-            until=None if args.until is None else State[args.until],
-            query=args.query,
-            as_json=args.json,
-            out=sys.stdout,
-        )
+    return state_command(
+        args.socket,
+        watch=args.watch,
+        timeout=timeout,
+        until=None if args.until is None else State[args.until],
+        query=args.query,
+        as_json=args.json,
+        out=sys.stdout,
     )
 
 
-async def state_command(
+def state_command(
     address: str,
     *,
     watch: bool,
@@ -93,22 +99,25 @@ async def state_command(
     until: State | None = None,
 ) -> int:
     """Connect, ask, print; returns the exit status."""
-    from smdbus.client import ProxyUnavailable, connect
-
     try:
-        client = await connect(address, Class.SYSTEM_STATE)
-    except ProxyUnavailable as e:
+        stream = BlockingStream.connect(address, Class.SYSTEM_STATE)
+    except ConnectionError as e:
         print(f"smd state: {connect_failure(e, address)}", file=sys.stderr)
         return 1
-    try:
+    reporter = Reporter(watch=watch, timeout=timeout, as_json=as_json, out=out, until=until)
+    with stream:
         if query:
-            client.send_json(Class.SYSTEM_STATE, QUERY)
-        messages = ((m.timestamp_us, m.payload) async for m in client)
-        return await report(
-            messages, watch=watch, timeout=timeout, as_json=as_json, out=out, until=until
-        )
-    finally:
-        await client.close(timeout=0)
+            stream.send(Class.SYSTEM_STATE, json.dumps(QUERY, separators=(",", ":")).encode())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = reporter.wait(deadline, time.monotonic())
+            try:
+                msg = stream.receive(wait)
+            except ConnectionResetError:
+                return reporter.hung_up()
+            status = reporter.timed_out() if msg is None else reporter.take(msg.timestamp, msg.body)
+            if status is not None:
+                return status
 
 
 async def report(
@@ -120,52 +129,93 @@ async def report(
     out: TextIO = sys.stdout,
     until: State | None = None,
 ) -> int:
-    """Print the first state seen (and, watching, each change) from SYSTEM_STATE payloads.
+    """:class:`Reporter` over an asynchronous source of ``(timestamp_us, payload)``."""
+    import asyncio
 
-    Without ``watch``, gives up after ``timeout`` seconds with status 1 (None:
-    never). With ``until``, prints each state until that one (or a later one on
-    the boot's way) is reached: 0, or 1 at the timeout.
-    Answers to other processes' queries are printed only if they differ from
-    the last state printed.
-    """
     loop = asyncio.get_running_loop()
+    reporter = Reporter(watch=watch, timeout=timeout, as_json=as_json, out=out, until=until)
     deadline = None if timeout is None else loop.time() + timeout
-    last: str | None = None
     it = aiter(messages)
     while True:
-        wait = None if watch or deadline is None else max(deadline - loop.time(), 0.0)
+        wait = reporter.wait(deadline, loop.time())
+        status: int | None
         try:
             timestamp_us, payload = await asyncio.wait_for(anext(it), wait)
         except TimeoutError:
-            if until is not None:
-                print(
-                    f"smd state: not {until.name} within {timeout:g} s (last: {last or 'none'})",
-                    file=sys.stderr,
-                )
-                return 1
-            print(
-                f"smd state: no state within {timeout:g} s (no answer to "
-                '{"query":"state"} and no change announced; is the daemon running?)',
-                file=sys.stderr,
-            )
-            return 1
+            status = reporter.timed_out()
         except StopAsyncIteration:
-            if until is not None:
-                print(f"smd state: the proxy hung up before {until.name}", file=sys.stderr)
-                return 1
-            return 0 if last is not None else 1
+            status = reporter.hung_up()
+        else:
+            status = reporter.take(timestamp_us, payload)
+        if status is not None:
+            return status
+
+
+class Reporter:
+    """What ``smd state`` prints of SYSTEM_STATE payloads and when it is done (sans I/O).
+
+    Prints the first state seen (and, watching, each change). Without ``watch``,
+    gives up after ``timeout`` seconds with status 1 (None: never). With ``until``,
+    prints each state until that one (or a later one on the boot's way) is
+    reached: 0, or 1 at the timeout. Answers to other processes' queries are
+    printed only if they differ from the last state printed. Each method returns
+    the exit status once the command is done, else None.
+    """
+
+    def __init__(
+        self,
+        *,
+        watch: bool,
+        timeout: float | None,
+        as_json: bool = False,
+        out: TextIO = sys.stdout,
+        until: State | None = None,
+    ) -> None:
+        self.watch = watch
+        self.timeout = timeout
+        self.as_json = as_json
+        self.out = out
+        self.until = until
+        self.last: str | None = None
+
+    def wait(self, deadline: float | None, now: float) -> float | None:
+        """Seconds to wait for the next message (None: for ever)."""
+        return None if self.watch or deadline is None else max(deadline - now, 0.0)
+
+    def take(self, timestamp_us: int, payload: bytes) -> int | None:
         found = parse_state_message(payload)
-        if found is None or (not found.change and found.name == last):
-            continue
-        out.write(_line(found, timestamp_us, as_json))
-        out.flush()
-        last = found.name
+        if found is None or (not found.change and found.name == self.last):
+            return None
+        self.out.write(_line(found, timestamp_us, self.as_json))
+        self.out.flush()
+        self.last = found.name
+        until = self.until
         if until is not None:
             if found.state is not None and until <= found.state <= State.OPERATIONAL:
                 return 0
-            continue
-        if not watch:
-            return 0
+            return None
+        return None if self.watch else 0
+
+    def timed_out(self) -> int:
+        if self.until is not None:
+            print(
+                f"smd state: not {self.until.name} within {self.timeout:g} s "
+                f"(last: {self.last or 'none'})",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"smd state: no state within {self.timeout:g} s (no answer to "
+            '{"query":"state"} and no change announced; is the daemon running?)',
+            file=sys.stderr,
+        )
+        return 1
+
+    def hung_up(self) -> int:
+        if self.until is not None:
+            print(f"smd state: the proxy hung up before {self.until.name}", file=sys.stderr)
+            return 1
+        return 0 if self.last is not None else 1
 
 
 def _line(found: StateReport, timestamp_us: int, as_json: bool) -> str:

@@ -1,40 +1,106 @@
 """lws_system on the bus: boot states and notifiers, attach, blobs, platform ops.
 
 See docs/system.md for the design and the differences from libwebsockets.
+
+The names are imported on first use (PEP 562): ``smd state`` reads
+:class:`State` and the query's helpers without the attach queue, the blobs or
+asyncio.
 """
 
-from smdbus.system.attach import AttachCallback, AttachClosed, AttachItem, AttachQueue
-from smdbus.system.blobs import (
-    AUTH_REGISTRATION,
-    AUTH_TOKEN,
-    DEFAULT_NTP_SERVER,
-    MAX_HEAP_BLOB,
-    SECRET_TYPES,
-    SLOT_COUNT,
-    Blob,
-    BlobError,
-    Blobs,
-    BlobTooLarge,
-    BlobType,
-)
-from smdbus.system.context import SystemContext
-from smdbus.system.ops import OTA_PERIODIC_CHECK_SECS, MissingOp, OtaOps, SystemOps, TrustQuery
-from smdbus.system.query import QUERY, StateReport, StateResponder, parse_state_message
-from smdbus.system.scheduler import LoopScheduler, ManualScheduler, Scheduler, Timer
-from smdbus.system.state import (
-    JUMPS,
-    IllegalTransition,
-    ModalRequest,
-    Move,
-    Notifier,
-    NotifierError,
-    NotifyLink,
-    ReentrantTransition,
-    ShutdownError,
-    State,
-    StateError,
-    StateManager,
-)
+from __future__ import annotations
+
+from smdbus._lazy import lazy_names
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from smdbus.system.attach import AttachCallback, AttachClosed, AttachItem, AttachQueue
+    from smdbus.system.blobs import (
+        AUTH_REGISTRATION,
+        AUTH_TOKEN,
+        DEFAULT_NTP_SERVER,
+        MAX_HEAP_BLOB,
+        SECRET_TYPES,
+        SLOT_COUNT,
+        Blob,
+        BlobError,
+        Blobs,
+        BlobTooLarge,
+        BlobType,
+    )
+    from smdbus.system.context import SystemContext
+    from smdbus.system.ops import OTA_PERIODIC_CHECK_SECS, MissingOp, OtaOps, SystemOps, TrustQuery
+    from smdbus.system.query import QUERY, StateReport, StateResponder, parse_state_message
+    from smdbus.system.scheduler import LoopScheduler, ManualScheduler, Scheduler, Timer
+    from smdbus.system.state import (
+        JUMPS,
+        IllegalTransition,
+        ModalRequest,
+        Move,
+        Notifier,
+        NotifierError,
+        NotifyLink,
+        ReentrantTransition,
+        ShutdownError,
+        StateError,
+        StateManager,
+    )
+    from smdbus.system.states import State
+
+_HOME = {
+    "smdbus.system.attach": (
+        "AttachCallback",
+        "AttachClosed",
+        "AttachItem",
+        "AttachQueue",
+    ),
+    "smdbus.system.blobs": (
+        "AUTH_REGISTRATION",
+        "AUTH_TOKEN",
+        "DEFAULT_NTP_SERVER",
+        "MAX_HEAP_BLOB",
+        "SECRET_TYPES",
+        "SLOT_COUNT",
+        "Blob",
+        "BlobError",
+        "Blobs",
+        "BlobTooLarge",
+        "BlobType",
+    ),
+    "smdbus.system.context": ("SystemContext",),
+    "smdbus.system.ops": (
+        "OTA_PERIODIC_CHECK_SECS",
+        "MissingOp",
+        "OtaOps",
+        "SystemOps",
+        "TrustQuery",
+    ),
+    "smdbus.system.query": (
+        "QUERY",
+        "StateReport",
+        "StateResponder",
+        "parse_state_message",
+    ),
+    "smdbus.system.scheduler": (
+        "LoopScheduler",
+        "ManualScheduler",
+        "Scheduler",
+        "Timer",
+    ),
+    "smdbus.system.states": ("State",),
+    "smdbus.system.state": (
+        "JUMPS",
+        "IllegalTransition",
+        "ModalRequest",
+        "Move",
+        "Notifier",
+        "NotifierError",
+        "NotifyLink",
+        "ReentrantTransition",
+        "ShutdownError",
+        "StateError",
+        "StateManager",
+    ),
+}
 
 __all__ = [
     "AUTH_REGISTRATION",
@@ -79,3 +145,6 @@ __all__ = [
     "TrustQuery",
     "parse_state_message",
 ]
+
+
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, globals())

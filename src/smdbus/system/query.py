@@ -13,22 +13,20 @@ because someone asked. Watchers that want changes only read ``"state"``.
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from smdbus.classes import Class
 from smdbus.errors import SmdError
-from smdbus.system.state import State, StateManager
+from smdbus.system.states import State
 
-log = logging.getLogger("smdbus.system.query")
+if TYPE_CHECKING:
+    from smdbus.system.state import StateManager
 
 QUERY: dict[str, str] = {"query": "state"}
 """Send this (as JSON) on SYSTEM_STATE to get the current state."""
 
 
-@dataclass(frozen=True)
-class StateReport:
+class StateReport(NamedTuple):
     """A state read from a SYSTEM_STATE payload."""
 
     name: str
@@ -98,7 +96,9 @@ class StateResponder:
             self.bus.send_json(self.smd_class, {"current": state.published_name, "n": int(state)})
             self.answered += 1
         except SmdError as e:
-            log.warning("state query not answered: %s", e)
+            import logging  # here: smd state reads states without logging
+
+            logging.getLogger("smdbus.system.query").warning("state query not answered: %s", e)
 
     def close(self) -> None:
         self.bus.unregister(self._participant)

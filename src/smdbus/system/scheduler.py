@@ -10,11 +10,13 @@ tests drive a :class:`ManualScheduler` and move time forward by hand, so a
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class Timer(Protocol):
@@ -39,6 +41,8 @@ async def sleep(scheduler: Scheduler | None, seconds: float) -> None:
     For code that awaits a delay rather than setting a callback: under a
     :class:`ManualScheduler` the wait ends when a test moves time past it.
     """
+    import asyncio  # here: smd state reads the state's names without asyncio
+
     if scheduler is None:
         await asyncio.sleep(seconds)
         return

@@ -6,7 +6,8 @@ Rules
   module. It never opens a socket, starts a thread or sleeps: announcements go
   to an injected publisher (the bus), time comes from an injected
   :class:`~smdbus.system.scheduler.Scheduler`.
-- States are numbered as in lws and compared numerically.
+- States are numbered as in lws and compared numerically
+  (:class:`~smdbus.system.states.State`, re-exported here).
 - A move ``current -> target`` asks every notifier ``(current, target)``,
   newest registered first, and stops at the first nonzero answer: the move is
   refused, the state does not change, and *that notifier owns the retry* (it
@@ -38,66 +39,24 @@ MODAL_UPDATING] plus a retry timer (1 s, for up to 30 s by default).
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from smdbus.announce import Announcer, Publisher
 from smdbus.classes import Class
 from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
+from smdbus.system.states import State as State  # re-exported: its home for most callers
+
+if TYPE_CHECKING:
+    import asyncio
+# asyncio is imported by the methods that run on a loop: ``smd state`` reads State
+# without it (a one-shot tool; see smdbus.wire.blocking).
 
 log = logging.getLogger("smdbus.system.state")
-
-
-class State(enum.IntEnum):
-    """The system states, numbered as lws numbers them (comparisons are numeric)."""
-
-    UNKNOWN = 0
-    CONTEXT_CREATED = 1
-    PRE_PRIV_DROP = 2
-    INITIALIZED = 3
-    COLLECTING_STDIN = 4
-    IFACE_COLDPLUG = 5
-    DHCP = 6
-    CPD_PRE_TIME = 7
-    TIME_VALID = 8
-    CPD_POST_TIME = 9
-    POLICY_VALID = 10
-    REGISTERED = 11
-    AUTH1 = 12
-    AUTH2 = 13
-    ONE_TIME_UPDATES = 14
-    OPERATIONAL = 15
-    POLICY_INVALID = 16
-    CONTEXT_DESTROYING = 17
-    AWAITING_MODAL_UPDATING = 18
-    MODAL_UPDATING = 19
-
-    @property
-    def published_name(self) -> str:
-        """The name in ``{"state":"NAME"}`` messages (17 is ``DESTROYING``)."""
-        return "DESTROYING" if self is State.CONTEXT_DESTROYING else self.name
-
-    @classmethod
-    def parse(cls, text: str | int) -> State:
-        """A state from its number, its name or its published name (any case)."""
-        if isinstance(text, int):
-            try:
-                return cls(text)
-            except ValueError:
-                raise ValueError(f"no system state numbered {text} (0..19)") from None
-        key = text.strip().upper()
-        if key.isdigit():
-            return cls.parse(int(key))
-        if key == "DESTROYING":
-            return cls.CONTEXT_DESTROYING
-        try:
-            return cls[key]
-        except KeyError:
-            raise ValueError(f"unknown system state {text!r}") from None
 
 
 _BOOT = frozenset(State(n) for n in range(State.CONTEXT_CREATED, State.POLICY_INVALID + 1))
@@ -230,6 +189,8 @@ class ModalRequest:
         """Until entered (True) or given up (False)."""
         if self.done:
             return bool(self.entered)
+        import asyncio
+
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
         def _set(req: ModalRequest) -> None:
@@ -338,6 +299,8 @@ class StateManager:
     def scheduler(self) -> Scheduler:
         """The injected scheduler, or one on the running asyncio loop."""
         if self._scheduler is None:
+            import asyncio
+
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -489,6 +452,8 @@ class StateManager:
         work raises, the error is logged and the state stays held (call
         :meth:`resume` to retry later).
         """
+        import asyncio
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -543,6 +508,8 @@ class StateManager:
             return self._state
         if self._state == State.CONTEXT_DESTROYING:
             raise ShutdownError(f"{self.name} is shutting down: {target.name} will not come")
+        import asyncio
+
         fut: asyncio.Future[State] = asyncio.get_running_loop().create_future()
         self._waiters.append((target, exact, fut))
         return await fut

@@ -3,8 +3,9 @@
 Bytes in, events out (:class:`Decoder`); events out, bytes in (:func:`encode`
 and the fast ``*_frame`` builders); the order of frames, as a state machine
 with a transition table (:class:`Connection`, :mod:`smdbus.wire.protocol`).
-Nothing here touches a socket (but the tools' thin adapter,
-:mod:`smdbus.wire.stream`): the proxy (:mod:`smdbus.proxy`) and the client
+Nothing here touches a socket (but the tools' thin adapters:
+:mod:`smdbus.wire.stream` on asyncio, :mod:`smdbus.wire.blocking` for the
+one-shot tools): the proxy (:mod:`smdbus.proxy`) and the client
 put this on top of asyncio. Our own additions, which C peers never see, are
 :mod:`smdbus.wire.control`.
 

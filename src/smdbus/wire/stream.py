@@ -14,10 +14,11 @@ import os
 from types import TracebackType
 
 from smdbus.wire.address import DEFAULT_ADDRESS, format_address, parse_address
+from smdbus.wire.blocking import created, next_event
 from smdbus.wire.decoder import Role
-from smdbus.wire.events import CreateResult, RxPayload, StreamType, TxPayload
+from smdbus.wire.events import RxPayload, StreamType, TxPayload
 from smdbus.wire.frames import MAX_BODY, SMD_STREAMTYPE
-from smdbus.wire.protocol import Connection, ProtocolError, StreamState
+from smdbus.wire.protocol import Connection
 
 
 class WireStream:
@@ -75,22 +76,11 @@ class WireStream:
 
     async def _created(self) -> None:
         while True:
-            event = self._next()
+            event = next_event(self._conn)
             if event is None:
                 await self._read()
-            elif type(event) is CreateResult:
-                if self._conn.state is not StreamState.OPEN:
-                    raise ConnectionRefusedError(
-                        f"proxy at {format_address(self.address)} refused the stream "
-                        f"(result {event.result})"
-                    )
+            elif created(self._conn, event, self.address) is not None:
                 return
-
-    def _next(self) -> object:
-        try:
-            return self._conn.next_event()
-        except ProtocolError as exc:
-            raise ConnectionError(f"bad reply from the proxy: {exc}") from None
 
     async def _read(self) -> None:
         data = await self._reader.read(1 << 18)
@@ -113,7 +103,7 @@ class WireStream:
     async def receive(self) -> RxPayload:
         """The next message from the proxy (CONNSTATE and the like are skipped)."""
         while True:
-            event = self._next()
+            event = next_event(self._conn)
             if event is None:
                 await self._read()
             elif type(event) is RxPayload:
