@@ -10,9 +10,9 @@ sources (evdev, gpiod) on first use, so the daemon's configuration reads a
 :class:`Regime` without loading them.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from smdbus._lazy import lazy_names
 from smdbus.button.classifier import Classifier, Phase
 from smdbus.button.controller import ButtonSpec, Controller
 from smdbus.button.errors import (
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from smdbus.button import sources
     from smdbus.button.driver import ButtonDriver
 
-_WHERE = {"ButtonDriver": "driver", "Publisher": "driver", "sources": "sources"}  # Publisher:
-# smdbus.announce's, as the driver takes it (imported with the driver)
+# Publisher: smdbus.announce's, as the driver takes it (imported with the driver)
+_HOME = {"smdbus.button.driver": ("ButtonDriver", "Publisher")}
 
 __all__ = [
     "DEFAULT_REGIME",
@@ -59,9 +59,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'smdbus.button' has no attribute {name!r}")
-    value = importlib.import_module(f"smdbus.button.{module}")
-    return value if name == module else getattr(value, name)
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, globals(), submodules=("sources",))

@@ -12,8 +12,9 @@ signals (``smdbus.daemon.signals``) before ``app`` pulls in asyncio and the netw
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from smdbus._lazy import lazy_names
 
 if TYPE_CHECKING:
     from smdbus.daemon.app import Daemon, DaemonError, Prepared, prepare, read_policy
@@ -25,17 +26,15 @@ if TYPE_CHECKING:
         parse_config,
     )
 
-_WHERE = {
-    "Daemon": "app",
-    "DaemonError": "app",
-    "Prepared": "app",
-    "prepare": "app",
-    "read_policy": "app",
-    "DEFAULT_TOML": "config",
-    "ConfigError": "config",
-    "DaemonConfig": "config",
-    "load_config": "config",
-    "parse_config": "config",
+_HOME = {
+    "smdbus.daemon.app": ("Daemon", "DaemonError", "Prepared", "prepare", "read_policy"),
+    "smdbus.daemon.config": (
+        "DEFAULT_TOML",
+        "ConfigError",
+        "DaemonConfig",
+        "load_config",
+        "parse_config",
+    ),
 }
 
 __all__ = [
@@ -52,8 +51,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'smdbus.daemon' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"smdbus.daemon.{module}"), name)
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, globals())

@@ -16,9 +16,9 @@ stdlib only; :class:`FleetBridge` and :class:`FleetClient` need paho-mqtt
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from smdbus._lazy import lazy_names
 from smdbus.fleet._config import (
     BridgeConfig,
     BridgeConfigError,
@@ -40,18 +40,11 @@ if TYPE_CHECKING:
     from smdbus.fleet._bridge import FleetBridge
     from smdbus.fleet._mqtt import LinkError
 
-_LAZY = {
-    "FleetBridge": "_bridge",
-    "FleetClient": "_backend",
-    "LinkError": "_mqtt",
+_HOME = {
+    "smdbus.fleet._backend": ("FleetClient",),
+    "smdbus.fleet._bridge": ("FleetBridge",),
+    "smdbus.fleet._mqtt": ("LinkError",),
 }
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'smdbus.fleet' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"smdbus.fleet.{module}"), name)
 
 
 __all__ = [
@@ -83,3 +76,6 @@ __all__ = [
     "read_status",
     "split_topic",
 ]
+
+
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, globals())

@@ -14,8 +14,9 @@ load_policy`` does not pull in h11 or the sockets.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from smdbus._lazy import lazy_names
 
 if TYPE_CHECKING:
     from smdbus.net.cpd import (
@@ -37,24 +38,25 @@ if TYPE_CHECKING:
     from smdbus.net.routes import RouteMonitor, dump_routes
     from smdbus.net.routetable import Address, Route, RouteTable
 
-_WHERE = {
-    "CaptivePortalDetector": "cpd",
-    "CheckReport": "cpd",
-    "CpdResult": "cpd",
-    "CpdState": "cpd",
-    "ProbeOutcome": "cpd",
-    "CaptivePortalDetect": "policy",
-    "Policy": "policy",
-    "PolicyError": "policy",
-    "RetryPolicy": "policy",
-    "default_policy": "policy",
-    "load_policy": "policy",
-    "parse_policy": "policy",
-    "RouteMonitor": "routes",
-    "dump_routes": "routes",
-    "Address": "routetable",
-    "Route": "routetable",
-    "RouteTable": "routetable",
+_HOME = {
+    "smdbus.net.cpd": (
+        "CaptivePortalDetector",
+        "CheckReport",
+        "CpdResult",
+        "CpdState",
+        "ProbeOutcome",
+    ),
+    "smdbus.net.policy": (
+        "CaptivePortalDetect",
+        "Policy",
+        "PolicyError",
+        "RetryPolicy",
+        "default_policy",
+        "load_policy",
+        "parse_policy",
+    ),
+    "smdbus.net.routes": ("RouteMonitor", "dump_routes"),
+    "smdbus.net.routetable": ("Address", "Route", "RouteTable"),
 }
 
 __all__ = [
@@ -78,8 +80,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'smdbus.net' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"smdbus.net.{module}"), name)
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, globals())

@@ -11,9 +11,9 @@ time (clocks are passed in). See docs/security.md for the threat model and
 the defaults.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from smdbus._lazy import lazy_names
 from smdbus.policy._identity import (
     NOBODY_KNOWN,
     SO_PEERGROUPS,
@@ -55,30 +55,20 @@ if TYPE_CHECKING:
 
 # The config side (its checker needs tomllib) is imported on first use: the
 # proxy consults the policy without ever reading a file.
-_LAZY = {
-    **dict.fromkeys(
-        (
-            "DEFAULT_DIR",
-            "MAX_DROPIN_BYTES",
-            "MAX_PRINCIPALS",
-            "MAX_RULES",
-            "AccessConfig",
-            "AccessConfigError",
-            "parse_access",
-            "parse_dropin",
-            "parse_rules",
-        ),
-        "_config",
+_HOME = {
+    "smdbus.policy._config": (
+        "DEFAULT_DIR",
+        "MAX_DROPIN_BYTES",
+        "MAX_PRINCIPALS",
+        "MAX_RULES",
+        "AccessConfig",
+        "AccessConfigError",
+        "parse_access",
+        "parse_dropin",
+        "parse_rules",
     ),
-    **dict.fromkeys(("MAX_FILES", "DropIns", "load_dropins"), "_dropins"),
+    "smdbus.policy._dropins": ("MAX_FILES", "DropIns", "load_dropins"),
 }
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'smdbus.policy' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"smdbus.policy.{module}"), name)
 
 
 __all__ = [
@@ -123,3 +113,6 @@ __all__ = [
     "parse_status",
     "read_identity",
 ]
+
+
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, globals())

@@ -10,9 +10,9 @@ first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from smdbus._lazy import lazy_names
 from smdbus.web._config import (
     WEB_TOML,
     WebConfig,
@@ -38,16 +38,11 @@ __all__ = [
     "read_info",
 ]
 
-_LAZY = {
-    "BusView": "_model",
-    "RuntimeInfoError": "_runtime",
-    "read_info": "_runtime",
-    "WebService": "_service",
+_HOME = {
+    "smdbus.web._model": ("BusView",),
+    "smdbus.web._runtime": ("RuntimeInfoError", "read_info"),
+    "smdbus.web._service": ("WebService",),
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"smdbus.web.{module}"), name)
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, globals())
