@@ -19,9 +19,11 @@ from smdbus.proxy import Proxy, ProxySettings
 from smdbus.proxy.flow import Outflow, Verdict
 from smdbus.wire import (
     MASK_ZERO_QUIRK,
+    SMD_STREAMTYPE,
     Decoder,
     Role,
     RxPayload,
+    StreamState,
     decode,
     encode,
     stream_type_frame,
@@ -154,7 +156,11 @@ async def test_delivery_follows_masks_in_queue_order(proxy: Proxy) -> None:
         ("oversize body", tx_payload_frame(4, 0, bytes(384)), "over the limit of 383"),
         ("unknown frame type", b"\x42\x00\x00", "unknown frame type 0x42"),
         ("proxy-bound frame type from client", b"\x55\x00\x00", "never sent by a client"),
-        ("second streamtype", stream_type_frame("_lws_smd", 4), "second STREAMTYPE"),
+        (
+            "second streamtype",
+            stream_type_frame("_lws_smd", 4),
+            "StreamType from the client is not allowed in state OPEN",
+        ),
         ("metadata", b"\xae\x00\x03\x01ab", "METADATA"),
         ("frame over max_frame", b"\xb3\x08\x00", "over the limit of 1024"),
     ],
@@ -189,7 +195,7 @@ async def test_frame_before_streamtype_is_refused(
     c = await Raw.open(proxy.address)
     c.write(first)
     assert await c.closed_by_proxy() == b""
-    assert "before STREAMTYPE" in caplog.text
+    assert "from the client is not allowed in state IDLE" in caplog.text
 
 
 async def test_unknown_streamtype_gets_failure_result(proxy: Proxy) -> None:
@@ -361,7 +367,7 @@ def test_fanout_group_shares_frames_and_a_late_joiner_gets_only_later_ones() -> 
         conn = Connection(proxy, ident)
         sink = _Sink()
         conn.transport = sink  # type: ignore[assignment]
-        conn.state, conn.mask = "smd", mask
+        conn.stream.state, conn.streamtype, conn.mask = StreamState.OPEN, SMD_STREAMTYPE, mask
         conn.group = proxy.join(conn)
         return conn, sink
 

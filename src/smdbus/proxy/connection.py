@@ -30,7 +30,16 @@ and its input is read and published to EOF (half-close). When asyncio's
 transport met the error it closes the socket, so reading goes on from a
 duplicate of the descriptor (:mod:`smdbus.proxy.tail`).
 
-States: ``new`` (waiting for STREAMTYPE) → ``smd`` or ``control`` → ``closed``.
+The order of frames is the wire's, not this module's: the connection is a
+:class:`smdbus.wire.Connection` in the proxy's role (:attr:`Connection.stream`),
+whose transition table decides what the client may send when; a frame out of
+order or malformed is its :class:`~smdbus.wire.RemoteProtocolError`, which
+names the state and the event, and this connection hangs up with that reason.
+The proxy's own frames (the greeting, a refusal) go through the same table;
+the RX_PAYLOADs of the fan-out are written in bulk while the stream is OPEN
+(checked once per write, not per message). What ``smd peers`` shows as the
+state (``new``, ``smd``, ``control``, ``closed``) is the stream's state named
+by its streamtype (:attr:`Connection.state`), not a second state machine.
 """
 
 from __future__ import annotations
@@ -51,18 +60,19 @@ from smdbus.proxy.flow import Outflow
 from smdbus.proxy.tail import Tail
 from smdbus.wire import (
     SMD_STREAMTYPE,
-    DecodeError,
-    Decoder,
+    CreateResult,
     Destroying,
     Event,
-    FrameType,
+    RemoteProtocolError,
     Role,
+    StreamState,
     StreamType,
     TxMetadata,
     TxPayload,
     create_result_frame,
 )
-from smdbus.wire.control import CONTROL_STREAMTYPE, GREETING
+from smdbus.wire import Connection as Stream
+from smdbus.wire.control import CONTROL_STREAMTYPE, GREETING_EVENTS
 
 if TYPE_CHECKING:
     from smdbus.proxy.fanout import Group
@@ -74,27 +84,13 @@ NAME_SHOWN = 100
 """Characters of a peer's streamtype or METADATA name shown in logs (escaped)."""
 RECV_SIZE = 64 * 1024
 """Bytes asked of each recv (see ``connection_made``)."""
-_GREETING = GREETING
-"""CREATE_RESULT ok (with our mark), then CREATING, CONNECTING, CONNECTED."""
-REFUSAL = create_result_frame(1)
+_REFUSED = CreateResult(1)
 """CREATE_RESULT failure: an unknown streamtype, or no slot for this peer."""
-
-_EVENT_FRAME = {
-    "StreamType": FrameType.STREAMTYPE,
-    "OnwardConnect": FrameType.ONWARD_CONNECT,
-    "Destroying": FrameType.DESTROYING,
-    "TxPayload": FrameType.TX_PAYLOAD,
-    "TxMetadata": FrameType.TX_METADATA,
-    "TxCreditUpdate": FrameType.TX_TXCR_UPDATE,
-    "TimeoutUpdate": FrameType.TIMEOUT_UPDATE,
-    "PayloadLengthHint": FrameType.PAYLOAD_LENGTH_HINT,
-    "LinkValidityProbe": FrameType.LINK_VALIDITY_PROBE,
-}
-
-
-def _frame_name(event: Event) -> str:
-    ftype = _EVENT_FRAME.get(type(event).__name__)
-    return ftype.name if ftype is not None else type(event).__name__
+REFUSAL = create_result_frame(_REFUSED.result)
+""":data:`_REFUSED` as bytes, for a refusal at accept (before there is a stream)."""
+_IDLE = StreamState.IDLE
+_OPEN = StreamState.OPEN
+_CLOSED = StreamState.CLOSED
 
 
 class Connection(asyncio.Protocol):
@@ -106,9 +102,8 @@ class Connection(asyncio.Protocol):
         self.id = ident
         self.transport: asyncio.Transport | None = None
         self.fd = -1  # the socket's, for writes the transport has nothing queued before
-        self.decoder = Decoder(Role.PROXY, max_frame=settings.max_frame, max_body=settings.max_body)
-        self.state = "new"
-        self.streamtype = ""
+        self.stream = Stream(Role.PROXY, max_frame=settings.max_frame, max_body=settings.max_body)
+        self.streamtype = ""  # with the stream's state, what it is: see ``state``
         self.mask = 0
         self.client_pid = 0
         self.who = NOBODY_KNOWN  # uid, gid, groups, pid, comm: read at accept (smdbus.policy)
@@ -129,7 +124,8 @@ class Connection(asyncio.Protocol):
         self.congested = False
         self.stalled = False
         self.outflow = Outflow(settings.stall_grace, settings.stall_timeout)
-        # ending (close_reason is set while open when a write failed: see write_failed)
+        # ending (close_reason is set while open when a write failed: see write_failed;
+        # closed_at once it ended: the stream may close a moment before, see _finish)
         # 29 attributes at most: past that CPython 3.11 stops sharing the instance
         # dicts' keys, and each connection's dict grows from ~300 bytes to ~1.6 KB
         self.close_reason: str | None = None
@@ -140,9 +136,25 @@ class Connection(asyncio.Protocol):
     # -- description -------------------------------------------------------
 
     @property
+    def state(self) -> str:
+        """What ``smd peers`` shows: ``new``, ``smd``, ``control`` or ``closed``.
+
+        The stream's state (:attr:`stream`), an open one named by its type.
+        """
+        state = self.stream.state
+        if state is _OPEN:
+            return "smd" if self.streamtype == SMD_STREAMTYPE else "control"
+        return "closed" if state is _CLOSED else "new"
+
+    @property
+    def is_smd(self) -> bool:
+        """An open ``_lws_smd`` stream: a participant of the bus."""
+        return self.stream.state is _OPEN and self.streamtype == SMD_STREAMTYPE
+
+    @property
     def write_failed(self) -> str | None:
         """Why delivery to this open connection ended (a write failed), or None."""
-        return self.close_reason if self.state != "closed" else None
+        return self.close_reason if self.closed_at is None else None
 
     def __repr__(self) -> str:
         return f"<Connection #{self.id} {self.describe()}>"
@@ -171,7 +183,7 @@ class Connection(asyncio.Protocol):
         # a stream transport (asyncio's, or another loop's such as uvloop's: not a subclass)
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        if self.state == "closed":  # the proxy closed meanwhile (it admitted us at accept)
+        if self.stream.state is _CLOSED:  # the proxy closed meanwhile (it admitted us at accept)
             transport.abort()
             return
         settings = self.proxy.settings
@@ -189,9 +201,7 @@ class Connection(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
-        if self.state == "closed":
-            return
-        self.decoder.feed(data)
+        self.stream.receive_data(data)  # nothing once closed
         if self.held is None:
             self._process()
 
@@ -199,9 +209,9 @@ class Connection(asyncio.Protocol):
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.state == "smd" and isinstance(exc, OSError) and self._read_on(exc):
+        if self.is_smd and isinstance(exc, OSError) and self._read_on(exc):
             return
-        if self.state != "closed":
+        if self.closed_at is None:
             reason = f"connection lost: {exc}" if exc else "client closed the connection"
             self._finish(reason, error=False)
         self.proxy.descriptor_freed()
@@ -239,9 +249,9 @@ class Connection(asyncio.Protocol):
         What was on its way to it and not known to be taken by its socket is
         counted as dropped (per peer and ``dropped_write_failed``).
         """
-        if self.write_failed is not None or self.state == "closed":
+        if self.write_failed is not None or self.stream.state is _CLOSED:
             return
-        if self.state != "smd":  # a tool that cannot be answered has nothing more to say
+        if not self.is_smd:  # a tool that cannot be answered has nothing more to say
             self.close(f"write failed: {exc}")
             return
         self.close_reason = f"write failed: {exc}"
@@ -277,14 +287,16 @@ class Connection(asyncio.Protocol):
 
     def _process(self) -> None:
         """Publish and handle input until the decoder needs bytes, or publishing must wait."""
-        decoder = self.decoder
+        stream = self.stream
+        decoder = stream.decoder
         proxy = self.proxy
         access = proxy.access
         bus = proxy.bus
-        while self.state != "closed":
+        while (state := stream.state) is not _CLOSED:
             if self.pending is not None and not self._publish(*self.pending):
                 return
-            if self.state == "smd":
+            smd = state is _OPEN and self.streamtype == SMD_STREAMTYPE
+            if smd:
                 room = proxy.room(self)
                 if room > 0:
                     room = access.publish_allowance(self, room)
@@ -292,7 +304,7 @@ class Connection(asyncio.Protocol):
                     try:
                         # a class held back or refused stops it; the slow path below decides
                         held = proxy.congested_mask | self.denied
-                        n = decoder.dispatch_bodies(bus.send, room, held)
+                        n = stream.dispatch_bodies(bus.send, room, held)
                     except (QueueFull, PayloadTooLarge) as exc:
                         # QueueFull: another thread filled a shared bus meanwhile;
                         # PayloadTooLarge: a shared bus with a smaller limit
@@ -307,17 +319,21 @@ class Connection(asyncio.Protocol):
                         return
                     if n:
                         self._published(n)
-            event = decoder.next_event()
+            try:
+                event = stream.next_event()
+            except RemoteProtocolError as exc:  # malformed, or out of order
+                self.fail(str(exc))
+                return
             if event is None:
                 break
-            if type(event) is TxPayload and self.state == "smd":
+            if smd and type(event) is TxPayload:
                 # what dispatch left: a class held back or refused, no room, no quota
                 self.pending = (event.cls, event.body)
             else:
                 self._handle(event)
                 if self.held is not None:  # a control query in progress: read on after it
                     return
-        if self.reading_paused and self.state != "closed" and self.transport is not None:
+        if self.reading_paused and stream.state is not _CLOSED and self.transport is not None:
             self.reading_paused = False
             self.transport.resume_reading()
 
@@ -381,24 +397,15 @@ class Connection(asyncio.Protocol):
 
     def resume(self) -> None:
         """Input may be taken again (its turn to publish, congestion cleared, a reply done)."""
-        if self.state == "closed" or self.held is None:
+        if self.stream.state is _CLOSED or self.held is None:
             return
         self.held = None
         self._process()
 
     def _handle(self, event: Event) -> None:
-        """Every event but a publishable TX_PAYLOAD."""
-        if type(event) is DecodeError:
-            self.fail(f"malformed input: {event.message}")
-            return
-        if self.state == "new":
-            if type(event) is StreamType:
-                self._open(event)
-            else:
-                self.fail(f"{_frame_name(event)} before STREAMTYPE")
-            return
-        if type(event) is StreamType:
-            self.fail("a second STREAMTYPE on an open stream")
+        """Every event but a publishable TX_PAYLOAD, once the stream's table let it through."""
+        if type(event) is StreamType:  # the first frame (the table refuses a second)
+            self._open(event)
         elif type(event) is Destroying:
             self.close("client destroyed its stream")
         elif type(event) is TxMetadata:
@@ -422,25 +429,28 @@ class Connection(asyncio.Protocol):
             # sends 500000000 (0x1DCD6500), and gets the classes of those bits.
             self.asked = event.mask
             self.mask = self.proxy.access.effective(self, event.mask)
-            self.state = "smd"
-            self._write(_GREETING)
+            self._greet()
             if self.mask:
                 self.group = self.proxy.join(self)
             self.proxy.logs.info("joined", "%s joined", self.describe())
         elif event.name == CONTROL_STREAMTYPE:
-            self.state = "control"
-            self._write(_GREETING)
+            self._greet()
         else:
-            self._write(REFUSAL)
+            self._write(self.stream.send(_REFUSED))
             self.fail(
                 f"unknown streamtype '{printable(event.name, limit=NAME_SHOWN)}' "
                 f"(this proxy serves {SMD_STREAMTYPE!r} and {CONTROL_STREAMTYPE!r})"
             )
 
+    def _greet(self) -> None:
+        """Accept the stream: CREATE_RESULT ok and the CONNSTATEs, one write; it is OPEN."""
+        send = self.stream.send
+        self._write(b"".join([send(event) for event in GREETING_EVENTS]))
+
     def reapply(self) -> None:
         """The policy was reloaded: new masks; a receiver moves to its new group."""
         proxy = self.proxy
-        if self.state == "smd" and self.write_failed is None:
+        if self.is_smd and self.write_failed is None:
             mask = proxy.access.effective(self, self.asked)
             if mask != self.mask:
                 if self.group is not None:
@@ -456,7 +466,7 @@ class Connection(asyncio.Protocol):
 
     def _first_frame_timed_out(self) -> None:
         self._first_frame_timer = None
-        if self.state == "new":
+        if self.stream.state is _IDLE:
             self.proxy.count("first_frame_timeouts")
             self.fail(f"no STREAMTYPE within {self.proxy.settings.first_frame_timeout:g} s")
 
@@ -470,12 +480,12 @@ class Connection(asyncio.Protocol):
     def out_msgs(self) -> int:
         """Messages delivered by the bus for this client, not yet written (end of the pass)."""
         group = self.group
-        return len(group.frames) if group is not None and self.state != "closed" else 0
+        return len(group.frames) if group is not None and self.closed_at is None else 0
 
     def deliver(self, data: bytes, n: int) -> None:
         """Write ``n`` messages' frames in one go, then check the buffer's bounds."""
         transport = self.transport
-        if transport is None or self.state == "closed":
+        if transport is None or self.stream.state is _CLOSED:
             return
         if self.close_reason is not None:  # open with a reason: a write failed (write_failed)
             self.drop(n, "dropped_write_failed")
@@ -484,7 +494,7 @@ class Connection(asyncio.Protocol):
         self.bytes_out += len(data)
         if self.proxy.outbound + len(data) > self.proxy.settings.max_outbound:
             self.proxy.make_room(len(data))  # which may drop this one, these n included
-            if self.state == "closed":
+            if self.stream.state is _CLOSED:
                 return
         if self.fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
             # Nothing waits in the transport: write to the socket ourselves (what
@@ -537,7 +547,7 @@ class Connection(asyncio.Protocol):
 
     def buffered(self) -> int:
         """Outbound bytes not yet taken by the client's socket."""
-        if self.transport is None or self.state == "closed":
+        if self.transport is None or self.closed_at is not None:
             return 0
         return self.transport.get_write_buffer_size()
 
@@ -553,7 +563,7 @@ class Connection(asyncio.Protocol):
 
     def queued(self) -> int:
         """Messages for this client not yet taken by its socket."""
-        if self.state != "closed":
+        if self.closed_at is None:
             self._account(self.buffered())
         return self.msgs_out + self.out_msgs - self.delivered
 
@@ -579,12 +589,12 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _finish(self, reason: str, *, error: bool) -> None:
-        if self.state == "closed":
+        if self.closed_at is not None:  # once (the stream may be CLOSED already: its table's)
             return
         # what the proxy gave up on by hanging up; an orderly close still flushes
         if error:
             self.drop(self.queued())
-        self.state = "closed"
+        self.stream.close()
         self.close_reason = reason
         self.closed_at = time.time()
         self.pending = None

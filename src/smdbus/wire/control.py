@@ -37,8 +37,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from smdbus.wire.events import ConnStateCode
-from smdbus.wire.frames import conn_state_frame, create_result_frame
+from smdbus.wire.events import ConnState, ConnStateCode, CreateResult
+from smdbus.wire.frames import encode_all
 
 CONTROL_STREAMTYPE = "_smdbus_ctl"
 """Our own streamtype on the proxy's socket, for tools and for interest."""
@@ -46,14 +46,16 @@ CONTROL_STREAMTYPE = "_smdbus_ctl"
 PROXY_MARK = b",smdbus"
 """CREATE_RESULT rideshare text of our proxy (the C proxy's is ``,(null)``)."""
 
-GREETING = (
-    create_result_frame(0, rideshare=PROXY_MARK)
-    + conn_state_frame(ConnStateCode.CREATING)
-    + conn_state_frame(ConnStateCode.CONNECTING)
-    + conn_state_frame(ConnStateCode.CONNECTED)
+GREETING_EVENTS = (
+    CreateResult(0, rideshare=PROXY_MARK),
+    ConnState(ConnStateCode.CREATING),
+    ConnState(ConnStateCode.CONNECTING),
+    ConnState(ConnStateCode.CONNECTED),
 )
-"""Our proxy's answer to a STREAMTYPE it accepts (39 bytes): CREATE_RESULT ok with the
-mark, then CONNSTATE CREATING, CONNECTING, CONNECTED (the C client needs that order)."""
+"""Our proxy's answer to a STREAMTYPE it accepts: CREATE_RESULT ok with the mark, then
+CONNSTATE CREATING, CONNECTING, CONNECTED (the C client needs that order)."""
+GREETING = encode_all(GREETING_EVENTS)
+""":data:`GREETING_EVENTS` as bytes (39)."""
 
 CONTROL_MAX_BODY = 0xFFFF - 32
 """Largest reply body on the control stream (the frame's len field is a u16)."""

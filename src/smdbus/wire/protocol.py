@@ -27,15 +27,17 @@ docs/wire.md, "The sequence")::
     OPEN --client: TX_PAYLOAD, proxy: RX_PAYLOAD, CONNSTATE, ...--> OPEN
     CREATING/OPEN --client: DESTROYING--> CLOSED
     any --a malformed frame, a frame out of order--> CLOSED (an error)
+    any --the transport ended, or our side hung up--> CLOSED (:meth:`Connection.close`)
 
 A refused CREATE_RESULT is its own event kind (:class:`CreateRefused`), so the
 table stays a plain ``{state: {(sender, kind): next_state}}``.
 
 The hot path: once :attr:`Connection.state` is ``OPEN`` payload frames are
 legal in both directions, so the owner may move them in bulk with
-:meth:`Connection.dispatch` / :meth:`Connection.collect` (no event object per
-message) and build them with the ``*_payload_frame`` builders, checking the
-state once per pass instead of once per message.
+:meth:`Connection.dispatch`, :meth:`Connection.dispatch_bodies` (the proxy's)
+or :meth:`Connection.collect` (no event object per message) and build them
+with the ``*_payload_frame`` builders, checking the state once per pass
+instead of once per message.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import enum
 from collections.abc import Callable
 from typing import Any, Final
 
-from smdbus.wire.decoder import Decoder, Role, Sink
+from smdbus.wire.decoder import Decoder, Publish, Role, Sink
 from smdbus.wire.events import (
     ConnState,
     CreateResult,
@@ -221,11 +223,31 @@ class Connection:
             return 0
         return self.decoder.dispatch(sink, limit, 0, stop_on_false)
 
+    def dispatch_bodies(self, send: Publish, limit: int = -1, hold_mask: int = 0) -> int:
+        """:meth:`Decoder.dispatch_bodies`: ``send(cls, body)`` per buffered payload; OPEN only.
+
+        The proxy's hot path (it stamps messages with its own clock). Where
+        ``send`` raises, the decoder's ``interrupted`` and ``dispatched`` say
+        which message it was and how many went before it.
+        """
+        if self.state is not StreamState.OPEN:
+            return 0
+        return self.decoder.dispatch_bodies(send, limit, hold_mask)
+
     def collect(self, append: Callable[[Any], object], kind: type[Any], limit: int = -1) -> int:
         """:meth:`Decoder.collect` of the peer's payloads; OPEN only."""
         if self.state is not StreamState.OPEN:
             return 0
         return self.decoder.collect(append, kind, limit)
+
+    def close(self) -> None:
+        """The stream ends without a frame saying so: the peer hung up, or we do.
+
+        Not a move of the table (no frame is sent or received), so legal in
+        every state; nothing more comes out of :meth:`next_event` or the bulk
+        paths after it.
+        """
+        self.state = StreamState.CLOSED
 
     # -- the table -------------------------------------------------------------
 
