@@ -26,10 +26,9 @@ from bisect import bisect_right
 from collections import deque
 from typing import TypeAlias
 
-from smdbus.wire.frames import PAYLOAD_HEAD
+from smdbus.wire.frames import PAYLOAD_CLASS
 
-_unpack_head = PAYLOAD_HEAD.unpack_from
-_CLASS = 5  # PAYLOAD_HEAD's fields: type, len, flags, latency, time, *class*, timestamp
+_unpack_class = PAYLOAD_CLASS.unpack_from
 
 EchoKey: TypeAlias = tuple[int, bytes]
 """``(class, body)``: what identifies our own message when the proxy echoes it."""
@@ -135,7 +134,7 @@ class Outbox:
         base = self._base
         start = 0
         for end in self._ends[self._head :]:
-            union |= _unpack_head(buf, start)[_CLASS]
+            union |= _unpack_class(buf, start)[0]
             start = end - base
         return union
 

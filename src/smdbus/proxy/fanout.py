@@ -21,7 +21,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from smdbus.wire.frames import PAYLOAD_HEAD, PAYLOAD_OVERHEAD
+from smdbus.wire.events import FLAGS_WHOLE
+from smdbus.wire.frames import PAYLOAD_HEAD, PAYLOAD_OVERHEAD, FrameType, rx_payload_frame
 
 if TYPE_CHECKING:
     from smdbus.bus import Participant
@@ -30,20 +31,16 @@ if TYPE_CHECKING:
 
 _pack_head = PAYLOAD_HEAD.pack
 _monotonic_ns = time.monotonic_ns
-_RX_PAYLOAD = 0x55
-_WHOLE = 3  # SOM | EOM
+# the wire's values as plain ints: Group.on_message packs them per message
+_RX_PAYLOAD = int(FrameType.RX_PAYLOAD)
+_WHOLE = int(FLAGS_WHOLE)
 
 
 def rx_frame(cls: int, timestamp_us: int, payload: bytes, time_us: int | None = None) -> bytes:
     """RX_PAYLOAD of one message; its time field is the proxy's clock (now by default), as C."""
     if time_us is None:
         time_us = _monotonic_ns() // 1000
-    return (
-        _pack_head(
-            _RX_PAYLOAD, PAYLOAD_OVERHEAD + len(payload), _WHOLE, 0, time_us, cls, timestamp_us
-        )
-        + payload
-    )
+    return rx_payload_frame(cls, timestamp_us, payload, time_us)
 
 
 class Group:
@@ -74,7 +71,7 @@ class Group:
             proxy.mark_dirty(self)
         if proxy.shared_frames:
             frame = proxy.rx_frame(cls, timestamp_us, payload)
-        else:
+        else:  # rx_payload_frame inlined (a call less per message)
             frame = (
                 _pack_head(
                     _RX_PAYLOAD,

@@ -54,14 +54,14 @@ from smdbus.proxy.access import Access
 from smdbus.proxy.admission import Admission
 from smdbus.proxy.connection import REFUSAL, Connection
 from smdbus.proxy.control import Control
-from smdbus.proxy.fanout import Group, rx_frame
+from smdbus.proxy.fanout import Group
 from smdbus.proxy.flow import Verdict
 from smdbus.proxy.heap import fix_mmap_threshold
 from smdbus.proxy.interest import InterestWatch
 from smdbus.proxy.logs import PeerLog
 from smdbus.proxy.settings import ProxySettings, connection_limit
 from smdbus.proxy.slots import Slots
-from smdbus.wire import format_address, is_abstract
+from smdbus.wire import format_address, is_abstract, rx_payload_frame
 
 log = logging.getLogger("smdbus.proxy")
 
@@ -650,7 +650,7 @@ class Proxy:
         """The RX_PAYLOAD frame of a message, built once for all the groups it reaches."""
         if payload is self._rx_payload and self._rx_key == (cls, timestamp_us):
             return self._rx_frame
-        frame = rx_frame(cls, timestamp_us, payload, self.pass_us)
+        frame = rx_payload_frame(cls, timestamp_us, payload, self.pass_us)
         self._rx_payload = payload
         self._rx_key = (cls, timestamp_us)
         self._rx_frame = frame

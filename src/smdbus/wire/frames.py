@@ -101,6 +101,8 @@ PAYLOAD_HEAD_AFTER_LEN = struct.Struct(">IIQQQ")
 """flags | latency | time | class | timestamp, read from just after the len."""
 SMD_HEAD = struct.Struct(">QQ")
 """class | timestamp: the SMD message header."""
+PAYLOAD_CLASS = struct.Struct(">19xQ")
+"""The class of a payload frame, read from the frame's first byte."""
 
 _HEAD = struct.Struct(">BH")
 _U32 = struct.Struct(">I")
@@ -111,6 +113,9 @@ _CONNSTATE = struct.Struct(">BHBI")
 _CONNSTATE_WIDE = struct.Struct(">BHII")
 
 _pack_payload = PAYLOAD_HEAD.pack
+# plain ints: the payload builders pack them per message
+_RX_PAYLOAD = int(FrameType.RX_PAYLOAD)
+_TX_PAYLOAD = int(FrameType.TX_PAYLOAD)
 
 
 def rx_payload_frame(
@@ -124,7 +129,7 @@ def rx_payload_frame(
     """RX_PAYLOAD (proxy→client) for one SMD message: the proxy's hot path."""
     return (
         _pack_payload(
-            0x55, PAYLOAD_OVERHEAD + len(body), flags, latency_us, time_us, cls, timestamp
+            _RX_PAYLOAD, PAYLOAD_OVERHEAD + len(body), flags, latency_us, time_us, cls, timestamp
         )
         + body
     )
@@ -141,7 +146,7 @@ def tx_payload_frame(
     """TX_PAYLOAD (client→proxy) for one SMD message: the client's hot path."""
     return (
         _pack_payload(
-            0xAD, PAYLOAD_OVERHEAD + len(body), flags, latency_us, time_us, cls, timestamp
+            _TX_PAYLOAD, PAYLOAD_OVERHEAD + len(body), flags, latency_us, time_us, cls, timestamp
         )
         + body
     )
@@ -158,19 +163,20 @@ def stream_type_frame(name: str, mask: int, pid: int = 0, version: int = PROTOCO
     raw = name.encode()
     if not raw:
         raise ValueError("streamtype name must not be empty")
-    return _STREAMTYPE_HEAD.pack(0xAA, 9 + len(raw), version, pid, mask) + raw
+    return _STREAMTYPE_HEAD.pack(FrameType.STREAMTYPE, 9 + len(raw), version, pid, mask) + raw
 
 
 def create_result_frame(result: int = 0, buflen: int = 0, rideshare: bytes = b"") -> bytes:
     """CREATE_RESULT: ``result`` 0 = stream created; the minimal form has no rideshare."""
-    return _CREATE_RESULT_HEAD.pack(0x56, 5 + len(rideshare), result, buflen) + rideshare
+    head = _CREATE_RESULT_HEAD.pack(FrameType.CREATE_RESULT, 5 + len(rideshare), result, buflen)
+    return head + rideshare
 
 
 def conn_state_frame(state: int, ordinal: int = 0) -> bytes:
     """CONNSTATE: one byte for the state when it fits (as C does), else four."""
     if state > 0xFF:
-        return _CONNSTATE_WIDE.pack(0x57, 8, state, ordinal)
-    return _CONNSTATE.pack(0x57, 5, state, ordinal)
+        return _CONNSTATE_WIDE.pack(FrameType.CONNSTATE, 8, state, ordinal)
+    return _CONNSTATE.pack(FrameType.CONNSTATE, 5, state, ordinal)
 
 
 def _metadata_body(name: str, value: bytes) -> bytes:
@@ -182,24 +188,24 @@ def _metadata_body(name: str, value: bytes) -> bytes:
 
 _ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
     StreamType: lambda e: stream_type_frame(e.name, e.mask, e.pid, e.version),
-    OnwardConnect: lambda e: b"\xab\x00\x00",
-    Destroying: lambda e: b"\xac\x00\x00",
+    OnwardConnect: lambda e: _frame(FrameType.ONWARD_CONNECT, b""),
+    Destroying: lambda e: _frame(FrameType.DESTROYING, b""),
     TxPayload: lambda e: tx_payload_frame(
         e.cls, e.timestamp, e.body, e.time_us, e.flags, e.latency_us
     ),
-    TxMetadata: lambda e: _frame(0xAE, _metadata_body(e.name, e.value)),
-    TxCreditUpdate: lambda e: _frame(0xAF, _S32.pack(e.credit)),
-    TimeoutUpdate: lambda e: _frame(0xB0, _U32.pack(e.timeout_ms)),
-    PayloadLengthHint: lambda e: _frame(0xB1, _U32.pack(e.length)),
-    LinkValidityProbe: lambda e: _frame(0xB3, e.body),
+    TxMetadata: lambda e: _frame(FrameType.TX_METADATA, _metadata_body(e.name, e.value)),
+    TxCreditUpdate: lambda e: _frame(FrameType.TX_TXCR_UPDATE, _S32.pack(e.credit)),
+    TimeoutUpdate: lambda e: _frame(FrameType.TIMEOUT_UPDATE, _U32.pack(e.timeout_ms)),
+    PayloadLengthHint: lambda e: _frame(FrameType.PAYLOAD_LENGTH_HINT, _U32.pack(e.length)),
+    LinkValidityProbe: lambda e: _frame(FrameType.LINK_VALIDITY_PROBE, e.body),
     RxPayload: lambda e: rx_payload_frame(
         e.cls, e.timestamp, e.body, e.time_us, e.flags, e.latency_us
     ),
     CreateResult: lambda e: create_result_frame(e.result, e.buflen, e.rideshare),
     ConnState: lambda e: conn_state_frame(e.state, e.ordinal),
-    RxCreditUpdate: lambda e: _frame(0x58, _S32.pack(e.credit)),
-    RxMetadata: lambda e: _frame(0x59, _metadata_body(e.name, e.value)),
-    Perf: lambda e: _frame(0x5B, e.body),
+    RxCreditUpdate: lambda e: _frame(FrameType.RX_TXCR_UPDATE, _S32.pack(e.credit)),
+    RxMetadata: lambda e: _frame(FrameType.RX_METADATA, _metadata_body(e.name, e.value)),
+    Perf: lambda e: _frame(FrameType.PERF, e.body),
 }
 
 
