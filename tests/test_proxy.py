@@ -11,24 +11,29 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from smdbus.classes import Class
+from smdbus.classes import Class, user_class
 from smdbus.proxy import Proxy, ProxySettings
+from smdbus.proxy.connection import REFUSAL
 from smdbus.proxy.flow import Outflow, Verdict
 from smdbus.wire import (
     MASK_ZERO_QUIRK,
     SMD_STREAMTYPE,
     Decoder,
+    Destroying,
     Role,
     RxPayload,
     StreamState,
     decode,
     encode,
+    rx_payload_frame,
     stream_type_frame,
     tx_payload_frame,
 )
+from smdbus.wire.control import CONTROL_STREAMTYPE, GREETING
 from smdbus.wire.events import OnwardConnect, PayloadLengthHint, TimeoutUpdate, TxCreditUpdate
 from smdbus.wire.stream import WireStream
 
@@ -343,10 +348,11 @@ async def test_peers_over_the_control_stream(proxy: Proxy) -> None:
 
 
 class _Sink:
-    """A transport stand-in that keeps what is written (for the fan-out unit test)."""
+    """A transport stand-in that keeps what is written (for the sans-socket unit tests)."""
 
     def __init__(self) -> None:
         self.data = bytearray()
+        self.closed = False
 
     def write(self, data: bytes) -> None:
         self.data += data
@@ -355,7 +361,82 @@ class _Sink:
         return 0
 
     def is_closing(self) -> bool:
-        return False
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+USER = user_class(0)  # a class the default policy lets anyone send
+
+
+def _unstarted(streamtype: str, mask: int = USER) -> tuple[Proxy, Any, _Sink]:
+    """A proxy connection fed its STREAMTYPE by hand (no loop, no socket)."""
+    from smdbus.proxy.connection import Connection
+
+    proxy = Proxy(ProxySettings(address=_address()))
+    conn = Connection(proxy, 1)
+    sink = _Sink()
+    conn.transport = sink  # type: ignore[assignment]
+    conn.data_received(stream_type_frame(streamtype, mask))
+    return proxy, conn, sink
+
+
+def _stream_state(conn: Any) -> StreamState:
+    """The stream's state now (a call, so the type checker does not pin it across calls)."""
+    return conn.stream.state  # type: ignore[no-any-return]
+
+
+def test_the_connection_state_is_the_wire_stream_state() -> None:
+    """The greeting goes through the wire's table: it is what opens the stream."""
+    proxy, conn, sink = _unstarted(SMD_STREAMTYPE)
+    assert _stream_state(conn) is StreamState.OPEN and conn.state == "smd"
+    assert bytes(sink.data) == GREETING
+    conn.data_received(tx_payload_frame(USER, 0, b"one") + encode(Destroying()))
+    assert conn.published == 1
+    assert _stream_state(conn) is StreamState.CLOSED and conn.state == "closed"
+    assert conn.close_reason == "client destroyed its stream" and sink.closed
+    assert proxy.counters.get("protocol_errors", 0) == 0
+
+    _, ctl, _ = _unstarted(CONTROL_STREAMTYPE, 0)
+    assert ctl.stream.state is StreamState.OPEN and ctl.state == "control"
+
+
+def test_out_of_order_input_is_refused_by_the_wire_table_naming_state_and_event() -> None:
+    proxy, conn, sink = _unstarted(SMD_STREAMTYPE)
+    conn.data_received(tx_payload_frame(USER, 0, b"ok") + stream_type_frame(SMD_STREAMTYPE, 4))
+    assert conn.published == 1, "what came before the bad frame is published"
+    assert conn.close_reason == "StreamType from the client is not allowed in state OPEN"
+    assert conn.state == "closed" and sink.closed
+    assert proxy.counters["protocol_errors"] == 1
+
+
+def test_an_unknown_streamtype_is_refused_through_the_table() -> None:
+    _, conn, sink = _unstarted("mintest")
+    assert bytes(sink.data) == REFUSAL and conn.stream.state is StreamState.CLOSED
+    assert conn.state == "closed" and "unknown streamtype 'mintest'" in (conn.close_reason or "")
+    conn.data_received(tx_payload_frame(USER, 0, b"late"))  # nothing is read once closed
+    assert conn.published == 0
+
+
+def test_fanout_frames_are_the_wire_builders_frames() -> None:
+    """The fan-out packs RX_PAYLOAD inline (a call less per message): the same bytes as wire's."""
+    from smdbus.proxy.fanout import Group
+
+    proxy = Proxy(ProxySettings(address=_address()))
+    group = Group(proxy, 4)
+    group.dirty = True  # already marked in this pass: its time is the pass's
+    proxy.pass_us = 12345
+    for shared in (False, True):
+        proxy.shared_frames = shared
+        group.on_message(4, 99, b"body")
+    assert group.frames == [rx_payload_frame(4, 99, b"body", 12345)] * 2
 
 
 def test_fanout_group_shares_frames_and_a_late_joiner_gets_only_later_ones() -> None:
