@@ -292,10 +292,10 @@ class Connection(asyncio.Protocol):
         proxy = self.proxy
         access = proxy.access
         bus = proxy.bus
-        while (state := stream.state) is not _CLOSED:
+        while stream.state is not _CLOSED:
             if self.pending is not None and not self._publish(*self.pending):
                 return
-            smd = state is _OPEN and self.streamtype == SMD_STREAMTYPE
+            smd = stream.state is _OPEN and self.streamtype == SMD_STREAMTYPE
             if smd:
                 room = proxy.room(self)
                 if room > 0:
