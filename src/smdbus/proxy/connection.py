@@ -304,7 +304,8 @@ class Connection(asyncio.Protocol):
                     try:
                         # a class held back or refused stops it; the slow path below decides
                         held = proxy.congested_mask | self.denied
-                        n = stream.dispatch_bodies(bus.send, room, held)
+                        # the decoder's bulk path itself: the stream is OPEN (smd)
+                        n = decoder.dispatch_bodies(bus.send, room, held)
                     except (QueueFull, PayloadTooLarge) as exc:
                         # QueueFull: another thread filled a shared bus meanwhile;
                         # PayloadTooLarge: a shared bus with a smaller limit
