@@ -1,7 +1,7 @@
 """Benchmark: the smdbus proxy against ZeroMQ and mosquitto, in one run, on this machine.
 
     .venv/bin/python bench/proxy.py [--messages 50000] [--repeat 3] [--receive iter]
-                                    [--policy 20] [--json]
+                                    [--policy 20] [--monitor] [--json]
 
 What is measured (Python clients everywhere, every client its own process):
 
@@ -64,6 +64,8 @@ async def main():
     settings = ProxySettings(address=parse_address(sys.argv[1]), max_connections=4096)
     access = bench_access(int(sys.argv[2]))
     async with Proxy(settings, **({"access": access} if access is not None else {})) as p:
+        if sys.argv[4] == "1":  # a tap on every class, as the web view's
+            p.monitors.tap(0xFFFFFFFF, lambda *m: None)
         await p.serve_forever()
 asyncio.run(main())
 """
@@ -105,16 +107,25 @@ class SmdBus:
 
     name = "smdbus"
 
-    def __init__(self, receive: str = "callback", policy: int = 0) -> None:
+    def __init__(self, receive: str = "callback", policy: int = 0, monitor: bool = False) -> None:
         self.address = f"@smdbench-{os.getpid()}-{time.monotonic_ns()}"
         self.receive = receive
         self.policy = policy
+        self.monitor = monitor
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         here = os.path.dirname(os.path.abspath(__file__))
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", PROXY_SCRIPT, self.address, str(self.policy), here]
+            [
+                sys.executable,
+                "-c",
+                PROXY_SCRIPT,
+                self.address,
+                str(self.policy),
+                here,
+                str(int(self.monitor)),
+            ]
         )
         deadline = time.monotonic() + 10
         while not _answers(self.address):
@@ -362,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="smdbus: an access policy of N rules, nobody privileged (0: the defaults)",
     )
+    ap.add_argument(
+        "--monitor",
+        action="store_true",
+        help="smdbus: a tap on every class in the proxy (senders attributed, as the web view's)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
 
@@ -372,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = args.only.split(",")
     systems: list[System] = []
     if "smdbus" in wanted:
-        systems.append(SmdBus(args.receive, args.policy))
+        systems.append(SmdBus(args.receive, args.policy, args.monitor))
     if "zeromq" in wanted:
         systems.append(ZeroMQ())
     if "mosquitto" in wanted:
@@ -393,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeat": args.repeat,
             "smdbus_receive": args.receive,
             "smdbus_policy_rules": args.policy,
+            "smdbus_monitor": args.monitor,
         },
         "systems": {},
     }

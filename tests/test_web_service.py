@@ -339,3 +339,21 @@ async def test_connections_are_bounded(setup: Setup) -> None:
             await asyncio.sleep(0.01)
     big = await request(svc, "/api/send", method="POST", body=b"x" * 5000)
     assert big.status == 413
+
+
+async def test_the_sequence_view_starts_at_the_connection_that_sent(setup: Setup) -> None:
+    """The proxy names the publishing connection (its id, a column of the view); a message
+    sent inside the daemon stays ``bus``."""
+    from smdbus.wire.stream import WireStream
+
+    async with await WireStream.connect(setup.proxy.address, 0) as peer:
+        await peer.send(Class.INTERACTION, b"from a peer")
+        async with asyncio.timeout(WAIT):  # the sentinel: the message is in the view
+            while not (m := (await request(setup.svc, "/api/messages")).json()["messages"]):
+                await asyncio.sleep(0.01)
+        (conn,) = setup.proxy.open_connections()
+        assert m[-1]["from"] == f"#{conn.id}"
+    setup.bus.send(Class.INTERACTION, b"from inside")
+    await setup.bus.drain()
+    m = (await request(setup.svc, "/api/messages")).json()["messages"]
+    assert m[-1]["from"] == "bus"

@@ -324,6 +324,10 @@ class Bus:
     def _wanted_besides(self, cls: int, exclude: Participant) -> bool:
         return any(p.mask & cls and p is not exclude for p in self._participants)
 
+    def queued_payloads(self) -> list[bytes]:
+        """The payload objects waiting in the queue, oldest first (the proxy's sender records)."""
+        return [m[2] for m in list(self._queue)]
+
     def participants(self) -> list[ParticipantInfo]:
         return [ParticipantInfo(p.name, p.mask) for p in self._participants]
 

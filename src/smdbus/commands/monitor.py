@@ -19,8 +19,14 @@ Rules
   when the reader of a pipe has gone (``| head``); 1 when the proxy hangs up
   or ``--timeout`` ends before ``--count`` messages came; 2 bad arguments.
 
-The sender of each message is not shown: the wire does not carry it, and
-the proxy does not yet say who sent what.
+- ``--sender`` shows who sent each message (``#id pid uid comm`` of the
+  publishing connection, ``local`` for the proxy's own process), as
+  ``busctl monitor`` does. The ``_lws_smd`` wire carries no sender, so this
+  asks our proxy on its control stream (``{"op":"monitor"}``,
+  :mod:`smdbus.proxy.monitor`), which sends only the classes this user may
+  receive; the C proxy refuses that stream, and the command says the sender
+  is unavailable there. The comm is escaped again here: it is text a peer
+  chose.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from smdbus.classes import ALL_CLASSES, Class, class_names, parse_mask
 from smdbus.commands._options import add_socket, examples, positive_float, positive_int
 from smdbus.escape import printable
 from smdbus.wire import RxPayload, format_address
+from smdbus.wire.control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, monitor_query
 from smdbus.wire.stream import WireStream
 
 # A colour per class bit (ANSI SGR); user classes share one.
@@ -135,6 +142,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="colours (auto: on a terminal, unless NO_COLOR is set)",
     )
+    parser.add_argument(
+        "--sender",
+        action="store_true",
+        help="who sent each message: pid, uid, comm (our proxy only: the wire carries no sender)",
+    )
     parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages")
     parser.add_argument("--timeout", type=positive_float, metavar="S", help="stop after S seconds")
     add_socket(parser)
@@ -146,6 +158,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "smd monitor --class SYSTEM_STATE --field state=OPERATIONAL --count 1 --timeout 60",
         "                                              wait (at most 60 s) for OPERATIONAL",
         "smd monitor --json | jq -r .payload           the payloads, exactly as sent",
+        "smd monitor --sender --class SYSTEM_STATE     who publishes the state",
     )
 
 
@@ -157,20 +170,24 @@ def use_colour(choice: str, out: TextIO, environ: dict[str, str] | os._Environ[s
 
 def run(args: argparse.Namespace) -> int:
     colour = use_colour(args.color, sys.stdout, os.environ)
-    fmt: Callable[[RxPayload], str]
+    fmt: Callable[[RxPayload, Sender | None], str]
     if args.json:
         fmt = format_json
     else:
 
-        def fmt(msg: RxPayload) -> str:
-            return format_line(msg, pretty=args.pretty, colour=colour)
+        def fmt(msg: RxPayload, sender: Sender | None = None) -> str:
+            return format_line(msg, pretty=args.pretty, colour=colour, sender=sender)
 
     keep = make_filter(args.grep, args.field)
     shown = [0]
+    watch = _monitor_senders if args.sender else _monitor
     try:
         hung_up = asyncio.run(
-            _monitor(args.socket, args.classes, fmt, keep, args.count, args.timeout, shown)
+            watch(args.socket, args.classes, fmt, keep, args.count, args.timeout, shown)
         )
+    except SenderUnavailable as exc:
+        print(f"smd monitor: {exc}", file=sys.stderr)
+        return 1
     except TimeoutError:
         if args.count is None:
             return 0
@@ -215,8 +232,26 @@ def _class_colour(cls: int) -> str:
     return _USER_COLOUR
 
 
-def format_line(msg: RxPayload, *, pretty: bool = False, colour: bool = False) -> str:
-    """``HH:MM:SS.ffffff  CLASSES       payload`` (the payload as sent, escaped)."""
+Sender = dict[str, Any] | str
+"""A message's sender as the proxy's monitor says it (:mod:`smdbus.proxy.monitor`)."""
+
+
+class SenderUnavailable(ConnectionError):
+    """The proxy cannot say who sent what (the C proxy, or a refusal)."""
+
+
+def format_sender(sender: Sender) -> str:
+    """``#3 pid 42 uid 1000 comm 'sensor'``, ``local`` or ``unknown`` (escaped)."""
+    if not isinstance(sender, dict):
+        return printable(str(sender), limit=20)
+    comm = printable(str(sender.get("comm", "?")), limit=32)
+    return f"#{sender.get('id')} pid {sender.get('pid')} uid {sender.get('uid')} comm '{comm}'"
+
+
+def format_line(
+    msg: RxPayload, *, pretty: bool = False, colour: bool = False, sender: Sender | None = None
+) -> str:
+    """``HH:MM:SS.ffffff  CLASSES       [sender] payload`` (the payload as sent, escaped)."""
     when = _wall(msg.timestamp).strftime("%H:%M:%S.%f")
     names = "|".join(class_names(msg.cls)) or "0"
     shown, is_text = shown_text(msg.body)
@@ -228,13 +263,14 @@ def format_line(msg: RxPayload, *, pretty: bool = False, colour: bool = False) -
         else:
             shown = printable(json.dumps(obj, indent=2, ensure_ascii=False), keep_newlines=True)
     padded = f"{names:<13}"
+    who = "" if sender is None else _paint(f"[{format_sender(sender)}]", "1", colour) + " "
     return (
         f"{_paint(when, '2', colour)}  {_paint(padded, _class_colour(msg.cls), colour)} "
-        f"{shown if is_text else _paint(shown, '2', colour)}"
+        f"{who}{shown if is_text else _paint(shown, '2', colour)}"
     )
 
 
-def format_json(msg: RxPayload) -> str:
+def format_json(msg: RxPayload, sender: Sender | None = None) -> str:
     """One JSON object: time, timestamp_us, class, classes, payload (text) or payload_hex."""
     record: dict[str, Any] = {
         "time": _wall(msg.timestamp).isoformat(timespec="microseconds"),
@@ -246,6 +282,8 @@ def format_json(msg: RxPayload) -> str:
         record["payload"] = msg.body.decode()
     except UnicodeDecodeError:
         record["payload_hex"] = msg.body.hex()
+    if sender is not None:
+        record["sender"] = sender
     return json.dumps(record, separators=(",", ":"))  # ASCII: escapes reach no terminal raw
 
 
@@ -271,21 +309,66 @@ def make_filter(
 async def _monitor(
     address: str,
     mask: int,
-    fmt: Callable[[RxPayload], str],
+    fmt: Callable[[RxPayload, Sender | None], str],
     keep: Callable[[RxPayload], bool],
     count: int | None,
     timeout: float | None,
     shown: list[int],
 ) -> bool:
     """Print until ``count`` or ``timeout`` (TimeoutError); True when the proxy hung up."""
-    out = sys.stdout
     async with asyncio.timeout(timeout), await WireStream.connect(address, mask) as stream:
         async for msg in stream:
-            if not keep(msg):
-                continue
-            out.write(fmt(msg) + "\n")
-            out.flush()
-            shown[0] += 1
-            if count is not None and shown[0] >= count:
+            if _show(msg, None, fmt, keep, count, shown):
+                return False
+    return True
+
+
+def _show(
+    msg: RxPayload,
+    sender: Sender | None,
+    fmt: Callable[[RxPayload, Sender | None], str],
+    keep: Callable[[RxPayload], bool],
+    count: int | None,
+    shown: list[int],
+) -> bool:
+    """Print ``msg`` if it passes the filters; True once ``count`` messages were shown."""
+    if not keep(msg):
+        return False
+    sys.stdout.write(fmt(msg, sender) + "\n")
+    sys.stdout.flush()
+    shown[0] += 1
+    return count is not None and shown[0] >= count
+
+
+async def _monitor_senders(
+    address: str,
+    mask: int,
+    fmt: Callable[[RxPayload, Sender | None], str],
+    keep: Callable[[RxPayload], bool],
+    count: int | None,
+    timeout: float | None,
+    shown: list[int],
+) -> bool:
+    """:func:`_monitor` through our proxy's control stream, which names each sender."""
+    try:
+        stream = await WireStream.connect(
+            address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+        )
+    except ConnectionRefusedError:
+        raise SenderUnavailable(
+            f"the proxy at {format_address(address)} has no control stream (the C proxy?): "
+            "the wire carries no sender, so --sender is unavailable there"
+        ) from None
+    async with asyncio.timeout(timeout), stream:
+        await stream.send(0, monitor_query(mask))
+        async for reply in stream:
+            obj = json.loads(reply.body)
+            if "error" in obj:
+                raise SenderUnavailable(f"the proxy refused: {printable(str(obj['error']))}")
+            record = obj.get("msg")
+            if not isinstance(record, dict):
+                continue  # {"monitor": mask}: the classes we get
+            msg = RxPayload(record["cls"], record["ts"], bytes.fromhex(record["hex"]))
+            if _show(msg, record.get("from"), fmt, keep, count, shown):
                 return False
     return True

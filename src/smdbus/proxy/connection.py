@@ -291,7 +291,7 @@ class Connection(asyncio.Protocol):
         decoder = stream.decoder
         proxy = self.proxy
         access = proxy.access
-        bus = proxy.bus
+        send = proxy.monitors.send_for(self)  # Bus.send, unless a tool watches senders
         while stream.state is not _CLOSED:
             if self.pending is not None and not self._publish(*self.pending):
                 return
@@ -305,7 +305,7 @@ class Connection(asyncio.Protocol):
                         # a class held back or refused stops it; the slow path below decides
                         held = proxy.congested_mask | self.denied
                         # the decoder's bulk path itself: the stream is OPEN (smd)
-                        n = decoder.dispatch_bodies(bus.send, room, held)
+                        n = decoder.dispatch_bodies(send, room, held)
                     except (QueueFull, PayloadTooLarge) as exc:
                         # QueueFull: another thread filled a shared bus meanwhile;
                         # PayloadTooLarge: a shared bus with a smaller limit
@@ -341,7 +341,6 @@ class Connection(asyncio.Protocol):
     def _publish(self, cls: int, body: bytes) -> bool:
         """Publish the message in hand, or hold it (and stop reading) until it may go."""
         proxy = self.proxy
-        bus = proxy.bus
         if cls & self.denied:  # the policy's: it reaches nobody (counted, logged)
             self.pending = None
             proxy.access.refuse(self, cls)
@@ -358,7 +357,7 @@ class Connection(asyncio.Protocol):
                 proxy.loop.call_later(proxy.access.quota_wait(self), self.resume)
                 return False
             if not full:
-                bus.send(cls, body)
+                proxy.monitors.send_for(self)(cls, body)
         except QueueFull:  # another thread filled a shared bus meanwhile
             full = True
         except PayloadTooLarge as exc:

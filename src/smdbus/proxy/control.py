@@ -46,6 +46,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from smdbus.classes import ALL_CLASSES
 from smdbus.policy import Bucket
 from smdbus.proxy.fanout import rx_frame
 from smdbus.wire.control import MAX_LABEL
@@ -135,10 +136,19 @@ class Control:
             proxy.interest.add(conn)
         elif op == "describe":
             self._describe(conn, query, now)
+        elif op == "monitor":  # each message with its sender (smdbus.proxy.monitor)
+            mask = query.get("mask", ALL_CLASSES)
+            if type(mask) is not int or not 0 < mask < 1 << 64:
+                self._reply(conn, {"error": f"bad mask {mask!r}", "end": True})
+                return
+            proxy.monitors.watch(conn, mask)
         else:
             self._reply(
                 conn,
-                {"error": f"unknown op {op!r} (known: describe, peers, stats, watch)", "end": True},
+                {
+                    "error": f"unknown op {op!r} (known: describe, monitor, peers, stats, watch)",
+                    "end": True,
+                },
             )
 
     def _describe(self, conn: Connection, query: dict[str, Any], now: float) -> None:

@@ -59,6 +59,7 @@ from smdbus.proxy.flow import Verdict
 from smdbus.proxy.heap import fix_mmap_threshold
 from smdbus.proxy.interest import InterestWatch
 from smdbus.proxy.logs import PeerLog
+from smdbus.proxy.monitor import Monitors
 from smdbus.proxy.settings import ProxySettings, connection_limit
 from smdbus.proxy.slots import Slots
 from smdbus.wire import format_address, is_abstract, rx_payload_frame
@@ -96,6 +97,7 @@ COUNTERS = (
     "control_refused",
     "control_abandoned",
     "control_records",
+    "monitor_disconnects",
     "budget_disconnects",
     "dropped_messages",
     "log_suppressed",
@@ -268,6 +270,8 @@ class Proxy:
         self._rx_payload: bytes | None = None
         self._rx_frame = b""
         self.interest = InterestWatch(self.bus)
+        self.monitors = Monitors(self)
+        """Who sent each message, for the tools that watch (:mod:`smdbus.proxy.monitor`)."""
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -550,6 +554,7 @@ class Proxy:
     def set_access(self, policy: AccessPolicy) -> None:
         """A reloaded policy: in force for every connection at once, none dropped."""
         self.access.set_policy(policy)
+        self.monitors.reapply()
 
     def forget(self, conn: Connection) -> None:
         """A connection has closed: keep its record, drop it from every set."""
@@ -568,6 +573,7 @@ class Proxy:
         # the record keeps its label and its refusals: made before they are let go
         self._history.append(_peer_info(conn))
         self.control.forget(conn)
+        self.monitors.forget(conn)
         self.interest.discard(conn)
         self.access.gone(conn)
 
@@ -839,6 +845,7 @@ class Proxy:
             "bus_queue": self.bus.queue_length,
             "waiting": len(self.admission),
             "queries": self.control.active,
+            "monitors": self.monitors.count,
             "refused_by_class": dict(self.access.by_class),
             **self.counters,
             "log_suppressed": self.logs.suppressed,

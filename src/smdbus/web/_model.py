@@ -18,8 +18,10 @@ Rules
   woken per message.
 - Time comes from the injected ``clock`` (monotonic seconds); wall times are
   the bus's monotonic timestamps plus ``wall_offset``.
-- The sender of a message is ``"bus"``: the proxy does not yet say which
-  connection published it (peer identity is the policy work's). Receivers
+- The sender of a message is the connection that published it (``"#id"``,
+  a column of the sequence view) when the adapter has it from the proxy
+  (:meth:`BusView.message_from`, :mod:`smdbus.proxy.monitor`), else
+  ``"bus"``: sent inside the daemon, or no proxy to say. Receivers
   are the open peers whose mask matches the class, from the last peers
   snapshot, at most :data:`MAX_RECEIVERS`.
 """
@@ -72,7 +74,12 @@ class BusView:
 
     # -- the hot path --------------------------------------------------------
 
-    def message(self, cls: int, timestamp_us: int, payload: bytes) -> None:
+    def message_from(self, cls: int, timestamp_us: int, payload: bytes, sender: Any) -> None:
+        """:meth:`message` with the proxy's sender (a connection's dict, or ``"local"``)."""
+        origin = f"#{sender['id']}" if isinstance(sender, dict) else SENDER
+        self.message(cls, timestamp_us, payload, origin)
+
+    def message(self, cls: int, timestamp_us: int, payload: bytes, origin: str = SENDER) -> None:
         self.classes.seen(cls, timestamp_us, payload, self._now)
         if self._budget < 1.0:
             self.skipped += 1
@@ -86,7 +93,7 @@ class BusView:
             "wall": round(timestamp_us / 1e6 + self.wall_offset, 6),
             "cls": cls,
             "class": class_label(cls),
-            "from": SENDER,
+            "from": origin,
             "to": [p for p, mask in self._listening if mask & cls][:MAX_RECEIVERS],
             **render(payload),
         }

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 :meth:`WebService.start` (on the daemon's loop) registers a participant on
-every class (the view sees what ``smd monitor`` sees), an observing notifier
+every class (the view sees what ``smd monitor`` sees; with a proxy, a tap of
+its monitors, which also names the connection that sent each message), an observing notifier
 and a listener on the state manager (the boot timeline), then listens on
 TCP (127.0.0.1 by default) and a Unix socket, and writes ``web.json`` for
 ``smd web-url``. Two timers run from the injected scheduler:
@@ -149,8 +150,13 @@ class WebService:
         )
         self.view = view
         self._send_bucket = Bucket(SEND_RATE, SEND_RATE, now)
-        part = self.bus.register(ALL_CLASSES, view.message, name="web-view")
-        self._undo.append(lambda: self.bus.unregister(part))
+        monitors = getattr(self.proxy, "monitors", None)
+        if monitors is not None:  # the proxy names the sending connection of each message
+            tap = monitors.tap(ALL_CLASSES, view.message_from)
+            self._undo.append(lambda: monitors.untap(tap))
+        else:
+            part = self.bus.register(ALL_CLASSES, view.message, name="web-view")
+            self._undo.append(lambda: self.bus.unregister(part))
         if self.manager is not None:
             self._link = self.manager.register(self._observe, "web-view")
             self._undo.append(lambda: self.manager.unregister(self._link))

@@ -30,6 +30,14 @@ Rules:
   describes and shows in ``smd peers``; the proxy answers
   ``{"described": [ids], "end": true}``. A process can label nothing but its
   own connections, so ``smd peers`` can trust whose words a label is.
+- **Monitor.** ``{"op": "monitor", "mask": M}`` streams every message of the
+  classes in ``M`` that the asker may receive, with its sender, for as long
+  as the connection stays open: first ``{"monitor": mask}`` (the classes it
+  gets), then one ``{"msg": {"cls", "ts", "hex", "from"}}`` per message,
+  ``from`` being ``{"id", "pid", "uid", "comm"}`` of the publishing
+  connection, ``"local"`` (sent inside the proxy's process) or
+  ``"unknown"`` (queued before the monitor began). See
+  :mod:`smdbus.proxy.monitor`; the C proxy refuses this stream.
 """
 
 from __future__ import annotations
@@ -74,6 +82,11 @@ def describe_query(label: str | None, conn_id: int | None = None) -> bytes:
     if conn_id is not None:
         query["id"] = conn_id
     return reply(query)
+
+
+def monitor_query(mask: int) -> bytes:
+    """Ask for every message of ``mask`` (that the asker may receive), with its sender."""
+    return reply({"op": "monitor", "mask": mask})
 
 
 def is_our_proxy(rideshare: bytes) -> bool:

@@ -80,7 +80,7 @@ _smd() {
         "") opts="-h --help -v --verbose --version demo proxy monitor send peers state button-replay buttons routes cpd daemon bridge fleet web-url" ;;
         demo) opts="-h --help -v --verbose --pace" ;;
         proxy) opts="-h --help -v --verbose --socket --mode --group --max-connections --reserved-connections --max-connections-per-uid --max-frame --first-frame-timeout --queue-depth --high-water --max-buffer --max-outbound --stall-grace --stall-timeout" ;;
-        monitor) opts="-h --help -v --verbose --class --grep --field --json --pretty --color --count --timeout --socket" ;;
+        monitor) opts="-h --help -v --verbose --class --grep --field --json --pretty --color --sender --count --timeout --socket" ;;
         send) opts="-h --help -v --verbose --socket --count --timeout" ;;
         peers) opts="-h --help -v --verbose --socket --json --all" ;;
         state) opts="-h --help -v --verbose --watch -w --socket --until --timeout --no-query --json" ;;
