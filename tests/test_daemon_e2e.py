@@ -673,6 +673,58 @@ async def test_a_local_users_cpdcheck_flood_is_rate_limited(tmp_path: Path) -> N
                 p.wait()
 
 
+async def test_a_peers_forged_state_does_not_change_the_live_view(tmp_path: Path) -> None:
+    """Issue 12 point 5: with the policy's defaults off, nobody may send SYSTEM_STATE and
+    forges DESTROYING; the live view's ``▸`` lines are the daemon's state manager's, so it
+    shows a warning naming the sender instead, and DESTROYING only when the daemon stops."""
+    as_nobody = _as_nobody()
+    servers = Servers()
+    await servers.start(_tcp(), _udp())
+    address = f"@smd-{os.getpid()}-{next(_names)}"
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f'[bus]\nsocket = "{address}"\n'
+        f'[cpd]\nurl = "http://127.0.0.1:{servers.http_port}/generate_204"\n'
+        "[routes]\nenabled = false\n[gates]\ndhcp = false\ntime = false\n"
+        "[access]\ndefaults = false\n"  # SYSTEM_STATE open to every user
+    )
+    notify = NotifySocket(tmp_path / "notify.sock")
+    out = tmp_path / "live.txt"
+    with out.open("wb") as o:
+        proc = subprocess.Popen(
+            [SMD, "daemon", "--live", "--config", str(config)],
+            stdout=o,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, NOTIFY_SOCKET=str(notify.path), NO_COLOR="1"),
+        )
+    try:
+        with _output_on_failure(out):
+            await notify.until("READY=1")
+            for cls, body in (("SYSTEM_STATE", '{"state":"DESTROYING"}'), ("METRICS", "sentinel")):
+                send = subprocess.run(
+                    [*as_nobody, SMD, "send", cls, body, "--socket", address],
+                    capture_output=True, text=True, timeout=WAIT,
+                )  # fmt: skip
+                assert send.returncode == 0, send.stderr
+            async with asyncio.timeout(WAIT):
+                while "sentinel" not in out.read_text():
+                    await asyncio.sleep(0.02)
+            text = out.read_text()
+            assert "▸ DESTROYING" not in text
+            assert text.count("▸ OPERATIONAL") == 1
+            (warning,) = [line for line in text.splitlines() if "published state" in line]
+            assert "uid 65534" in warning and "not the daemon's state (ignored)" in warning
+            proc.send_signal(signal.SIGTERM)
+            assert await _exit(proc) == 0
+            assert "▸ DESTROYING" in out.read_text()  # its own, when it stops
+    finally:
+        notify.close()
+        await servers.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_broken_policy_fails_fast_naming_file_and_path(tmp_path: Path) -> None:
     policy = tmp_path / "policy.json"
     _policy(policy, "bad")

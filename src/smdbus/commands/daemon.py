@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         ready_state=State[args.ready_at],
         on_message=view.message if view is not None else None,
         on_note=view.note if view is not None else None,
+        on_state=view.state if view is not None else None,
         signals=signals,
     )
     if view is not None:

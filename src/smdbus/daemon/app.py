@@ -81,7 +81,10 @@ from smdbus.wire import format_address
 log = logging.getLogger("smdbus.daemon")
 
 NoteSink = Callable[[str, str, int], None]
-MessageSink = Callable[[int, int, bytes], None]
+MessageSink = Callable[[int, int, bytes, Any], None]
+"""A bus message and its sender as the proxy names it (:mod:`smdbus.proxy.monitor`)."""
+StateSink = Callable[[str], None]
+"""The daemon's state, as its state manager enters it (the live view's ``▸`` lines)."""
 
 
 class DaemonError(RuntimeError):
@@ -225,6 +228,7 @@ class Daemon:
         *,
         on_message: MessageSink | None = None,
         on_note: NoteSink | None = None,
+        on_state: StateSink | None = None,
         notifier: Notifier | None = None,
         ready_state: State = State.OPERATIONAL,
         wall_clock: WallClock | None = None,
@@ -235,6 +239,7 @@ class Daemon:
         self._access = prepared.access
         self._activated_fd = prepared.activated_fd
         self._on_message = on_message
+        self._on_state = on_state
         self._note_sink = on_note
         self.notifier = notifier or Notifier(enabled=self.config.systemd.notify)
         if not State.CONTEXT_CREATED <= ready_state <= State.OPERATIONAL:
@@ -386,7 +391,10 @@ class Daemon:
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         cfg = self.config
         if self._on_message is not None:
-            self.bus.register(ALL_CLASSES, self._seen, name="live-view")
+            if self.proxy is not None:  # with who sent each message
+                self.proxy.monitors.tap(ALL_CLASSES, self._seen)
+            else:
+                self.bus.register(ALL_CLASSES, self._seen, name="live-view")
         # lws_system (state manager, attach queue, blobs, ops, state responder): one
         # composition, smdbus.system.SystemContext; the rest is added around it below.
         self.system = SystemContext(
@@ -394,6 +402,8 @@ class Daemon:
         )
         manager = self.manager = self.system.manager
         manager.add_listener(self._state_changed)
+        if self._on_state is not None:
+            self._on_state(manager.state.published_name)
 
         # Network: routes first (coldplug and DHCP read its table), then CPD.
         if cfg.routes.enabled:
@@ -610,13 +620,15 @@ class Daemon:
 
     # -- reactions ---------------------------------------------------------------
 
-    def _seen(self, cls: int, timestamp_us: int, payload: bytes) -> None:
+    def _seen(self, cls: int, timestamp_us: int, payload: bytes, sender: Any = None) -> None:
         self.stats.messages += 1
         if self._on_message is not None:
-            self._on_message(cls, timestamp_us, payload)
+            self._on_message(cls, timestamp_us, payload, sender)
 
     def _state_changed(self, previous: State, new: State) -> None:
         self.notifier.status(f"{new.published_name}")
+        if self._on_state is not None:
+            self._on_state(new.published_name)
         if new == State.OPERATIONAL and self.stats.operational_at is None:
             self.stats.operational_at = time.monotonic()
         on_the_way = State.CONTEXT_CREATED <= new <= State.OPERATIONAL

@@ -12,6 +12,12 @@ Rules
   stdout is not a terminal (a pipe, a log file, a test) every event is one
   plain line and the footer is printed once, as lines, when OPERATIONAL is
   reached. ``NO_COLOR`` turns colours off.
+- **The daemon trusts itself.** Under the daemon the ``▸ STATE`` lines come
+  from its own state manager (:meth:`LiveView.state`), never from a bus
+  message: the daemon's own announcements are not shown twice, and a state
+  announced by a peer (the proxy names the sender, :mod:`smdbus.proxy.monitor`)
+  is shown as a warning naming who said it. The footer's state and CPD
+  result are the manager's and the detector's (``Daemon.status``).
 - What a peer sent is shown escaped (:func:`smdbus.escape.printable`): a
   payload cannot move the cursor, clear the screen or tear the footer.
 - The footer fits the terminal (80 columns is the size to design for): the
@@ -66,6 +72,14 @@ class Line:
     detail: str = ""
 
 
+def state_line(name: str) -> Line:
+    """``▸ NAME``: a state the system entered."""
+    style = "ok" if name == "OPERATIONAL" else "bad" if name == "DESTROYING" else "state"
+    if name == "POLICY_INVALID":
+        style = "warn"
+    return Line("state", f"▸ {name}", style)
+
+
 def describe(cls: int, payload: bytes) -> Line:
     """What a bus message means, in words (pure)."""
     try:
@@ -78,13 +92,7 @@ def describe(cls: int, payload: bytes) -> Line:
     if isinstance(obj, dict):
         if cls & Class.SYSTEM_STATE:
             if isinstance(obj.get("state"), str):
-                name = obj["state"]
-                style = (
-                    "ok" if name == "OPERATIONAL" else "bad" if name == "DESTROYING" else "state"
-                )
-                if name == "POLICY_INVALID":
-                    style = "warn"
-                return Line("state", f"▸ {name}", style)
+                return state_line(obj["state"])
             if obj.get("query") == "state":
                 return Line("state", "someone asked for the current state", "dim", raw)
             if isinstance(obj.get("current"), str):
@@ -150,6 +158,8 @@ class LiveView:
         self._footer_lines = 0
         self._hints_shown = False
         self.lines_written = 0
+        self.own_states = False
+        """Whether the states shown come from the daemon's state manager (:meth:`state`)."""
 
     # -- styling --------------------------------------------------------------
 
@@ -167,9 +177,28 @@ class LiveView:
             self._emit(self.paint(text, "bold" if i == 0 else "dim"))
         self._emit(self.paint("─" * min(self._width(), 78), "dim"))
 
-    def message(self, cls: int, timestamp_us: int, payload: bytes) -> None:
-        """A message seen on the bus."""
+    def state(self, name: str) -> None:
+        """The daemon's own state, from its state manager: from now on the only ``▸`` lines."""
+        self.own_states = True
+        self._shown(self._clock_us(), state_line(name))
+
+    def message(self, cls: int, timestamp_us: int, payload: bytes, sender: Any = None) -> None:
+        """A message seen on the bus; ``sender`` as the proxy names it (smdbus.proxy.monitor)."""
         line = describe(cls, payload)
+        if line.tag == "state" and line.text.startswith("▸ "):
+            if isinstance(sender, dict):  # a peer's word: never the state shown
+                line = Line(
+                    "warn",
+                    f"#{sender.get('id')} pid {sender.get('pid')} uid {sender.get('uid')} "
+                    f"comm '{sender.get('comm')}' published state {line.text[2:]}: "
+                    "not the daemon's state (ignored)",
+                    "yellow",
+                )
+            elif self.own_states:
+                return  # the daemon's own announcement: shown from its state manager
+        self._shown(timestamp_us, line)
+
+    def _shown(self, timestamp_us: int, line: Line) -> None:
         self._event(timestamp_us, line)
         if line.text == "▸ OPERATIONAL" and not self._hints_shown:
             self._hints_shown = True
