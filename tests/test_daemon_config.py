@@ -30,7 +30,7 @@ def test_embedded_defaults_are_the_dataclass_defaults() -> None:
     parsed = parse_config(DEFAULT_TOML, "<defaults>")
     assert parsed == DaemonConfig(source="<defaults>")
     assert load_config(None) == parsed
-    assert parsed.bus.proxy == ProxySettings()
+    assert parsed.bus.proxy == ProxySettings(max_connections_per_uid=65536)  # the quota's
     assert parsed.bus.socket == "\0proxy.ss.lws"
     assert parsed.time.valid_after == C_TIME_VALID_AFTER == 1594017754
     assert parsed.gates.cpd == "result" and parsed.gates.dhcp_timeout == 0
@@ -333,7 +333,7 @@ def test_the_numeric_keys_are_all_here() -> None:
     names = {f"{t}.{k}" for t, k, _ in _numeric_keys()}
     assert {"bus.queue_depth", "bus.max_buffer", "bus.stall_timeout", "time.valid_after"} <= names
     assert {"buttons.scripted.delay", "buttons.scripted.repeat"} <= names
-    assert len(names) == 26, sorted(names)
+    assert len(names) == 25, sorted(names)
 
 
 @pytest.mark.parametrize(("table", "key", "default"), _numeric_keys())
@@ -358,7 +358,6 @@ def test_the_maxima_themselves_are_accepted() -> None:
         "[bus]\nmax_connections = 65536\nqueue_depth = 4096\nhigh_water = 67108864\n"
         "max_buffer = 67108864\nfirst_frame_timeout = 60\nstall_grace = 10\n"
         "max_outbound = 1073741824\nreserved_connections = 65536\n"
-        "max_connections_per_uid = 65536\n"
         "stall_timeout = 300\n[gates]\ndhcp_timeout = 86400\n[cpd]\ntimeout = 60\n"
         "[time]\nvalid_after = 9999-12-31T23:59:59Z\nntp_timeout = 60\nretry_interval = 3600\n"
         "[boot]\nwait_for_peers = 1024\nwait_for_peers_timeout = 3600\n"
@@ -379,3 +378,14 @@ def test_a_gid_and_a_group_that_exist_are_kept() -> None:
     assert parse_config(f'[bus]\ngroup = "{name}"\n').bus.proxy.group == name
     assert parse_config("[bus]\ngroup = 4294967294\n").bus.proxy.group == 4294967294
     assert parse_config('[bus]\nsocket = "/run/' + "s" * 102 + '"\n').bus.socket.endswith("s")
+
+
+def test_one_per_uid_connection_limit_the_access_quota() -> None:
+    """``[bus] max_connections_per_uid`` is refused, pointing at the quota that replaced it;
+    the daemon's proxy leaves the per-uid limit to the quota (no second, lower bound)."""
+    with pytest.raises(ConfigError) as info:
+        parse_config("[bus]\nmax_connections_per_uid = 10\n", "/etc/smd/daemon.toml")
+    assert info.value.field == "bus.max_connections_per_uid"
+    assert "[access.quota.user] connections" in str(info.value)
+    cfg = parse_config("", "/etc/smd/daemon.toml")
+    assert cfg.bus.proxy.max_connections_per_uid == 65536

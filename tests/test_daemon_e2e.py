@@ -725,6 +725,53 @@ async def test_a_peers_forged_state_does_not_change_the_live_view(tmp_path: Path
             proc.wait()
 
 
+CONNECT_MANY = """
+import socket, sys
+from smdbus.wire import SMD_STREAMTYPE, StreamType, encode_all, parse_address
+frame = encode_all([StreamType(SMD_STREAMTYPE, 0, 1)])
+socks, results = [], []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(parse_address(sys.argv[1]))
+    s.sendall(frame)
+    head = s.recv(4)  # CREATE_RESULT: 0x56, len (2 bytes), result
+    results.append(head[3] if len(head) == 4 and head[0] == 0x56 else -1)
+    socks.append(s)
+print(results.count(0), results.count(1), flush=True)
+"""
+
+
+async def test_the_access_quota_is_the_one_per_uid_connection_limit(tmp_path: Path) -> None:
+    """``[access.quota.user] connections = 130``: nobody holds 130 connections, the 131st is
+    refused (before, ``[bus] max_connections_per_uid``, 128, refused the 129th as well)."""
+    as_nobody = _as_nobody()
+    address = f"@smd-{os.getpid()}-{next(_names)}"
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f'[bus]\nsocket = "{address}"\n[cpd]\nenabled = false\n[routes]\nenabled = false\n'
+        '[gates]\ndhcp = false\ntime = false\ncpd = "off"\n'
+        "[access.quota.user]\nconnections = 130\n"
+    )
+    proc, notify, err = _spawn_daemon(config, tmp_path)
+    try:
+        with _output_on_failure(err):
+            await notify.until("READY=1")
+            many = subprocess.run(
+                [*as_nobody, sys.executable, "-c", CONNECT_MANY, address, "131"],
+                capture_output=True, text=True, timeout=WAIT,
+            )  # fmt: skip
+            assert many.returncode == 0, many.stderr
+            assert many.stdout.split() == ["130", "1"]
+            assert "uid 65534 holds 130 connections (quota 130)" in err.read_text()
+            proc.send_signal(signal.SIGTERM)
+            assert await _exit(proc) == 0
+    finally:
+        notify.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_broken_policy_fails_fast_naming_file_and_path(tmp_path: Path) -> None:
     policy = tmp_path / "policy.json"
     _policy(policy, "bad")

@@ -87,7 +87,12 @@ class ConfigError(ValueError):
 class BusConfig:
     """``[bus]``: where the proxy listens and its limits (see docs/proxy.md)."""
 
-    proxy: ProxySettings = field(default_factory=ProxySettings)
+    proxy: ProxySettings = field(
+        # the per-uid connection limit is the access quota's alone (REMOVED_PER_UID)
+        default_factory=lambda: ProxySettings(
+            max_connections_per_uid=int(MAXIMA["max_connections_per_uid"])
+        )
+    )
 
     @property
     def socket(self) -> str:
@@ -231,7 +236,6 @@ mode = "{_P.mode:04o}"             # permissions of a filesystem socket (octal s
 group = ""                # group owning a filesystem socket ("" = the daemon's own)
 max_connections = {_P.max_connections}  # lowered to what RLIMIT_NOFILE allows
 reserved_connections = {_P.reserved_connections}  # of those, only for root and the daemon's uid
-max_connections_per_uid = {_P.max_connections_per_uid}  # for any other uid
 max_frame = {_P.max_frame}          # largest frame len accepted (bytes)
 first_frame_timeout = {_P.first_frame_timeout}  # seconds a new connection has to send STREAMTYPE
 queue_depth = {_P.queue_depth}         # the bus queue; a full queue pauses publishers, never drops
@@ -410,6 +414,12 @@ def _deep_key(text: str) -> str:
     return key
 
 
+REMOVED_PER_UID = (
+    "removed: the per-uid connection limit is the access policy's quota, "
+    "[access.quota.user] connections (root's and the daemon's user's: [access.quota.root], "
+    "[access.quota.daemon]), re-read on SIGHUP; move the value there"
+)
+"""Why ``[bus] max_connections_per_uid`` is refused: one per-uid connection limit, not two."""
 _FIELD_IN_PROXY_ERROR = re.compile(r"proxy setting (\w+)=")
 
 
@@ -607,10 +617,13 @@ class _Reader:
         def seconds(key: str) -> float:
             return t.number(key, getattr(d, key), 0, MAXIMA[key], above=True)
 
+        if t.has("max_connections_per_uid"):
+            raise t.fail("max_connections_per_uid", REMOVED_PER_UID)
         kw: dict[str, Any] = {
             "max_connections": whole("max_connections", 1),
             "reserved_connections": whole("reserved_connections", 0),
-            "max_connections_per_uid": whole("max_connections_per_uid", 1),
+            # one per-uid connection limit: the policy's quota (REMOVED_PER_UID)
+            "max_connections_per_uid": int(MAXIMA["max_connections_per_uid"]),
             "max_frame": t.integer("max_frame", d.max_frame, 32, 0xFFFF),
             "first_frame_timeout": seconds("first_frame_timeout"),
             "queue_depth": whole("queue_depth", 1),
