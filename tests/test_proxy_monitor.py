@@ -169,3 +169,25 @@ async def test_smd_monitor_sender_says_when_the_proxy_cannot_tell(tmp_path: Path
             out, err = await proc.communicate()
     assert proc.returncode == 1 and not out
     assert b"--sender is unavailable there" in err, err
+
+
+async def test_a_message_queued_before_its_class_was_tapped_is_unknown_not_local() -> None:
+    """A connection's message queued while only another class was tapped reaches the taps
+    once its class is tapped: its sender was not recorded, so it is unknown, never local."""
+    address = _address()
+    async with running(Proxy(ProxySettings(address=address))) as proxy:
+        async with await WireStream.connect(address, 0):
+            await until(
+                lambda: [c.state for c in proxy.open_connections()] == ["smd"]
+            )  # its STREAMTYPE is in
+            (conn,) = proxy.open_connections()
+            seen: list[tuple[bytes, object]] = []
+            proxy.bus.register(USER0, lambda *m: None)  # somebody listens to USER0
+            proxy.monitors.tap(METRICS, lambda c, t, p, s: seen.append((p, s)))
+            proxy.monitors.send_for(conn)(USER0, b"queued early")  # not attributed: untapped
+            proxy.monitors.tap(USER0, lambda c, t, p, s: seen.append((p, s)))
+            proxy.monitors.send_for(conn)(USER0, b"queued late")
+            await proxy.bus.drain()
+        assert seen[0] == (b"queued early", "unknown")
+        assert seen[1][0] == b"queued late" and isinstance(seen[1][1], dict)
+        assert seen[1][1]["id"] == conn.id

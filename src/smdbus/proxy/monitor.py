@@ -18,7 +18,7 @@ Rules:
   takes the sender of each message it receives from a FIFO per object
   (kept until delivered: an id cannot be reused meanwhile). A message with
   no record was sent in-process (``"local"``: the daemon and its
-  participants); one queued before the first tap is ``"unknown"``. CPython
+  participants); one queued before its class was tapped is ``"unknown"``. CPython
   shares one object for every 0- and 1-byte ``bytes``: should an in-process
   participant queue the same 0- or 1-byte body between a connection's
   sending and its delivery, the two may swap senders (longer bodies are
@@ -91,7 +91,7 @@ class Monitors:
         self._taps: list[Tap] = []
         self._by_conn: dict[Connection, Tap] = {}
         self._senders: dict[int, tuple[bytes, deque[Connection]]] = {}
-        self._before: dict[int, bytes] = {}  # queued before the first tap: unknown senders
+        self._before: dict[int, bytes] = {}  # queued before their class was tapped: unknown
         self._participant: Participant | None = None
         self._dirty: list[Tap] = []
         self._flush_scheduled = False
@@ -181,16 +181,20 @@ class Monitors:
         if self._participant is not None:
             bus.unregister(self._participant)
             self._participant = None
-        if not self.mask and mask:  # the first tap: what is queued now came from nobody known
-            self._before = {id(p): p for p in bus.queued_payloads()}
         self.mask = mask
         if mask:
             self._participant = bus.register(mask, self._deliver, name="proxy monitor")
-            # what left the queue meanwhile (nobody else wanted it) is not waited for
-            alive = {id(p) for p in bus.queued_payloads()}
+            # The new participant gets what is queued: what was not attributed (queued
+            # before, or of a class nobody tapped then) has an unknown sender; records of
+            # what left the queue meanwhile (nobody else wanted it) are not waited for.
+            queued = bus.queued_payloads()
+            alive = {id(p) for p in queued}
             for records in (self._senders, self._before):
                 for key in [k for k in records if k not in alive]:
                     del records[key]
+            for p in queued:
+                if id(p) not in self._senders:
+                    self._before[id(p)] = p
         else:
             self._senders.clear()
             self._before.clear()

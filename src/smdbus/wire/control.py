@@ -36,7 +36,7 @@ Rules:
   gets), then one ``{"msg": {"cls", "ts", "hex", "from"}}`` per message,
   ``from`` being ``{"id", "pid", "uid", "comm"}`` of the publishing
   connection, ``"local"`` (sent inside the proxy's process) or
-  ``"unknown"`` (queued before the monitor began). See
+  ``"unknown"`` (queued before its class was watched). See
   :mod:`smdbus.proxy.monitor`; the C proxy refuses this stream.
 """
 
