@@ -833,6 +833,81 @@ async def test_socket_activation_serves_the_passed_socket_and_leaves_it(tmp_path
             proc.wait()
 
 
+FORGE = """
+import socket, sys
+from smdbus.classes import Class
+from smdbus.wire import SMD_STREAMTYPE, StreamType, TxPayload, encode_all, parse_address
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(parse_address(sys.argv[1]))
+s.sendall(encode_all([StreamType(SMD_STREAMTYPE, 0, 1),
+                      TxPayload(Class.SYSTEM_STATE, 0, b'{"state":"FORGED"}'),
+                      TxPayload(Class.METRICS, 0, b'{"sentinel":1}')]))
+s.shutdown(socket.SHUT_WR)
+while s.recv(4096):
+    pass
+"""
+
+
+async def test_socket_activation_serves_a_file_and_the_abstract_name_under_one_policy(
+    tmp_path: Path,
+) -> None:
+    """Issue 12 point 4: systemd passes two sockets (a file, and ``@proxy.ss.lws`` for C
+    programs built with lws' default); one proxy serves both: a message sent on one reaches
+    a client of the other, and nobody's forged SYSTEM_STATE is refused on either."""
+    as_nobody = _as_nobody()
+    path = tmp_path / "bus.sock"
+    abstract = f"@smd-{os.getpid()}-{next(_names)}"
+    listeners = []
+    for address in (str(path), "\0" + abstract[1:]):
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(address)
+        listener.listen(8)
+        listeners.append(listener)
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        f'[bus]\nsocket = "{tmp_path / "unused.sock"}"\n[boot]\nwait_for_peers = 1\n{QUIET}'
+    )
+    watcher = Watcher()
+    client = Client(str(path), Class.SYSTEM_STATE | Class.METRICS, on_message=watcher)
+    await client.start(wait=False)
+    fds = [sock.fileno() for sock in listeners]
+    activate = (
+        "import os, sys; a, b = int(sys.argv[1]), int(sys.argv[2]); "
+        "os.dup2(a, 100); os.dup2(b, 101); os.dup2(100, 3); os.dup2(101, 4); "
+        "os.close(100); os.close(101); "
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='2'); "
+        "os.execv(sys.argv[3], sys.argv[3:])"
+    )
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", activate, *map(str, fds), SMD, "daemon", "--config",
+             str(config)],
+            pass_fds=fds, stdout=subprocess.DEVNULL, stderr=e,
+        )  # fmt: skip
+    for listener in listeners:
+        listener.close()
+    try:
+        with _output_on_failure(err):
+            await watcher.until("OPERATIONAL", lambda: "OPERATIONAL" in watcher.states())
+            forge = subprocess.run(
+                [*as_nobody, sys.executable, "-c", FORGE, abstract],
+                capture_output=True, text=True, timeout=WAIT,
+            )  # fmt: skip
+            assert forge.returncode == 0, forge.stderr
+            await watcher.until("the sentinel", lambda: any("sentinel" in m for _, m in
+                                                              watcher.messages))  # fmt: skip
+            assert "FORGED" not in watcher.states()
+            assert "refused: pid" in err.read_text() and "uid 65534" in err.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert await _exit(proc) == 0
+    finally:
+        await client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 async def test_make_run_demo_reaches_operational_without_a_network(
     netns: str, tmp_path: Path
 ) -> None:

@@ -107,6 +107,8 @@ class Prepared:
     activated_fd: int | None = None
     access: AccessPolicy | None = None
     """Who may send and receive what ([access] and its drop-ins); None: the defaults."""
+    also_fds: tuple[int, ...] = ()
+    """More sockets systemd passed (a second ListenStream=): served by the same proxy."""
 
 
 def read_access(config: DaemonConfig) -> AccessPolicy:
@@ -144,18 +146,17 @@ def prepare(config: DaemonConfig, environ: dict[str, str] | None = None) -> Prep
     except (AccessConfigError, OSError) as e:
         raise DaemonError(f"access: {e}", 2) from None
     fd: int | None = None
+    also: tuple[int, ...] = ()
     if config.systemd.socket_activation:
         try:
             fds = listen_fds(environ)
         except ActivationError as e:
             raise DaemonError(f"socket activation: {e}", 2) from None
         if fds:
-            fd = fds[0]
-            if len(fds) > 1:
-                log.warning("systemd passed %d sockets; the proxy uses fd %d only", len(fds), fd)
+            fd, also = fds[0], tuple(fds[1:])
     if fd is None:
         _check_socket_group(config)
-    return Prepared(config, policy, fd, access)
+    return Prepared(config, policy, fd, access, also)
 
 
 def _check_socket_group(config: DaemonConfig) -> None:
@@ -238,6 +239,7 @@ class Daemon:
         self.policy = prepared.policy
         self._access = prepared.access
         self._activated_fd = prepared.activated_fd
+        self._also_fds = prepared.also_fds
         self._on_message = on_message
         self._on_state = on_state
         self._note_sink = on_note
@@ -371,16 +373,16 @@ class Daemon:
         if self._activated_fd is not None:
             try:
                 sock = activated_socket(self._activated_fd)
+                also = [activated_socket(fd) for fd in self._also_fds]
             except ActivationError as e:
                 raise OSError(str(e)) from None
             from dataclasses import replace
 
             settings = replace(settings, address=socket_address(sock))
-            self.proxy = Proxy(settings, bus=self.bus, sock=sock, access=self._access)
+            self.proxy = Proxy(settings, bus=self.bus, sock=sock, access=self._access, also=also)
             await self.proxy.start()
-            self.note(
-                "info", f"serving the bus on {format_address(settings.address)} (from systemd)"
-            )
+            shown = ", ".join(format_address(socket_address(s)) for s in [sock, *also])
+            self.note("info", f"serving the bus on {shown} (from systemd)")
         else:
             self.proxy = Proxy(settings, bus=self.bus, access=self._access)
             await self.proxy.start()

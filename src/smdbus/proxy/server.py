@@ -43,7 +43,7 @@ import socket
 import stat
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,7 +201,10 @@ class Proxy:
     activation); the proxy serves it and, at close, leaves its file alone.
     ``access``: who may send and receive what, and the per-uid quotas
     (:mod:`smdbus.policy`; None: the defaults, with root and ``daemon_uid``,
-    this process's uid unless told, privileged).
+    this process's uid unless told, privileged). ``also``: more listening
+    sockets somebody else bound (systemd's second ``ListenStream=``, typically
+    ``@proxy.ss.lws`` beside a filesystem socket): served by the same
+    accept path, so under the same slots, policy and quotas.
     """
 
     def __init__(
@@ -213,9 +216,11 @@ class Proxy:
         sock: socket.socket | None = None,
         access: AccessPolicy | None = None,
         daemon_uid: int | None = None,
+        also: Sequence[socket.socket] = (),
     ) -> None:
         self.settings = settings or ProxySettings()
         self._inherited = sock
+        self._also = list(also)  # more listening sockets (systemd's), served the same way
         # Its own bus carries no more than the wire's body limit (383, one below
         # the in-process 384): a larger message could not reach any client.
         self.bus = (
@@ -228,6 +233,7 @@ class Proxy:
         self.congested_mask = 0
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._listener: socket.socket | None = None
+        self._listeners: list[socket.socket] = []  # the listener, then the others
         self._accepting = False
         self._accept_timer: asyncio.Handle | None = None
         self._accept_backoff = ACCEPT_BACKOFF[0]
@@ -289,6 +295,9 @@ class Proxy:
         elif self.bus.loop is not loop:
             raise RuntimeError("the proxy's bus is bound to another event loop")
         self._listener = self._listen()
+        for extra in self._also:
+            extra.setblocking(False)
+        self._listeners = [self._listener, *self._also]
         self._serving = loop.create_future()
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         slots = self.slots
@@ -324,7 +333,9 @@ class Proxy:
         self._stop_accepting()
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.close()
+            for each in self._listeners:
+                each.close()
+            self._listeners = []
         for sock in list(self._refusing):
             self._refuse_now(sock)
         if self._bound_bus or self.bus.loop is asyncio.get_running_loop():
@@ -417,7 +428,8 @@ class Proxy:
             self._accept_timer.cancel()
             self._accept_timer = None
         if self._listener is not None and not self._accepting and self.loop is not None:
-            self.loop.add_reader(self._listener.fileno(), self._on_acceptable)
+            for listener in self._listeners:
+                self.loop.add_reader(listener.fileno(), self._on_acceptable, listener)
             self._accepting = True
 
     def _stop_accepting(self) -> None:
@@ -425,13 +437,13 @@ class Proxy:
             self._accept_timer.cancel()
             self._accept_timer = None
         if self._accepting and self._listener is not None and self.loop is not None:
-            self.loop.remove_reader(self._listener.fileno())
+            for listener in self._listeners:
+                self.loop.remove_reader(listener.fileno())
         self._accepting = False
 
-    def _on_acceptable(self) -> None:
-        """The listening socket is readable: accept a batch, each checked against the slots."""
-        listener = self._listener
-        if listener is None:
+    def _on_acceptable(self, listener: socket.socket) -> None:
+        """A listening socket is readable: accept a batch, each checked against the slots."""
+        if self._listener is None:
             return
         for _ in range(ACCEPT_BATCH):
             try:
