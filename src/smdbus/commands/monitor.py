@@ -40,7 +40,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from smdbus.classes import ALL_CLASSES, Class, class_names, parse_mask
@@ -178,13 +178,11 @@ def run(args: argparse.Namespace) -> int:
         def fmt(msg: RxPayload, sender: Sender | None = None) -> str:
             return format_line(msg, pretty=args.pretty, colour=colour, sender=sender)
 
-    keep = make_filter(args.grep, args.field)
-    shown = [0]
+    printer = _Printer(fmt, make_filter(args.grep, args.field), args.count)
+    shown = printer.shown
     watch = _monitor_senders if args.sender else _monitor
     try:
-        hung_up = asyncio.run(
-            watch(args.socket, args.classes, fmt, keep, args.count, args.timeout, shown)
-        )
+        hung_up = asyncio.run(watch(args.socket, args.classes, printer, args.timeout))
     except SenderUnavailable as exc:
         print(f"smd monitor: {exc}", file=sys.stderr)
         return 1
@@ -306,48 +304,36 @@ def make_filter(
     return keep
 
 
-async def _monitor(
-    address: str,
-    mask: int,
-    fmt: Callable[[RxPayload, Sender | None], str],
-    keep: Callable[[RxPayload], bool],
-    count: int | None,
-    timeout: float | None,
-    shown: list[int],
-) -> bool:
+@dataclass
+class _Printer:
+    """What is printed and how: the format, the filters, and how many until done."""
+
+    fmt: Callable[[RxPayload, Sender | None], str]
+    keep: Callable[[RxPayload], bool]
+    count: int | None
+    shown: list[int] = field(default_factory=lambda: [0])
+
+    def show(self, msg: RxPayload, sender: Sender | None = None) -> bool:
+        """Print ``msg`` if it passes the filters; True once ``count`` messages were shown."""
+        if not self.keep(msg):
+            return False
+        sys.stdout.write(self.fmt(msg, sender) + "\n")
+        sys.stdout.flush()
+        self.shown[0] += 1
+        return self.count is not None and self.shown[0] >= self.count
+
+
+async def _monitor(address: str, mask: int, printer: _Printer, timeout: float | None) -> bool:
     """Print until ``count`` or ``timeout`` (TimeoutError); True when the proxy hung up."""
     async with asyncio.timeout(timeout), await WireStream.connect(address, mask) as stream:
         async for msg in stream:
-            if _show(msg, None, fmt, keep, count, shown):
+            if printer.show(msg):
                 return False
     return True
 
 
-def _show(
-    msg: RxPayload,
-    sender: Sender | None,
-    fmt: Callable[[RxPayload, Sender | None], str],
-    keep: Callable[[RxPayload], bool],
-    count: int | None,
-    shown: list[int],
-) -> bool:
-    """Print ``msg`` if it passes the filters; True once ``count`` messages were shown."""
-    if not keep(msg):
-        return False
-    sys.stdout.write(fmt(msg, sender) + "\n")
-    sys.stdout.flush()
-    shown[0] += 1
-    return count is not None and shown[0] >= count
-
-
 async def _monitor_senders(
-    address: str,
-    mask: int,
-    fmt: Callable[[RxPayload, Sender | None], str],
-    keep: Callable[[RxPayload], bool],
-    count: int | None,
-    timeout: float | None,
-    shown: list[int],
+    address: str, mask: int, printer: _Printer, timeout: float | None
 ) -> bool:
     """:func:`_monitor` through our proxy's control stream, which names each sender."""
     try:
@@ -369,6 +355,6 @@ async def _monitor_senders(
             if not isinstance(record, dict):
                 continue  # {"monitor": mask}: the classes we get
             msg = RxPayload(record["cls"], record["ts"], bytes.fromhex(record["hex"]))
-            if _show(msg, record.get("from"), fmt, keep, count, shown):
+            if printer.show(msg, record.get("from")):
                 return False
     return True
