@@ -175,11 +175,16 @@ def test_web_table_is_checked_and_errors_name_the_field(tmp_path: Path) -> None:
         ({"host": 1}, "host", "a string"),
         ({"rign": 5}, "rign", "unknown key"),
         ({"enabled": True, "host": "", "unix_socket": False}, "host", "nowhere to listen"),
+        ({"send_as": "no-such-user-here"}, "send_as", "no such user 'no-such-user-here'"),
+        ({"send_as": 4294967296}, "send_as", "no such user"),
+        ({"send_as": True}, "send_as", "a user name or uid"),
     ]
     for table, field, problem in cases:
         with pytest.raises(WebConfigError, match=problem) as e:
             parse_web_config(table, base=tmp_path)
         assert e.value.field == field
+    assert parse_web_config({"send_as": 0}, base=tmp_path).send_as == "0"
+    assert parse_web_config({"send_as": "root"}, base=tmp_path).send_as == "root"
 
 
 def test_daemon_config_reads_the_web_table_and_names_the_file() -> None:

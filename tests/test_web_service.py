@@ -357,3 +357,42 @@ async def test_the_sequence_view_starts_at_the_connection_that_sent(setup: Setup
     await setup.bus.drain()
     m = (await request(setup.svc, "/api/messages")).json()["messages"]
     assert m[-1]["from"] == "bus"
+
+
+@pytest.mark.parametrize(("send_as", "state_accepted"), [("nobody", False), ("root", True)])
+async def test_the_pages_sends_go_through_the_access_policy(
+    tmp_path: Path, send_as: str, state_accepted: bool
+) -> None:
+    """With sending on, the page is held to the proxy's policy as ``web.send_as``: under the
+    default rules nobody may not send SYSTEM_STATE, root may; INTERACTION is open to both."""
+    bus = Bus()
+    async with bus:
+        proxy = Proxy(ProxySettings(address=f"\0smdbus-web-{uuid.uuid4().hex[:12]}"), bus=bus)
+        await proxy.start()
+        got: list[tuple[int, bytes]] = []
+        bus.register(Class.SYSTEM_STATE | Class.INTERACTION, lambda c, t, p: got.append((c, p)))
+        cfg = WebConfig(
+            enabled=True, port=0, runtime_dir=tmp_path / "run", allow_send=True, send_as=send_as
+        )
+        svc = WebService(cfg, bus=bus, proxy=proxy)
+        await svc.start()
+        try:
+            forged = json.dumps({"class": "SYSTEM_STATE", "payload": '{"state":"x"}'}).encode()
+            r = await request(svc, "/api/send", method="POST", body=forged)
+            if state_accepted:
+                assert r.status == 200 and r.json() == {"accepted": True}
+            else:
+                assert r.status == 403, r.body
+                assert b"does not let nobody send SYSTEM_STATE" in r.body
+            hello = json.dumps({"class": "INTERACTION", "payload": "hi"}).encode()
+            r = await request(svc, "/api/send", method="POST", body=hello)
+            assert r.status == 200 and r.json() == {"accepted": True}
+            await bus.drain()
+            expected = [(int(Class.INTERACTION), b"hi")]
+            if state_accepted:
+                expected.insert(0, (int(Class.SYSTEM_STATE), b'{"state":"x"}'))
+            assert got == expected
+            assert svc.refused_policy == (0 if state_accepted else 1)
+        finally:
+            await svc.close()
+            await proxy.close()

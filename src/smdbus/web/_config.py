@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from smdbus.policy import Identity
 
 DEFAULT_PORT = 8765
 
@@ -55,6 +58,10 @@ class WebConfig:
     """HTTP connections at once (event streams included)."""
     allow_send: bool = False
     """Whether the page may publish (``POST /api/send``)."""
+    send_as: str = "nobody"
+    """The user (name or uid) the page's sends are checked as against the bus's access policy,
+    as any peer of that user would be: the token opens the page, it does not make its holder
+    the daemon."""
 
     def directory(self) -> Path:
         """The runtime directory, configured or the default for this user."""
@@ -93,6 +100,7 @@ ring = {WebConfig.ring}               # messages kept (/api/messages, resuming a
 max_rate = {WebConfig.max_rate}            # messages a second shown; the rest are counted per class
 max_clients = {WebConfig.max_clients}          # HTTP connections at once
 allow_send = false        # let the page publish (POST /api/send)
+send_as = "nobody"        # the user the page's sends are checked as against the access policy
 """
 
 _BOUNDS: dict[str, tuple[int, int]] = {
@@ -120,6 +128,14 @@ def parse_web_config(table: Mapping[str, Any], *, base: Path) -> WebConfig:
             if not lo <= value <= hi:
                 raise WebConfigError(key, f"must be {lo}..{hi}, got {value}")
             values[key] = value
+        elif key == "send_as":
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise WebConfigError(key, f"must be a user name or uid, got {value!r}")
+            try:
+                sender_identity(str(value))
+            except LookupError as e:
+                raise WebConfigError(key, str(e)) from None
+            values[key] = str(value)
         elif key in _PATHS or key == "host":
             if not isinstance(value, str):
                 raise WebConfigError(key, f"must be a string, got {value!r}")
@@ -129,9 +145,23 @@ def parse_web_config(table: Mapping[str, Any], *, base: Path) -> WebConfig:
                 p = Path(value).expanduser()
                 values[key] = p if p.is_absolute() else base / p
         else:
-            known = ", ".join(sorted((*_BOOLS, *_BOUNDS, *_PATHS, "host")))
+            known = ", ".join(sorted((*_BOOLS, *_BOUNDS, *_PATHS, "host", "send_as")))
             raise WebConfigError(key, f"unknown key; known keys here: {known}")
     config = WebConfig(**values)
     if config.enabled and not config.host and not config.unix_socket:
         raise WebConfigError("host", 'is "" and unix_socket is false: nowhere to listen')
     return config
+
+
+def sender_identity(user: str) -> Identity:
+    """The identity the page's sends are checked as: ``user`` (a name or a uid) with its
+    primary and supplementary groups, as the kernel would vouch for a process of that user.
+
+    Raises LookupError naming the user when there is no such user.
+    """
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except (KeyError, OverflowError):
+        raise LookupError(f"no such user {user!r}") from None
+    groups = frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    return Identity(entry.pw_uid, entry.pw_gid, None, groups, comm="web view")

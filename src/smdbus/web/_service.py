@@ -39,13 +39,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from smdbus.classes import ALL_CLASSES, parse_mask
+from smdbus.classes import ALL_CLASSES, format_mask, parse_mask
 from smdbus.errors import PayloadTooLarge, QueueFull
-from smdbus.policy import Bucket
+from smdbus.policy import Bucket, Identity
 from smdbus.system.scheduler import LoopScheduler, Scheduler, Timer
 from smdbus.web import _sse as sse
 from smdbus.web._auth import allowed, presented, set_cookie
-from smdbus.web._config import WebConfig
+from smdbus.web._config import WebConfig, sender_identity
 from smdbus.web._http import HttpServer, Request, Response, Stream, StreamWriter
 from smdbus.web._metrics import CONTENT_TYPE, Exposition
 from smdbus.web._model import BusView
@@ -53,6 +53,9 @@ from smdbus.web._payload import visible
 from smdbus.web._runtime import SOCKET, prepare_dir, remove_info, write_info
 
 log = logging.getLogger("smdbus.web")
+
+_POLICY_BITS = 0xFFFFFFFF
+"""The class bits the access policy speaks of (as the proxy's)."""
 
 FLUSH = 0.1
 """Seconds between writes of new messages to the streams (the page's latency)."""
@@ -114,6 +117,8 @@ class WebService:
         self._link: Any = None
         self.slow_disconnects = 0
         self.sent = 0
+        self.refused_policy = 0
+        self._sender: Identity | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -150,6 +155,8 @@ class WebService:
         )
         self.view = view
         self._send_bucket = Bucket(SEND_RATE, SEND_RATE, now)
+        if cfg.allow_send:
+            self._sender = sender_identity(cfg.send_as)
         monitors = getattr(self.proxy, "monitors", None)
         if monitors is not None:  # the proxy names the sending connection of each message
             tap = monitors.tap(ALL_CLASSES, view.message_from)
@@ -501,12 +508,37 @@ class WebService:
                 raise TypeError("payload must be a string")
         except (ValueError, KeyError, TypeError) as e:
             return Response(400, f"expected {{'class': ..., 'payload': ...}}: {e}\n".encode())
+        denied = self._denied(cls)
+        if denied:
+            self.refused_policy += 1
+            who = self._sender.label() if self._sender is not None else "?"
+            log.info("web view: refused a %s send from the page (as %s)", format_mask(cls), who)
+            return Response(
+                403,
+                f"the bus's access policy does not let {self.config.send_as} send "
+                f"{format_mask(denied)} (web.send_as)\n".encode(),
+            )
         try:
             accepted = self.bus.send(cls, payload.encode())
         except (PayloadTooLarge, QueueFull) as e:
             return Response(503, f"{e}\n".encode())
         self.sent += int(accepted)
         return _json({"accepted": accepted})
+
+    def _denied(self, cls: int) -> int:
+        """The class bits of ``cls`` that ``web.send_as`` may not send, by the proxy's policy
+        (the daemon's defaults when the view has no proxy): the page is held to the same
+        rules as any peer of that user."""
+        if self._sender is None:
+            return cls
+        access = getattr(self.proxy, "access", None)
+        if access is not None:
+            rules = access.policy.rules
+        else:
+            from smdbus.policy import default_rules
+
+            rules = default_rules({0, os.getuid()})
+        return int(cls & ~rules.masks(self._sender).send & _POLICY_BITS)
 
 
 def _json(obj: Any) -> Response:
