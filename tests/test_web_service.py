@@ -298,6 +298,7 @@ async def test_peers_and_metrics_show_a_real_client(setup: Setup) -> None:
         p = peers[0]
         assert p["pid"] == os.getpid() and p["uid"] == os.getuid()
         assert p["mask_names"] == "INTERACTION" and p["command"]
+        assert p["denials"] == 0  # the policy's refusals of this peer (None before: never shown)
         setup.bus.send(Class.INTERACTION, b"hi")
         await setup.bus.drain()
         m = (await request(setup.svc, "/api/messages")).json()["messages"][-1]

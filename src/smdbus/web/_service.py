@@ -326,7 +326,7 @@ class WebService:
         for p in infos:
             d = p.to_json()
             d["mask_hex"] = f"{p.mask:#x}"
-            d["denials"] = getattr(p, "denials", None)
+            d["denials"] = p.refused  # messages the access policy refused from this peer
             for key in ("streamtype", "reason", "held"):
                 if isinstance(d.get(key), str):
                     d[key] = visible(d[key])
