@@ -540,3 +540,15 @@ def test_smd_send_count_100_confirms_on_our_proxy(proxy: ProxyProcess) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+async def test_close_leaves_no_watch_running(proxy: ProxyProcess) -> None:
+    """close() waits for the interest watch it cancels: a program whose loop ends right
+    after close() left the task pending ("Task was destroyed but it is pending!")."""
+    pub = await connect(proxy.address, 0)
+    pub.send(user_class(2), b"x")  # the first send opens the watch
+    await until(lambda: pub.interest is not None)
+    watches = [t for t in asyncio.all_tasks() if "watch_interest" in repr(t.get_coro())]
+    assert len(watches) == 1
+    await pub.close()
+    assert watches[0].done()

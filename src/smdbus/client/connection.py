@@ -417,9 +417,16 @@ class Client:
         if runner is not None and runner is not asyncio.current_task():
             runner.cancel()
         link, self._link = self._link, None
+        watch = None
         if link is not None:
             self._salvage(link)
+            watch = link.watch
             link.close("client closed")
+        here = asyncio.get_running_loop()
+        if watch is not None and not watch.done() and watch.get_loop() is here:
+            # let the cancelled watch finish now: a loop that ends right after close()
+            # would otherwise destroy it pending
+            await asyncio.wait([watch], timeout=1.0)
         with self._lock:
             dropped = self._outbox.clear()
         if dropped:
