@@ -68,7 +68,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import h11
@@ -76,12 +76,23 @@ import h11
 if TYPE_CHECKING:
     import ssl
 
+from smdbus.announce import Announcer, Publisher
 from smdbus.classes import Class
-from smdbus.net.announce import Announcer, BusLike
 from smdbus.net.policy import CaptivePortalDetect, Policy, PolicyError, RetryPolicy
 from smdbus.net.transport import ConnectFailed, Stream, connect
 
 log = logging.getLogger("smdbus.net.cpd")
+
+
+class BusLike(Publisher, Protocol):
+    """The part of :class:`smdbus.Bus` the detector sends and listens with."""
+
+    def register(
+        self, mask: int, callback: Callable[[int, int, bytes], None], name: str | None = None
+    ) -> Any: ...
+
+    def unregister(self, participant: Any) -> None: ...
+
 
 DEFAULT_TIMEOUT = 3.0
 """Seconds for one probe (C meant 3 s and wrote 3 ms-as-seconds: 50 minutes)."""

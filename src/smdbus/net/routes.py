@@ -39,9 +39,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from smdbus.announce import Announcer, Publisher
 from smdbus.classes import Class
 from smdbus.net import rtnetlink
-from smdbus.net.announce import Announcer, Publisher
 from smdbus.net.routetable import NetEvent, RouteTable
 
 log = logging.getLogger("smdbus.net.routes")
