@@ -206,6 +206,18 @@ async def test_another_uid_fills_its_cap_and_the_shared_slots_root_still_connect
         await _release(other)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run processes as another uid")
+async def test_a_standalone_proxys_per_uid_limit_is_its_setting_alone() -> None:
+    """Without a policy, ``max_connections_per_uid`` is the one per-uid limit: the default
+    policy's connection quota (128) used to cut in below a larger setting."""
+    settings = ProxySettings(address=_address(), max_connections_per_uid=130)
+    async with Proxy(settings) as p:
+        nobody, got = await _as_uid(65534, p.address, 131)
+        assert got["held"] == 130 and len(got["refused"]) == 1
+        assert p.counters["refused_per_uid"] == 1
+        await _release(nobody)
+
+
 # -- descriptors: EMFILE in a child proxy ---------------------------------------------
 
 EMFILE_PROXY = r"""

@@ -40,11 +40,20 @@ are 32 bits): the policy neither grants nor refuses them.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from smdbus.classes import format_mask
 from smdbus.escape import printable
-from smdbus.policy import AccessPolicy, Identity, Ledger, Quotas, default_rules
+from smdbus.policy import (
+    PRIVILEGED_LIMITS,
+    AccessPolicy,
+    Identity,
+    Ledger,
+    Limits,
+    Quotas,
+    default_rules,
+)
 from smdbus.proxy.connection import NAME_SHOWN
 
 if TYPE_CHECKING:
@@ -62,7 +71,13 @@ class Access:
     def __init__(self, proxy: Proxy, policy: AccessPolicy | None, daemon_uid: int) -> None:
         self.proxy = proxy
         self.daemon_uid = daemon_uid
-        self.policy = policy or AccessPolicy(default_rules({0, daemon_uid}), Quotas())
+        if policy is None:
+            # No policy given (a standalone proxy): its per-uid connection limit is the
+            # setting its slots enforce (max_connections_per_uid), so the default quota
+            # must not cap connections a second time, lower.
+            unlimited = replace(Limits(), connections=PRIVILEGED_LIMITS.connections)
+            policy = AccessPolicy(default_rules({0, daemon_uid}), Quotas(default=unlimited))
+        self.policy = policy
         self.ledger = Ledger(self.policy.quotas, daemon_uid)
         self.by_class: Counter[str] = Counter()
         """Refused messages per class name, all peers."""
