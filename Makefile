@@ -43,9 +43,9 @@ unit: $(STAMP) $(GLIB)
 DATA := src/smdbus/data
 man: $(STAMP)
 	mkdir -p $(DATA)/man/man1 $(DATA)/completion
-	$(BIN)/python -m smdbus.clidoc man > $(DATA)/man/man1/smd.1
-	$(BIN)/python -m smdbus.clidoc bash > $(DATA)/completion/smd.bash
-	$(BIN)/python -m smdbus.clidoc zsh > $(DATA)/completion/_smd
+	$(BIN)/python -m smdbus._clidoc man > $(DATA)/man/man1/smd.1
+	$(BIN)/python -m smdbus._clidoc bash > $(DATA)/completion/smd.bash
+	$(BIN)/python -m smdbus._clidoc zsh > $(DATA)/completion/_smd
 	$(BIN)/smd daemon --print-config > $(DATA)/daemon.toml
 
 # Install on this machine (as root): a venv in /opt/smdbus, the systemd units pointing into it,

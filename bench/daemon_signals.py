@@ -1,7 +1,7 @@
 """How long a starting ``smd daemon`` can be killed by SIGHUP, against a bare interpreter.
 
 SIGHUP's default action terminates a process (exit 129). The daemon catches
-SIGHUP/SIGTERM/SIGINT first thing in ``smd daemon`` (smdbus.daemon.signals),
+SIGHUP/SIGTERM/SIGINT first thing in ``smd daemon`` (smdbus.daemon._signals),
 so until then a SIGHUP kills it. This measures that window: the time from
 spawning the daemon to the moment /proc/PID/status shows SIGHUP caught
 (bit 0 of SigCgt), polled every 0.5 ms. The anchor, in the same run, is the

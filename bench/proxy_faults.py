@@ -48,7 +48,7 @@ from smdbus.classes import user_class
 from smdbus.proxy import CONTROL_STREAMTYPE
 from smdbus.wire import Decoder, Role, RxPayload, parse_address, stream_type_frame
 from smdbus.wire import tx_payload_frame as tx
-from smdbus.wire.control import GREETING
+from smdbus.wire._control import GREETING
 
 FLOOD = int(user_class(0))
 PACED = int(user_class(1))

@@ -24,7 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
-from smdbus.commands.peers import query_peers
+from smdbus.commands._peers import query_peers
 from smdbus.wire import stream_type_frame, tx_payload_frame
 
 

@@ -8,9 +8,9 @@ import logging
 import pytest
 
 from smdbus import Bus, Class
-from smdbus.announce import Announcer
+from smdbus._announce import Announcer
 from smdbus.errors import QueueFull
-from smdbus.system.scheduler import ManualScheduler
+from smdbus.system._scheduler import ManualScheduler
 
 
 async def test_a_full_queue_delays_but_keeps_order() -> None:

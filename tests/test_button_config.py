@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from smdbus.button import ConfigError, Regime
-from smdbus.button.config import load, load_file
+from smdbus.button._config import load, load_file
 from smdbus.button.sources import EvdevSource, GpiodSource, LineSpec
 
 pytest.importorskip("evdev")

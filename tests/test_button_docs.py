@@ -33,7 +33,7 @@ def test_replay_output_in_the_doc_is_real(command: str, expected: str) -> None:
 
 
 def test_the_docs_toml_example_loads(tmp_path: Path) -> None:
-    from smdbus.button.config import load_file
+    from smdbus.button._config import load_file
     from smdbus.button.sources import GpiodSource
 
     pytest.importorskip("evdev")

@@ -11,7 +11,7 @@ import pytest
 from smdbus import Bus, Class, QueueFull
 from smdbus.button import ButtonDriver, ButtonEvent, Classifier, Controller
 from smdbus.button.sources import ScriptedSource, controller_for, parse_pattern
-from smdbus.system.scheduler import ManualScheduler
+from smdbus.system._scheduler import ManualScheduler
 
 
 async def run_timers(timers: ManualScheduler, done: Callable[[], bool]) -> None:
@@ -161,8 +161,8 @@ async def test_close_stops_the_timer() -> None:
 async def test_runner_serves_a_live_pattern_on_a_manual_clock() -> None:
     import io
 
-    from smdbus.button.config import Configured
-    from smdbus.button.runner import serve
+    from smdbus.button._config import Configured
+    from smdbus.button._runner import serve
 
     presses = parse_pattern("0-102,mode:37-82")
     controller = controller_for(presses)

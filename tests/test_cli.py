@@ -237,8 +237,8 @@ def test_no_errno_noise_when_the_socket_path_is_missing() -> None:
 async def test_state_until_waits_for_the_state_or_a_later_one() -> None:
     import io
 
-    from smdbus.commands.state import report
-    from smdbus.system.state import State
+    from smdbus.commands._state import report
+    from smdbus.system._state import State
 
     async def states(*names: str) -> AsyncIterator[tuple[int, bytes]]:
         for i, name in enumerate(names):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from smdbus import clidoc
+from smdbus import _clidoc as clidoc
 
 DATA = Path(clidoc.__file__).parent / "data"
 

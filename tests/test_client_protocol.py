@@ -24,9 +24,9 @@ from smdbus.client import (
     State,
     connect,
 )
-from smdbus.client.connection import Client
+from smdbus.client._connection import Client
 from smdbus.errors import PayloadTooLarge
-from smdbus.system.scheduler import ManualScheduler
+from smdbus.system._scheduler import ManualScheduler
 from smdbus.wire import (
     ConnStateCode,
     Decoder,
@@ -37,7 +37,7 @@ from smdbus.wire import (
     create_result_frame,
     rx_payload_frame,
 )
-from smdbus.wire.control import CONTROL_STREAMTYPE, PROXY_MARK
+from smdbus.wire._control import CONTROL_STREAMTYPE, PROXY_MARK
 
 _names = itertools.count()
 

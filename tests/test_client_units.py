@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smdbus.client.echo import EchoFilter
-from smdbus.client.outbox import Outbox
+from smdbus.client._echo import EchoFilter
+from smdbus.client._outbox import Outbox
 from smdbus.wire import Decoder, Role, TxPayload, tx_payload_frame
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from smdbus.button.regime import Regime
-from smdbus.daemon.config import (
+from smdbus.button._regime import Regime
+from smdbus.daemon._config import (
     C_TIME_VALID_AFTER,
     DEFAULT_TOML,
     ConfigError,
@@ -19,8 +19,8 @@ from smdbus.daemon.config import (
     load_config,
     parse_config,
 )
-from smdbus.proxy.settings import ProxySettings
-from smdbus.system.state import State
+from smdbus.proxy._settings import ProxySettings
+from smdbus.system._state import State
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -38,7 +38,7 @@ import pytest
 from conftest import MakeNetns
 from smdbus.classes import Class
 from smdbus.client import Client
-from smdbus.daemon.sntp import build_response
+from smdbus.daemon._sntp import build_response
 
 SMD = str(Path(sys.executable).with_name("smd"))
 ROOT = Path(__file__).resolve().parents[1]

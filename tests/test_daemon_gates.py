@@ -9,18 +9,18 @@ from collections.abc import AsyncIterator
 import pytest
 
 from smdbus import Bus, Class
-from smdbus.daemon.gates import CpdGate, DhcpGate, PolicyGate, usable_addresses
-from smdbus.net.cpd import CaptivePortalDetector, CpdState
-from smdbus.net.policy import default_policy
-from smdbus.net.routetable import (
+from smdbus.daemon._gates import CpdGate, DhcpGate, PolicyGate, usable_addresses
+from smdbus.net._cpd import CaptivePortalDetector, CpdState
+from smdbus.net._policy import default_policy
+from smdbus.net._routetable import (
     Address,
     AddressAdded,
     AddressRemoved,
     LinkChanged,
     RouteTable,
 )
-from smdbus.system.scheduler import ManualScheduler
-from smdbus.system.state import State, StateManager
+from smdbus.system._scheduler import ManualScheduler
+from smdbus.system._state import State, StateManager
 
 INET = int(socket.AF_INET)
 INET6 = int(socket.AF_INET6)

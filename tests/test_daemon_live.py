@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from smdbus.classes import Class, user_class
-from smdbus.daemon.live import LiveView, Status, describe, fold, progress, strip_ansi
+from smdbus.daemon._live import LiveView, Status, describe, fold, progress, strip_ansi
 
 
 @pytest.mark.parametrize(
@@ -200,8 +200,8 @@ def test_the_daemons_hints_fit_80_columns_without_being_cut(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """As `make run` shows them (``.venv/bin/smd ...``, a socket of its own): folded, not cut."""
-    from smdbus.commands.daemon import _make_view
-    from smdbus.daemon.config import parse_config
+    from smdbus.commands._daemon import _make_view
+    from smdbus.daemon._config import parse_config
 
     monkeypatch.setattr(sys, "argv", [".venv/bin/smd", "daemon", "--live"])
     config = parse_config('[bus]\nsocket = "/run/smd/proxy.sock"\n')

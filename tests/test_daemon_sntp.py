@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from smdbus.daemon.gates import TimeGate
-from smdbus.daemon.sntp import (
+from smdbus.daemon._gates import TimeGate
+from smdbus.daemon._sntp import (
     NTP_UNIX_DELTA,
     PACKET_SIZE,
     NotOurAnswer,
@@ -21,9 +21,9 @@ from smdbus.daemon.sntp import (
     parse_response,
     to_ntp,
 )
-from smdbus.daemon.timecheck import WallClock, sntp_query
-from smdbus.system.scheduler import ManualScheduler
-from smdbus.system.state import State, StateManager
+from smdbus.daemon._timecheck import WallClock, sntp_query
+from smdbus.system._scheduler import ManualScheduler
+from smdbus.system._state import State, StateManager
 
 FUTURE = 4_100_000_000.0  # 2099-12-03
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from smdbus.daemon.systemd import (
+from smdbus.daemon._systemd import (
     ActivationError,
     Notifier,
     activated_socket,
@@ -202,8 +202,8 @@ async def test_ready_names_the_socket_systemd_passed(
     tmp_path: Path, receiver: tuple[socket.socket, str]
 ) -> None:
     """Socket activation: READY's STATUS says where the bus really is, not the configured path."""
-    from smdbus.daemon.app import Daemon, prepare
-    from smdbus.daemon.config import parse_config
+    from smdbus.daemon._app import Daemon, prepare
+    from smdbus.daemon._config import parse_config
 
     sock, notify_path = receiver
     passed = tmp_path / "from-systemd.sock"

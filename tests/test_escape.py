@@ -6,11 +6,11 @@ import io
 import json
 from collections.abc import AsyncIterator
 
-from smdbus.commands.monitor import format_json
-from smdbus.commands.peers import format_table
-from smdbus.commands.state import report
-from smdbus.daemon.live import LiveView
-from smdbus.escape import printable
+from smdbus._escape import printable
+from smdbus.commands._monitor import format_json
+from smdbus.commands._peers import format_table
+from smdbus.commands._state import report
+from smdbus.daemon._live import LiveView
 from smdbus.wire import RxPayload
 
 HOSTILE = "ok\x1b[2J\x1b]0;owned\x07\r\u202eevil\u200b\n"

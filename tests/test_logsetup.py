@@ -9,7 +9,7 @@ import subprocess
 import sys
 import uuid
 
-from smdbus.logsetup import JournalFormatter, journal_stream, priority, setup_logging
+from smdbus._logsetup import JournalFormatter, journal_stream, priority, setup_logging
 
 SMD = [sys.executable, "-m", "smdbus"]
 

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from smdbus import Bus, Class
-from smdbus.net.cpd import (
+from smdbus.net._cpd import (
     CaptivePortalDetector,
     CpdResult,
     CpdState,
     classify,
     trigger_reason,
 )
-from smdbus.net.policy import CaptivePortalDetect, RetryPolicy, parse_policy
+from smdbus.net._policy import CaptivePortalDetect, RetryPolicy, parse_policy
 
 REASONS = {200: "OK", 204: "No Content", 301: "Moved", 302: "Found", 500: "Oops"}
 
@@ -535,7 +535,7 @@ async def test_aclose_cancels_a_running_check_without_publishing(portal: Portal)
 
 
 async def test_a_head_past_the_bound_is_not_read_to_its_end(portal: Portal) -> None:
-    from smdbus.net.cpd import MAX_HEAD
+    from smdbus.net._cpd import MAX_HEAD
 
     huge = Answer(204, {"X-Filler": "a" * (MAX_HEAD * 4)})
     report = await detector(portal.script("/generate_204", huge)).check()
@@ -627,11 +627,11 @@ async def test_https_in_a_process_whose_asyncio_has_no_ssl(certificate: tuple[st
         "import sys\n"
         "from smdbus._nossl import import_asyncio_without_ssl\n"
         "assert import_asyncio_without_ssl()\n"
-        "import asyncio, smdbus.daemon.app, smdbus.proxy, smdbus.net.routes\n"
+        "import asyncio, smdbus.daemon._app, smdbus.proxy, smdbus.net._routes\n"
         "print('ssl before the probe:', 'ssl' in sys.modules)\n"
         "import ssl\n"
-        "from smdbus.net.cpd import CaptivePortalDetector\n"
-        "from smdbus.net.policy import CaptivePortalDetect\n"
+        "from smdbus.net._cpd import CaptivePortalDetector\n"
+        "from smdbus.net._policy import CaptivePortalDetect\n"
         "d = CaptivePortalDetector(CaptivePortalDetect(endpoint='x', http_expect=204),\n"
         f"    url='https://127.0.0.1:{port}/', tls_context=ssl.create_default_context("
         f"cafile={cert!r}))\n"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from smdbus.net.policy import (
+from smdbus.net._policy import (
     CaptivePortalDetect,
     PolicyError,
     RetryPolicy,
@@ -262,7 +262,7 @@ def test_the_policy_loader_does_not_need_h11_or_asyncio() -> None:
 
     code = (
         "import sys; from smdbus.net import load_policy, default_policy; default_policy(); "
-        "print(sorted(m for m in ('h11', 'asyncio', 'smdbus.net.routes') if m in sys.modules))"
+        "print(sorted(m for m in ('h11', 'asyncio', 'smdbus.net._routes') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -23,10 +23,10 @@ import pytest
 
 from conftest import MakeNetns
 from smdbus import Bus, Class
-from smdbus.daemon.gates import ColdplugGate, CpdGate
-from smdbus.net.policy import Policy, parse_policy
-from smdbus.net.routes import RouteMonitor, dump_routes
-from smdbus.net.routetable import LinkChanged, NetEvent, Route
+from smdbus.daemon._gates import ColdplugGate, CpdGate
+from smdbus.net._policy import Policy, parse_policy
+from smdbus.net._routes import RouteMonitor, dump_routes
+from smdbus.net._routetable import LinkChanged, NetEvent, Route
 
 ADD = b'{"rt":"add"}'
 DEL = b'{"rt":"del"}'
@@ -211,7 +211,7 @@ async def test_dump_sees_what_was_there_before(netns: str) -> None:
 
 
 async def test_coldplug_gate_holds_until_the_dump(netns: str) -> None:
-    from smdbus.system.state import State, StateManager
+    from smdbus.system._state import State, StateManager
 
     async with Bus() as bus:
         states: list[bytes] = []
@@ -267,8 +267,8 @@ def test_smd_routes_names_a_missing_namespace() -> None:
 
 
 async def test_a_gateway_change_in_the_kernel_makes_cpd_look_again(watch: Watch) -> None:
-    from smdbus.net.cpd import CaptivePortalDetector
-    from smdbus.net.policy import CaptivePortalDetect
+    from smdbus.net._cpd import CaptivePortalDetector
+    from smdbus.net._policy import CaptivePortalDetect
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -325,8 +325,8 @@ async def _ok_server() -> asyncio.Server:
 
 async def test_route_monitor_and_cpd_gates_boot_a_device(netns: str) -> None:
     """The network half of the daemon's boot: coldplug waits for the dump, CPD for OK."""
-    from smdbus.net.cpd import CaptivePortalDetector
-    from smdbus.system.state import State, StateManager
+    from smdbus.net._cpd import CaptivePortalDetector
+    from smdbus.system._state import State, StateManager
 
     server = await _ok_server()
     port = server.sockets[0].getsockname()[1]
@@ -349,7 +349,7 @@ async def test_route_monitor_and_cpd_gates_boot_a_device(netns: str) -> None:
 
 async def test_a_datagram_not_from_the_kernel_is_dropped_and_counted(watch: Watch) -> None:
     """Root can send to the monitor's netlink port; only the kernel's messages are believed."""
-    from smdbus.net.routes import in_netns, netlink_socket
+    from smdbus.net._routes import in_netns, netlink_socket
 
     events = watch.monitor._events
     assert events is not None

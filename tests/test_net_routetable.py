@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from smdbus.net.routetable import (
+from smdbus.net._routetable import (
     MSG_ADD,
     MSG_DEL,
     MSG_GW_CHANGE,

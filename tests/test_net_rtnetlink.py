@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from smdbus.net import rtnetlink
-from smdbus.net.routetable import (
+from smdbus.net import _rtnetlink as rtnetlink
+from smdbus.net._routetable import (
     Address,
     AddressAdded,
     AddressRemoved,
@@ -32,7 +32,7 @@ from smdbus.net.routetable import (
     RouteAdded,
     RouteRemoved,
 )
-from smdbus.net.rtnetlink import MalformedMessage, dump_request, parse
+from smdbus.net._rtnetlink import MalformedMessage, dump_request, parse
 
 INET, INET6 = socket.AF_INET, socket.AF_INET6
 

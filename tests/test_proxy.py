@@ -17,8 +17,8 @@ import pytest
 
 from smdbus.classes import Class, user_class
 from smdbus.proxy import Proxy, ProxySettings
-from smdbus.proxy.connection import REFUSAL
-from smdbus.proxy.flow import Outflow, Verdict
+from smdbus.proxy._connection import REFUSAL
+from smdbus.proxy._flow import Outflow, Verdict
 from smdbus.wire import (
     MASK_ZERO_QUIRK,
     SMD_STREAMTYPE,
@@ -33,9 +33,9 @@ from smdbus.wire import (
     stream_type_frame,
     tx_payload_frame,
 )
-from smdbus.wire.control import CONTROL_STREAMTYPE, GREETING
-from smdbus.wire.events import OnwardConnect, PayloadLengthHint, TimeoutUpdate, TxCreditUpdate
-from smdbus.wire.stream import WireStream
+from smdbus.wire._control import CONTROL_STREAMTYPE, GREETING
+from smdbus.wire._events import OnwardConnect, PayloadLengthHint, TimeoutUpdate, TxCreditUpdate
+from smdbus.wire._stream import WireStream
 
 GOLDEN_STREAMTYPE = bytes.fromhex("aa0011 01 00003a7e 0000000e") + b"_lws_smd"
 # CREATE_RESULT as the C proxy's (result 0, buflen 0, rideshare text) but with our mark,
@@ -335,7 +335,7 @@ async def _publish(c: Raw, n: int) -> None:
 
 
 async def test_peers_over_the_control_stream(proxy: Proxy) -> None:
-    from smdbus.commands.peers import format_table, query_peers
+    from smdbus.commands._peers import format_table, query_peers
 
     c = await (await Raw.open(proxy.address)).joined(6)
     peers, summary = await query_peers(proxy.address)
@@ -378,7 +378,7 @@ USER = user_class(0)  # a class the default policy lets anyone send
 
 def _unstarted(streamtype: str, mask: int = USER) -> tuple[Proxy, Any, _Sink]:
     """A proxy connection fed its STREAMTYPE by hand (no loop, no socket)."""
-    from smdbus.proxy.connection import Connection
+    from smdbus.proxy._connection import Connection
 
     proxy = Proxy(ProxySettings(address=_address()))
     conn = Connection(proxy, 1)
@@ -427,7 +427,7 @@ def test_an_unknown_streamtype_is_refused_through_the_table() -> None:
 
 def test_fanout_frames_are_the_wire_builders_frames() -> None:
     """The fan-out packs RX_PAYLOAD inline (a call less per message): the same bytes as wire's."""
-    from smdbus.proxy.fanout import Group
+    from smdbus.proxy._fanout import Group
 
     proxy = Proxy(ProxySettings(address=_address()))
     group = Group(proxy, 4)
@@ -440,7 +440,7 @@ def test_fanout_frames_are_the_wire_builders_frames() -> None:
 
 
 def test_fanout_group_shares_frames_and_a_late_joiner_gets_only_later_ones() -> None:
-    from smdbus.proxy.connection import Connection
+    from smdbus.proxy._connection import Connection
 
     proxy = Proxy(ProxySettings(address=_address()))
 

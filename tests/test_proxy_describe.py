@@ -24,12 +24,12 @@ import pytest
 import smdbus
 from smdbus.classes import Class
 from smdbus.client import connect
-from smdbus.commands.peers import format_table, query_peers
+from smdbus.commands._peers import format_table, query_peers
 from smdbus.proxy import Proxy, ProxySettings
-from smdbus.proxy.control import DESCRIBE_BURST, DESCRIBE_RATE
+from smdbus.proxy._control import DESCRIBE_BURST, DESCRIBE_RATE
 from smdbus.wire import format_address
-from smdbus.wire.control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, MAX_LABEL, describe_query
-from smdbus.wire.stream import WireStream
+from smdbus.wire._control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, MAX_LABEL, describe_query
+from smdbus.wire._stream import WireStream
 
 SRC = str(Path(smdbus.__file__).resolve().parents[1])
 
@@ -139,8 +139,8 @@ async def test_a_client_labels_its_stream_peers_shows_it_escaped_and_it_survives
 
 ASKER = """
 import asyncio, json, sys
-from smdbus.wire.control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, describe_query
-from smdbus.wire.stream import WireStream
+from smdbus.wire._control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, describe_query
+from smdbus.wire._stream import WireStream
 
 async def main(address, ident):
     stream = await WireStream.connect(

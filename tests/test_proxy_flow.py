@@ -19,8 +19,8 @@ import pytest
 from smdbus.classes import user_class
 from smdbus.client import connect
 from smdbus.proxy import CONTROL_STREAMTYPE, PeerInfo, Proxy, ProxySettings
-from smdbus.proxy.admission import Admission
-from smdbus.proxy.control import MAX_REFUSED, PEERS_PER_PASS
+from smdbus.proxy._admission import Admission
+from smdbus.proxy._control import MAX_REFUSED, PEERS_PER_PASS
 from smdbus.wire import (
     MASK_ZERO_QUIRK,
     Decoder,
@@ -29,8 +29,8 @@ from smdbus.wire import (
     stream_type_frame,
     tx_payload_frame,
 )
-from smdbus.wire.control import GREETING
-from smdbus.wire.stream import WireStream
+from smdbus.wire._control import GREETING
+from smdbus.wire._stream import WireStream
 
 USER0 = int(user_class(0))
 
@@ -353,7 +353,7 @@ def test_a_connection_keeps_its_instance_dict_small() -> None:
     """
     import sys
 
-    from smdbus.proxy.connection import Connection
+    from smdbus.proxy._connection import Connection
 
     conn = Connection(Proxy(ProxySettings(address=_address())), 1)
     assert sys.getsizeof(conn.__dict__) < 1024, len(conn.__dict__)

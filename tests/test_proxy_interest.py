@@ -13,14 +13,14 @@ import pytest
 from smdbus.classes import Class
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.wire import create_result_frame
-from smdbus.wire.control import (
+from smdbus.wire._control import (
     CONTROL_MAX_BODY,
     CONTROL_STREAMTYPE,
     PROXY_MARK,
     WATCH_QUERY,
     parse_interest,
 )
-from smdbus.wire.stream import WireStream
+from smdbus.wire._stream import WireStream
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ async def test_a_watch_closed_with_its_loop_gone_closes_quietly(proxy: Proxy) ->
     It used to ``await stream.close()`` in its ``finally``: the coroutine then ignored
     GeneratorExit, and Python printed "coroutine ignored GeneratorExit" for each one.
     """
-    from smdbus.client.interest import watch_interest
+    from smdbus.client._interest import watch_interest
 
     told = asyncio.Event()
     task = asyncio.ensure_future(watch_interest(proxy.address, lambda mask: told.set()))

@@ -28,12 +28,12 @@ from typing import Any
 import pytest
 
 import smdbus
-from smdbus.commands.peers import format_table, query_peers
-from smdbus.escape import printable
+from smdbus._escape import printable
+from smdbus.commands._peers import format_table, query_peers
 from smdbus.proxy import Proxy, ProxySettings
-from smdbus.proxy.logs import BURST, PeerLog
-from smdbus.proxy.settings import connection_limit
-from smdbus.proxy.slots import Slots
+from smdbus.proxy._logs import BURST, PeerLog
+from smdbus.proxy._settings import connection_limit
+from smdbus.proxy._slots import Slots
 from smdbus.wire import (
     Decoder,
     Role,
@@ -42,8 +42,8 @@ from smdbus.wire import (
     stream_type_frame,
     tx_payload_frame,
 )
-from smdbus.wire.control import GREETING
-from smdbus.wire.stream import WireStream
+from smdbus.wire._control import GREETING
+from smdbus.wire._stream import WireStream
 
 REFUSAL = bytes.fromhex("5600050100000000")
 GREETING_LEN = len(GREETING)
@@ -129,7 +129,7 @@ def test_connection_limit_leaves_descriptors_free() -> None:
 
 HOLDER = r"""
 import asyncio, json, sys
-from smdbus.wire.stream import WireStream
+from smdbus.wire._stream import WireStream
 
 async def main(address, n):
     held, refused = [], []

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-import smdbus.proxy.monitor as monitor_module
+import smdbus.proxy._monitor as monitor_module
 from smdbus.classes import ALL_CLASSES
 from smdbus.proxy import Proxy, ProxySettings
-from smdbus.wire.control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, monitor_query
-from smdbus.wire.frames import create_result_frame, stream_type_frame, tx_payload_frame
-from smdbus.wire.stream import WireStream
+from smdbus.wire._control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, monitor_query
+from smdbus.wire._frames import create_result_frame, stream_type_frame, tx_payload_frame
+from smdbus.wire._stream import WireStream
 from test_policy_proxy import (
     METRICS,
     NOBODY,

@@ -22,7 +22,7 @@ import pytest
 
 WORKER = r"""
 import asyncio, json, sys, time
-from smdbus.wire.stream import WireStream
+from smdbus.wire._stream import WireStream
 
 async def main(role, address, mask, n, tag, members):
     s = await WireStream.connect(address, mask)

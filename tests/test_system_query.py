@@ -13,7 +13,7 @@ import pytest
 
 from smdbus import Bus, Class
 from smdbus.system import NotifyLink, State, StateManager, StateResponder
-from smdbus.system.query import QUERY, is_query, parse_state_message
+from smdbus.system._query import QUERY, is_query, parse_state_message
 
 STEP = 10.0
 """Safety bound on one wait for a subprocess; never reached when things work."""
@@ -55,7 +55,7 @@ async def test_responder_answers_without_a_state_key_and_ignores_the_rest() -> N
 
 
 async def test_report_times_out_with_a_clear_message(capsys: pytest.CaptureFixture[str]) -> None:
-    from smdbus.commands.state import report
+    from smdbus.commands._state import report
 
     async def silent() -> AsyncIterator[tuple[int, bytes]]:
         await asyncio.Event().wait()
@@ -66,7 +66,7 @@ async def test_report_times_out_with_a_clear_message(capsys: pytest.CaptureFixtu
 
 
 async def test_report_without_a_responder_prints_the_next_change_and_skips_repeats() -> None:
-    from smdbus.commands.state import report
+    from smdbus.commands._state import report
 
     async def feed() -> AsyncIterator[tuple[int, bytes]]:
         for p in (b'{"flood":1}', b'{"current":"DHCP","n":6}', b'{"current":"DHCP","n":6}'):

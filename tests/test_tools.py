@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from smdbus.commands.monitor import FieldTest, format_json, format_line, make_filter
+from smdbus.commands._monitor import FieldTest, format_json, format_line, make_filter
 from smdbus.wire import RxPayload
 
 SMD = [sys.executable, "-m", "smdbus"]
@@ -222,7 +222,7 @@ def test_line_formats() -> None:
 
 
 def test_colour_only_on_a_terminal_without_no_color() -> None:
-    from smdbus.commands.monitor import use_colour
+    from smdbus.commands._monitor import use_colour
 
     class Tty:
         def isatty(self) -> bool:

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from smdbus.daemon.live import BOOT_STATES
-from smdbus.daemon.sntp import build_response
+from smdbus.daemon._live import BOOT_STATES
+from smdbus.daemon._sntp import build_response
 
 pytest.importorskip("h11")
 playwright = pytest.importorskip("playwright.sync_api")

@@ -24,8 +24,8 @@ from smdbus.wire import (
     create_result_frame,
     rx_payload_frame,
 )
-from smdbus.wire.blocking import BlockingStream
-from smdbus.wire.control import GREETING
+from smdbus.wire._blocking import BlockingStream
+from smdbus.wire._control import GREETING
 
 _names = itertools.count()
 

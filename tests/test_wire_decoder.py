@@ -37,7 +37,7 @@ from smdbus.wire import (
     tx_payload_frame,
     unpack_message,
 )
-from smdbus.wire.events import ClientBoundEvent, ProxyBoundEvent
+from smdbus.wire._events import ClientBoundEvent, ProxyBoundEvent
 
 # -- malformed input: one error event naming the problem, then silence -------
 

@@ -33,7 +33,7 @@ from smdbus.wire import (
     stream_type_frame,
     tx_payload_frame,
 )
-from smdbus.wire.events import ClientBoundEvent, ProxyBoundEvent
+from smdbus.wire._events import ClientBoundEvent, ProxyBoundEvent
 
 BODY = b'{"class":"NETWORK","x":0}'
 

@@ -1,6 +1,6 @@
 """A package's public names, imported on first use (PEP 562).
 
-Why: ``import smdbus`` or ``import smdbus.system.query`` runs the package's
+Why: ``import smdbus`` or ``import smdbus.system._query`` runs the package's
 ``__init__``; one that imported every module it re-exports would make the
 ``smd`` command take over Ctrl-C late and make a one-shot tool (``smd
 state``) pay for asyncio. A package lists where each name lives and gets the

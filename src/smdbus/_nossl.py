@@ -4,7 +4,7 @@ asyncio imports :mod:`ssl` when it is imported (``asyncio.base_events``,
 ``sslproto``, ``selector_events``), and ``ssl`` maps libssl and libcrypto:
 4.1 MiB of the daemon's RSS, 4.4 MiB of the proxy's (docs/performance.md),
 in processes whose only TLS is none (the proxy) or a CPD probe that does
-its own (:mod:`smdbus.net.transport`, over memory BIOs).
+its own (:mod:`smdbus.net._transport`, over memory BIOs).
 
 Rules of this module:
 

@@ -66,9 +66,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from smdbus._wakeup import Wakeup
 from smdbus.classes import class_names, format_mask
 from smdbus.errors import PayloadTooLarge, QueueFull
-from smdbus.wakeup import Wakeup
 
 log = logging.getLogger("smdbus.bus")
 
@@ -244,7 +244,7 @@ class Bus:
 
         Called on the thread that registered or unregistered, outside the
         bus's lock (the proxy tells its clients who listens; see
-        :mod:`smdbus.wire.control`).
+        :mod:`smdbus.wire._control`).
         """
         self._union_watchers.append(callback)
 

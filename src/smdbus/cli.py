@@ -1,6 +1,6 @@
 """The ``smd`` command: a table of subcommands, each in its own module.
 
-Every subcommand lives in ``smdbus.commands.<module>`` and exposes
+Every subcommand lives in ``smdbus.commands._<module>`` and exposes
 ``configure(parser)`` and ``run(args) -> int``. Modules are imported only
 when their command runs, so ``smd send`` does not pay for the daemon's network side.
 
@@ -84,7 +84,7 @@ def _load(name: str) -> Any:
 
         import_asyncio_without_ssl()
     module, _ = COMMANDS[name]
-    return importlib.import_module(f"smdbus.commands.{module}")
+    return importlib.import_module(f"smdbus.commands._{module}")
 
 
 def _version() -> str:
@@ -114,7 +114,7 @@ def build_parser(only: str | None = None, *, every: bool = False) -> argparse.Ar
     """The parser; only the subcommand ``only`` (or, with ``every``, all) is configured.
 
     Configuring a subcommand imports its module; ``every`` is for the man
-    page and the completions (:mod:`smdbus.clidoc`).
+    page and the completions (:mod:`smdbus._clidoc`).
     """
     import argparse
 
@@ -197,7 +197,7 @@ def _main(args_list: list[str]) -> int:
     args.verbose += args.verbose_after  # one count, wherever the -v were given
     command = _load(args.command)
     if args.verbose or "logging" in sys.modules:  # a one-shot tool logs nothing: 10 ms less
-        from smdbus.logsetup import setup_logging
+        from smdbus._logsetup import setup_logging
 
         setup_logging(args.verbose)
     _signal.signal(_signal.SIGINT, _signal.default_int_handler)

@@ -18,7 +18,7 @@ timeout. Calling ``service()`` more often than needed is harmless.
 :class:`~smdbus.client._polled.PolledClient` (re-exported here) follow it; docs/loops.md
 has a ``selectors`` loop and GLib.
 
-:class:`~smdbus.wakeup.Wakeup` (re-exported here) is the descriptor of an in-process
+:class:`~smdbus._wakeup.Wakeup` (re-exported here) is the descriptor of an in-process
 object such as the bus.
 """
 
@@ -27,8 +27,8 @@ from __future__ import annotations
 import selectors
 from typing import Final
 
+from smdbus._wakeup import Wakeup
 from smdbus.client._polled import PolledClient
-from smdbus.wakeup import Wakeup
 
 READ: Final = selectors.EVENT_READ
 """Wants to read: watch the descriptor for input (GLib: ``IO_IN``)."""

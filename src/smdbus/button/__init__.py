@@ -13,9 +13,9 @@ sources (evdev, gpiod) on first use, so the daemon's configuration reads a
 from typing import TYPE_CHECKING
 
 from smdbus._lazy import lazy_names
-from smdbus.button.classifier import Classifier, Phase
-from smdbus.button.controller import ButtonSpec, Controller
-from smdbus.button.errors import (
+from smdbus.button._classifier import Classifier, Phase
+from smdbus.button._controller import ButtonSpec, Controller
+from smdbus.button._errors import (
     ButtonError,
     ConfigError,
     IllegalMove,
@@ -23,17 +23,17 @@ from smdbus.button.errors import (
     RegimeError,
     SourceUnavailable,
 )
-from smdbus.button.events import ButtonEvent, Edge, Event
-from smdbus.button.regime import DEFAULT_REGIME, TICK_MS, Regime
-from smdbus.button.replay import replay
+from smdbus.button._events import ButtonEvent, Edge, Event
+from smdbus.button._regime import DEFAULT_REGIME, TICK_MS, Regime
+from smdbus.button._replay import replay
 
 if TYPE_CHECKING:
-    from smdbus.announce import Publisher
+    from smdbus._announce import Publisher
     from smdbus.button import sources
-    from smdbus.button.driver import ButtonDriver
+    from smdbus.button._driver import ButtonDriver
 
-# Publisher: smdbus.announce's, as the driver takes it (imported with the driver)
-_HOME = {"smdbus.button.driver": ("ButtonDriver", "Publisher")}
+# Publisher: smdbus._announce's, as the driver takes it (imported with the driver)
+_HOME = {"smdbus.button._driver": ("ButtonDriver", "Publisher")}
 
 __all__ = [
     "DEFAULT_REGIME",

@@ -1,11 +1,11 @@
-"""``python -m smdbus.button``: run button sources live (see :mod:`smdbus.button.runner`)."""
+"""``python -m smdbus.button``: run button sources live (see :mod:`smdbus.button._runner`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from smdbus.button.runner import configure, run
+from smdbus.button._runner import configure, run
 
 
 def main() -> int:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from smdbus.classes import ALL_CLASSES
-from smdbus.client.bridge import Bridge
-from smdbus.client.connection import (
+from smdbus.client._bridge import Bridge
+from smdbus.client._connection import (
     DEFAULT_CONFIRM_TIMEOUT,
     DEFAULT_CREATE_TIMEOUT,
     DEFAULT_LISTEN_GRACE,
@@ -28,14 +28,14 @@ from smdbus.client.connection import (
     OnMessage,
     State,
 )
-from smdbus.client.errors import (
+from smdbus.client._errors import (
     BufferFull,
     ClientClosed,
     ClientError,
     ProxyUnavailable,
     SendRefused,
 )
-from smdbus.client.threaded import ThreadedClient, connect_threaded
+from smdbus.client._threaded import ThreadedClient, connect_threaded
 from smdbus.wire import DEFAULT_ADDRESS
 
 if TYPE_CHECKING:

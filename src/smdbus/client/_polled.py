@@ -13,15 +13,15 @@ Rules:
   proxy answered CREATE_RESULT (state READY), reconnecting ``reconnect_delay`` (1 s, as
   C) after a drop, giving up on an attempt after ``create_timeout`` (3 s, as C). Before
   READY and during an outage, sends wait in the bounded
-  :class:`~smdbus.client.outbox.Outbox`; past the bound :meth:`send` raises
-  :class:`~smdbus.client.errors.BufferFull`. A frame cut by a dying connection is sent
+  :class:`~smdbus.client._outbox.Outbox`; past the bound :meth:`send` raises
+  :class:`~smdbus.client._errors.BufferFull`. A frame cut by a dying connection is sent
   again whole.
 - Everything runs in :meth:`service`, on the host loop's thread, and never blocks:
   reads until the socket is empty (at most ``_READS_PER_SERVICE`` reads, so a flooding
   proxy cannot starve the host), writes what the socket takes, runs the timers against
   the injected clock.
 - :meth:`send` is thread-safe. On the loop's thread it writes a lone message at once;
-  from another thread it appends and sets the :class:`~smdbus.wakeup.Wakeup` (once per
+  from another thread it appends and sets the :class:`~smdbus._wakeup.Wakeup` (once per
   batch), whose descriptor is among the watches, so the host loop wakes and writes.
 - Input goes to ``on_message(cls, timestamp_us, payload)``, straight from the wire
   decoder's parse loop (:meth:`~smdbus.wire.Decoder.dispatch`). A callback that raises
@@ -47,8 +47,9 @@ import threading
 import time
 from typing import Any
 
+from smdbus._wakeup import Wakeup
 from smdbus.classes import ALL_CLASSES, format_mask
-from smdbus.client.connection import (
+from smdbus.client._connection import (
     DEFAULT_CREATE_TIMEOUT,
     DEFAULT_MAX_BUFFERED,
     DEFAULT_MAX_BUFFERED_BYTES,
@@ -57,10 +58,9 @@ from smdbus.client.connection import (
     OnMessage,
     State,
 )
-from smdbus.client.errors import BufferFull, ClientClosed
-from smdbus.client.outbox import Outbox
+from smdbus.client._errors import BufferFull, ClientClosed
+from smdbus.client._outbox import Outbox
 from smdbus.errors import PayloadTooLarge
-from smdbus.wakeup import Wakeup
 from smdbus.wire import (
     DEFAULT_ADDRESS,
     MAX_BODY,

@@ -6,7 +6,7 @@ Rules
   naming the option and the value (``--count 0``, a group that does not
   exist), before anything connects or starts.
 - Every subcommand's ``--help`` ends with examples; the man page and the
-  shell completions are generated from the same parser (:mod:`smdbus.clidoc`),
+  shell completions are generated from the same parser (:mod:`smdbus._clidoc`),
   so what ``--help`` says is what the manual says.
 """
 

@@ -7,7 +7,7 @@ daemon that is still starting, ``live`` draws the terminal view and ``app``
 composes it all. See docs/architecture.md.
 
 The names below are imported on first use: ``smd daemon`` catches its
-signals (``smdbus.daemon.signals``) before ``app`` pulls in asyncio and the network side.
+signals (``smdbus.daemon._signals``) before ``app`` pulls in asyncio and the network side.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from smdbus._lazy import lazy_names
 
 if TYPE_CHECKING:
-    from smdbus.daemon.app import Daemon, DaemonError, Prepared, prepare, read_policy
-    from smdbus.daemon.config import (
+    from smdbus.daemon._app import Daemon, DaemonError, Prepared, prepare, read_policy
+    from smdbus.daemon._config import (
         DEFAULT_TOML,
         ConfigError,
         DaemonConfig,
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     )
 
 _HOME = {
-    "smdbus.daemon.app": ("Daemon", "DaemonError", "Prepared", "prepare", "read_policy"),
-    "smdbus.daemon.config": (
+    "smdbus.daemon._app": ("Daemon", "DaemonError", "Prepared", "prepare", "read_policy"),
+    "smdbus.daemon._config": (
         "DEFAULT_TOML",
         "ConfigError",
         "DaemonConfig",

@@ -20,7 +20,7 @@ On ``up``: the status topic gets a retained ``online`` (the will, set on
 connect, makes it ``offline`` when the device dies), commands are
 subscribed, too-old messages are dropped, and a drop report goes up if
 anything was dropped. When SYSTEM_STATE goes up, the bridge asks the bus
-for the current state (``{"query":"state"}``, :mod:`smdbus.system.query`):
+for the current state (``{"query":"state"}``, :mod:`smdbus.system._query`):
 the daemon's answer goes up retained, after whatever waited in the outbox,
 so the retained state is the device's state now, not the last change that
 happened to go up (a C lws bus has nobody answering: there it stays the
@@ -51,8 +51,8 @@ from smdbus.fleet._core import BridgeCore, Refused
 from smdbus.fleet._mqtt import LinkError, LinkEvents, MqttLink, Will
 from smdbus.fleet._outbox import DropReport, Outbox
 from smdbus.fleet._topics import encode_envelope
-from smdbus.system.query import QUERY
-from smdbus.wire.control import MAX_LABEL
+from smdbus.system._query import QUERY
+from smdbus.wire._control import MAX_LABEL
 
 log = logging.getLogger("smdbus.fleet")
 

@@ -5,8 +5,8 @@ probes for a captive portal and publishes the result (h11, the ``net``
 extra); ``routetable`` is the sans-IO routing cache, ``rtnetlink`` the
 sans-IO parser of the kernel's messages and ``routes`` feeds the one from
 the other over the stdlib's AF_NETLINK. The boot gates that wait for them
-are the daemon's (:mod:`smdbus.daemon.gates`), and the daemon composes them
-(:mod:`smdbus.daemon.app`).
+are the daemon's (:mod:`smdbus.daemon._gates`), and the daemon composes them
+(:mod:`smdbus.daemon._app`).
 
 The names below are imported on first use, so ``from smdbus.net import
 load_policy`` does not pull in h11 or the sockets.
@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 from smdbus._lazy import lazy_names
 
 if TYPE_CHECKING:
-    from smdbus.net.cpd import (
+    from smdbus.net._cpd import (
         CaptivePortalDetector,
         CheckReport,
         CpdResult,
         CpdState,
         ProbeOutcome,
     )
-    from smdbus.net.policy import (
+    from smdbus.net._policy import (
         CaptivePortalDetect,
         Policy,
         PolicyError,
@@ -35,18 +35,18 @@ if TYPE_CHECKING:
         load_policy,
         parse_policy,
     )
-    from smdbus.net.routes import RouteMonitor, dump_routes
-    from smdbus.net.routetable import Address, Route, RouteTable
+    from smdbus.net._routes import RouteMonitor, dump_routes
+    from smdbus.net._routetable import Address, Route, RouteTable
 
 _HOME = {
-    "smdbus.net.cpd": (
+    "smdbus.net._cpd": (
         "CaptivePortalDetector",
         "CheckReport",
         "CpdResult",
         "CpdState",
         "ProbeOutcome",
     ),
-    "smdbus.net.policy": (
+    "smdbus.net._policy": (
         "CaptivePortalDetect",
         "Policy",
         "PolicyError",
@@ -55,8 +55,8 @@ _HOME = {
         "load_policy",
         "parse_policy",
     ),
-    "smdbus.net.routes": ("RouteMonitor", "dump_routes"),
-    "smdbus.net.routetable": ("Address", "Route", "RouteTable"),
+    "smdbus.net._routes": ("RouteMonitor", "dump_routes"),
+    "smdbus.net._routetable": ("Address", "Route", "RouteTable"),
 }
 
 __all__ = [

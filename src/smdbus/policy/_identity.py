@@ -17,7 +17,7 @@ Rules:
   would spend a descriptor per peer on a proxy whose descriptors bound its
   connections. The identity records whether it was checked (:attr:`Identity.pidfd`).
 - The command name is peer-chosen text (``prctl(PR_SET_NAME)``): it is kept
-  escaped (:func:`smdbus.escape.printable`), ready for a log line or a screen.
+  escaped (:func:`smdbus._escape.printable`), ready for a log line or a screen.
 
 The parsing of what the kernel returns is pure (:func:`parse_peercred`,
 :func:`parse_peergroups`, :func:`parse_status`); :func:`read_identity` is the
@@ -33,7 +33,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from smdbus.escape import printable
+from smdbus._escape import printable
 
 SO_PEERGROUPS = 59
 """``getsockopt`` option: the peer's supplementary groups (Linux 4.13)."""

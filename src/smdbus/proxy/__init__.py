@@ -6,7 +6,7 @@
 See docs/proxy.md for the policy (lossless publishing, slow subscribers).
 """
 
-from smdbus.proxy.server import COUNTERS, PeerInfo, Proxy
-from smdbus.proxy.settings import CONTROL_STREAMTYPE, ProxySettings
+from smdbus.proxy._server import COUNTERS, PeerInfo, Proxy
+from smdbus.proxy._settings import CONTROL_STREAMTYPE, ProxySettings
 
 __all__ = ["CONTROL_STREAMTYPE", "COUNTERS", "PeerInfo", "Proxy", "ProxySettings"]

@@ -13,8 +13,8 @@ from smdbus._lazy import lazy_names
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from smdbus.system.attach import AttachCallback, AttachClosed, AttachItem, AttachQueue
-    from smdbus.system.blobs import (
+    from smdbus.system._attach import AttachCallback, AttachClosed, AttachItem, AttachQueue
+    from smdbus.system._blobs import (
         AUTH_REGISTRATION,
         AUTH_TOKEN,
         DEFAULT_NTP_SERVER,
@@ -27,11 +27,11 @@ if TYPE_CHECKING:
         BlobTooLarge,
         BlobType,
     )
-    from smdbus.system.context import SystemContext
-    from smdbus.system.ops import OTA_PERIODIC_CHECK_SECS, MissingOp, OtaOps, SystemOps, TrustQuery
-    from smdbus.system.query import QUERY, StateReport, StateResponder, parse_state_message
-    from smdbus.system.scheduler import LoopScheduler, ManualScheduler, Scheduler, Timer
-    from smdbus.system.state import (
+    from smdbus.system._context import SystemContext
+    from smdbus.system._ops import OTA_PERIODIC_CHECK_SECS, MissingOp, OtaOps, SystemOps, TrustQuery
+    from smdbus.system._query import QUERY, StateReport, StateResponder, parse_state_message
+    from smdbus.system._scheduler import LoopScheduler, ManualScheduler, Scheduler, Timer
+    from smdbus.system._state import (
         JUMPS,
         IllegalTransition,
         ModalRequest,
@@ -44,16 +44,16 @@ if TYPE_CHECKING:
         StateError,
         StateManager,
     )
-    from smdbus.system.states import State
+    from smdbus.system._states import State
 
 _HOME = {
-    "smdbus.system.attach": (
+    "smdbus.system._attach": (
         "AttachCallback",
         "AttachClosed",
         "AttachItem",
         "AttachQueue",
     ),
-    "smdbus.system.blobs": (
+    "smdbus.system._blobs": (
         "AUTH_REGISTRATION",
         "AUTH_TOKEN",
         "DEFAULT_NTP_SERVER",
@@ -66,28 +66,28 @@ _HOME = {
         "BlobTooLarge",
         "BlobType",
     ),
-    "smdbus.system.context": ("SystemContext",),
-    "smdbus.system.ops": (
+    "smdbus.system._context": ("SystemContext",),
+    "smdbus.system._ops": (
         "OTA_PERIODIC_CHECK_SECS",
         "MissingOp",
         "OtaOps",
         "SystemOps",
         "TrustQuery",
     ),
-    "smdbus.system.query": (
+    "smdbus.system._query": (
         "QUERY",
         "StateReport",
         "StateResponder",
         "parse_state_message",
     ),
-    "smdbus.system.scheduler": (
+    "smdbus.system._scheduler": (
         "LoopScheduler",
         "ManualScheduler",
         "Scheduler",
         "Timer",
     ),
-    "smdbus.system.states": ("State",),
-    "smdbus.system.state": (
+    "smdbus.system._states": ("State",),
+    "smdbus.system._state": (
         "JUMPS",
         "IllegalTransition",
         "ModalRequest",

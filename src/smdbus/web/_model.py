@@ -20,7 +20,7 @@ Rules
   the bus's monotonic timestamps plus ``wall_offset``.
 - The sender of a message is the connection that published it (``"#id"``,
   a column of the sequence view) when the adapter has it from the proxy
-  (:meth:`BusView.message_from`, :mod:`smdbus.proxy.monitor`), else
+  (:meth:`BusView.message_from`, :mod:`smdbus.proxy._monitor`), else
   ``"bus"``: sent inside the daemon, or no proxy to say. Receivers
   are the open peers whose mask matches the class, from the last peers
   snapshot, at most :data:`MAX_RECEIVERS`.

@@ -2,12 +2,12 @@
 
 Bytes in, events out (:class:`Decoder`); events out, bytes in (:func:`encode`
 and the fast ``*_frame`` builders); the order of frames, as a state machine
-with a transition table (:class:`Connection`, :mod:`smdbus.wire.protocol`).
+with a transition table (:class:`Connection`, :mod:`smdbus.wire._protocol`).
 Nothing here touches a socket (but the tools' thin adapters:
-:mod:`smdbus.wire.stream` on asyncio, :mod:`smdbus.wire.blocking` for the
+:mod:`smdbus.wire._stream` on asyncio, :mod:`smdbus.wire._blocking` for the
 one-shot tools): the proxy (:mod:`smdbus.proxy`) and the client
 put this on top of asyncio. Our own additions, which C peers never see, are
-:mod:`smdbus.wire.control`.
+:mod:`smdbus.wire._control`.
 
 Typical use on the proxy side::
 
@@ -17,9 +17,9 @@ Typical use on the proxy side::
         elif isinstance(event, DecodeError): log(event.message); hang_up()
 """
 
-from smdbus.wire.address import DEFAULT_ADDRESS, format_address, is_abstract, parse_address
-from smdbus.wire.decoder import Decoder, Role, decode
-from smdbus.wire.events import (
+from smdbus.wire._address import DEFAULT_ADDRESS, format_address, is_abstract, parse_address
+from smdbus.wire._decoder import Decoder, Role, decode
+from smdbus.wire._events import (
     FLAG_EOM,
     FLAG_SOM,
     FLAGS_WHOLE,
@@ -45,7 +45,7 @@ from smdbus.wire.events import (
     TxMetadata,
     TxPayload,
 )
-from smdbus.wire.frames import (
+from smdbus.wire._frames import (
     MASK_ZERO_QUIRK,
     MAX_BODY,
     MAX_FRAME_LEN,
@@ -61,8 +61,8 @@ from smdbus.wire.frames import (
     stream_type_frame,
     tx_payload_frame,
 )
-from smdbus.wire.message import SmdMessage, pack_message, unpack_message
-from smdbus.wire.protocol import (
+from smdbus.wire._message import SmdMessage, pack_message, unpack_message
+from smdbus.wire._protocol import (
     TRANSITIONS,
     Connection,
     CreateRefused,

@@ -1,14 +1,14 @@
 """Where edges come from: Linux input devices, GPIO lines, or a script.
 
-Every source turns its native events into :class:`~smdbus.button.events.Edge`
+Every source turns its native events into :class:`~smdbus.button._events.Edge`
 records (time in ms on the source's own clock, button index, electrical level)
 and has ``async run(sink)`` plus ``clock()``. python-evdev and gpiod are
 imported only when a device is opened or a key name looked up.
 """
 
-from smdbus.button.sources.evdev_source import EvdevSource
-from smdbus.button.sources.gpiod_source import GpiodSource, LineSpec
-from smdbus.button.sources.scripted import (
+from smdbus.button.sources._evdev_source import EvdevSource
+from smdbus.button.sources._gpiod_source import GpiodSource, LineSpec
+from smdbus.button.sources._scripted import (
     Press,
     ScriptedSource,
     controller_for,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from smdbus.button.errors import SourceUnavailable
+from smdbus.button._errors import SourceUnavailable
 
 _HINTS = {
     "evdev": "python-evdev (pip install 'smdbus[button]' or apt install python3-evdev)",

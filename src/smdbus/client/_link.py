@@ -1,0 +1,120 @@
+"""One connection to the proxy: everything that exists only while connected.
+
+Why a separate object: a reconnecting client that keeps its socket, decoder
+and timers in its own attributes can have two attempts overwrite each
+other's (a second attempt replacing the first's socket, a create timer of a
+dead attempt closing the healthy connection later). Here each attempt gets a
+:class:`Link`; its socket, protocol state (:class:`~smdbus.wire.Connection`),
+registrations, create timer, interest watch and label live and die with it,
+:meth:`Link.close` releases all of them at once and only once, and the client
+ignores whatever a closed link reports. The client keeps one reconnect task
+that makes one link at a time and waits for it to end (see
+:mod:`smdbus.client._connection`).
+
+Pacing for a C proxy (see ``docs/client.md``): the C proxy reads 2048 bytes
+at a time, splits a frame that straddles two reads into two corrupt
+messages, holds at most 32 KiB of a client's unprocessed input and takes one
+message from it per loop pass. A link to a peer that did not show our
+proxy's mark therefore writes one frame per write, one write per loop pass,
+and only when the kernel says the proxy has read everything written before
+(:meth:`Link.unread`): the proxy then never has more than one frame to read,
+which is exactly what the C client gives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import socket
+import struct
+from typing import TYPE_CHECKING
+
+from smdbus.wire import Connection, Role
+
+if TYPE_CHECKING:
+    from smdbus.system._scheduler import Timer
+
+_TIOCOUTQ = 0x5411  # Linux (= SIOCOUTQ): bytes not yet read by the peer; no termios import
+_OUTQ = struct.Struct("i")
+_ZERO = bytes(_OUTQ.size)
+
+
+class Link:
+    """One socket to the proxy, from connect to hang-up (see the module doc)."""
+
+    __slots__ = (
+        "closed",
+        "conn",
+        "create_timer",
+        "describer",
+        "ended",
+        "fd",
+        "label_changed",
+        "loop",
+        "ours",
+        "reader_added",
+        "sock",
+        "watch",
+        "watch_wanted",
+        "writing",
+    )
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = loop
+        self.conn = Connection(Role.CLIENT)
+        """The stream's protocol state and parser (sans I/O)."""
+        self.reader_added = False
+        self.writing = False  # a writer callback waits for the socket
+        self.create_timer: Timer | None = None
+        self.watch: asyncio.Task[None] | None = None  # the interest watch (our proxy only)
+        self.watch_wanted = False  # opened on first need: a pure subscriber never opens one
+        self.describer: asyncio.Task[None] | None = None  # sends the label (our proxy only)
+        self.label_changed: asyncio.Event | None = None
+        self.ours = False
+        """The peer showed our proxy's mark in CREATE_RESULT: batching is safe."""
+        self.closed = False
+        self.ended: asyncio.Future[str] = loop.create_future()
+        """Resolves with the reason once the link is closed."""
+
+    @property
+    def paced(self) -> bool:
+        """Write one frame per write and loop pass (a C proxy, or a peer not known to be ours)."""
+        return not self.ours
+
+    def unread(self) -> int:
+        """Bytes (kernel accounting) written and not yet read by the proxy; 0 when all read."""
+        try:
+            return int(_OUTQ.unpack(fcntl.ioctl(self.fd, _TIOCOUTQ, _ZERO))[0])
+        except OSError:
+            return 0  # the socket is gone: the next send says so
+
+    def close(self, reason: str) -> bool:
+        """Release everything the link holds; True the first time, False after."""
+        if self.closed:
+            return False
+        self.closed = True
+        if self.create_timer is not None:
+            self.create_timer.cancel()
+            self.create_timer = None
+        if self.watch is not None:
+            self.watch.cancel()
+            self.watch = None
+        if self.describer is not None:
+            self.describer.cancel()
+            self.describer = None
+        loop = self.loop
+        if not loop.is_closed():
+            if self.reader_added:
+                loop.remove_reader(self.fd)
+            if self.writing:
+                loop.remove_writer(self.fd)
+        self.reader_added = False
+        self.writing = False
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if not self.ended.done():
+            self.ended.set_result(reason)
+        return True
