@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from smdbus.button import ConfigError, Regime
-from smdbus.button._config import load, load_file
+from smdbus.button._config import load_controllers, load_file
 from smdbus.button.sources import EvdevSource, GpiodSource, LineSpec
 
 pytest.importorskip("evdev")
@@ -151,7 +151,7 @@ def test_example_config(tmp_path: Path) -> None:
 )
 def test_config_errors_name_the_place(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        load(data)
+        load_controllers(data)
 
 
 def test_runner_reports_a_bad_config_file(tmp_path: Path) -> None:

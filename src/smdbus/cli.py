@@ -118,7 +118,7 @@ def build_parser(only: str | None = None, *, every: bool = False) -> argparse.Ar
     """
     import argparse
 
-    from smdbus.commands._options import examples
+    from smdbus.commands import examples
 
     class Parser(argparse.ArgumentParser):
         def _get_formatter(self) -> argparse.HelpFormatter:
@@ -209,7 +209,7 @@ def _main(args_list: list[str]) -> int:
         _silence_stdout()
         return 0
     except ConnectionError as exc:
-        from smdbus.commands._failure import connect_failure
+        from smdbus.commands import connect_failure
 
         address = getattr(args, "socket", None) or "@proxy.ss.lws"
         print(f"smd {args.command}: {connect_failure(exc, address)}", file=sys.stderr)

@@ -28,7 +28,7 @@ import selectors
 from typing import Final
 
 from smdbus._wakeup import Wakeup
-from smdbus.client._polled import PolledClient
+from smdbus.client import PolledClient
 
 READ: Final = selectors.EVENT_READ
 """Wants to read: watch the descriptor for input (GLib: ``IO_IN``)."""

@@ -7,7 +7,11 @@ Edges from a source go into a pure :class:`Classifier`; a
 
 The pure parts are imported with the package; the driver (asyncio) and the
 sources (evdev, gpiod) on first use, so the daemon's configuration reads a
-:class:`Regime` without loading them.
+:class:`Regime` without loading them; ``configure_live``/``run_live`` are
+``smd buttons`` (and ``python -m smdbus.button``).
+
+This ``__init__`` is the package's surface; the modules behind it are private
+(``_name.py``).
 """
 
 from typing import TYPE_CHECKING
@@ -30,10 +34,16 @@ from smdbus.button._replay import replay
 if TYPE_CHECKING:
     from smdbus._announce import Publisher
     from smdbus.button import sources
+    from smdbus.button._config import load_controllers
     from smdbus.button._driver import ButtonDriver
+    from smdbus.button._runner import configure_live, run_live
 
 # Publisher: smdbus._announce's, as the driver takes it (imported with the driver)
-_HOME = {"smdbus.button._driver": ("ButtonDriver", "Publisher")}
+_HOME = {
+    "smdbus.button._config": ("load_controllers",),
+    "smdbus.button._driver": ("ButtonDriver", "Publisher"),
+    "smdbus.button._runner": ("configure_live", "run_live"),
+}
 
 __all__ = [
     "DEFAULT_REGIME",
@@ -54,7 +64,10 @@ __all__ = [
     "Regime",
     "RegimeError",
     "SourceUnavailable",
+    "configure_live",
+    "load_controllers",
     "replay",
+    "run_live",
     "sources",
 ]
 

@@ -40,8 +40,7 @@ from smdbus.button._controller import ButtonSpec, Controller
 from smdbus.button._errors import ButtonError, ConfigError
 from smdbus.button._events import Edge
 from smdbus.button._regime import DEFAULT_REGIME, Regime
-from smdbus.button.sources._evdev_source import EvdevSource
-from smdbus.button.sources._gpiod_source import GpiodSource, LineSpec
+from smdbus.button.sources import EvdevSource, GpiodSource, LineSpec
 
 
 class Source(Protocol):
@@ -72,10 +71,10 @@ def load_file(path: str | Path) -> list[Configured]:
         raise ConfigError(f"{path}: {e}") from e
     if "buttons" in data and isinstance(data["buttons"], Mapping):
         data = data["buttons"]
-    return load(data, where=str(path))
+    return load_controllers(data, where=str(path))
 
 
-def load(data: Mapping[str, Any], *, where: str = "config") -> list[Configured]:
+def load_controllers(data: Mapping[str, Any], *, where: str = "config") -> list[Configured]:
     controllers = data.get("controller")
     if not isinstance(controllers, list) or not controllers:
         raise ConfigError(f"{where}: no [[controller]] tables")

@@ -24,7 +24,7 @@ from smdbus._announce import Announcer, Publisher
 from smdbus.button._classifier import Classifier
 from smdbus.button._events import ButtonEvent, Edge
 from smdbus.classes import Class
-from smdbus.system._scheduler import LoopScheduler, Scheduler, Timer
+from smdbus.system import LoopScheduler, Scheduler, Timer
 
 log = logging.getLogger(__name__)
 

@@ -24,17 +24,24 @@ from smdbus.button._driver import ButtonDriver
 from smdbus.button._errors import ButtonError
 from smdbus.button._events import ButtonEvent, Edge, format_ms
 from smdbus.button._regime import DEFAULT_REGIME
-from smdbus.button.sources._evdev_source import EvdevSource
-from smdbus.button.sources._gpiod_source import BIASES, GpiodSource, LineSpec
-from smdbus.button.sources._scripted import ScriptedSource, controller_for, parse_pattern
+from smdbus.button.sources import (
+    BIASES,
+    EvdevSource,
+    GpiodSource,
+    LineSpec,
+    ScriptedSource,
+    controller_for,
+    list_key_devices,
+    parse_pattern,
+)
 from smdbus.errors import SmdError
-from smdbus.system._scheduler import LoopScheduler, Scheduler, sleep
+from smdbus.system import LoopScheduler, Scheduler, sleep
 
 if TYPE_CHECKING:
     from smdbus.client import Client
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
+def configure_live(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--config", metavar="FILE", help="TOML with [[controller]] tables")
     what.add_argument("--evdev", metavar="DEVICE", help="input device, e.g. /dev/input/event3")
@@ -58,9 +65,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--socket", default="@proxy.ss.lws", metavar="ADDR", help="proxy address")
 
 
-def run(args: argparse.Namespace) -> int:
+def run_live(args: argparse.Namespace) -> int:
     if args.list:
-        return list_devices(sys.stdout)
+        return list_key_devices(sys.stdout)
     try:
         configured = build(args)
     except (ButtonError, ValueError) as e:
@@ -184,26 +191,6 @@ def _printer(first: list[float], out: TextIO) -> Callable[[ButtonEvent], None]:
         out.flush()
 
     return show
-
-
-def list_devices(out: TextIO) -> int:
-    from smdbus.button.sources._optional import require
-
-    evdev = require("evdev")
-    found = 0
-    for path in evdev.list_devices():
-        dev = evdev.InputDevice(path)
-        keys = dev.capabilities(verbose=False).get(evdev.ecodes.EV_KEY, [])
-        if keys:
-            found += 1
-            names = [evdev.ecodes.KEY.get(k) or evdev.ecodes.BTN.get(k) or str(k) for k in keys]
-            flat = [n if isinstance(n, str) else n[0] for n in names][:8]
-            more = " ..." if len(keys) > 8 else ""
-            print(f"{path}  {dev.name!r}  {' '.join(flat)}{more}", file=out)
-        dev.close()
-    if not found:
-        print("no input devices with keys (is /dev/input there, and are we allowed?)", file=out)
-    return 0
 
 
 def _pairs(items: list[str], example: str) -> list[tuple[str, str]]:

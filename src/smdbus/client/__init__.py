@@ -6,28 +6,18 @@
         print(msg.cls, msg.timestamp_us, msg.payload)
 
 See docs/client.md for the bridge, reconnecting and the outage buffer.
+
+This ``__init__`` is the package's surface; the modules behind it are private
+(``_name.py``). The errors are imported with the package, the rest (asyncio)
+on first use: a one-shot tool that reports :class:`SendRefused` does not
+load the client.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from smdbus.classes import ALL_CLASSES
-from smdbus.client._bridge import Bridge
-from smdbus.client._connection import (
-    DEFAULT_CONFIRM_TIMEOUT,
-    DEFAULT_CREATE_TIMEOUT,
-    DEFAULT_LISTEN_GRACE,
-    DEFAULT_MAX_BUFFERED,
-    DEFAULT_MAX_BUFFERED_BYTES,
-    DEFAULT_MAX_INBOX,
-    DEFAULT_RECONNECT_DELAY,
-    Client,
-    ClientStats,
-    Message,
-    OnMessage,
-    State,
-)
+from smdbus._lazy import lazy_names
 from smdbus.client._errors import (
     BufferFull,
     ClientClosed,
@@ -35,42 +25,48 @@ from smdbus.client._errors import (
     ProxyUnavailable,
     SendRefused,
 )
-from smdbus.client._threaded import ThreadedClient, connect_threaded
 from smdbus.wire import DEFAULT_ADDRESS
 
 if TYPE_CHECKING:
-    from smdbus.bus import Bus
+    from smdbus.client._bridge import Bridge
+    from smdbus.client._connection import (
+        DEFAULT_CONFIRM_TIMEOUT,
+        DEFAULT_CREATE_TIMEOUT,
+        DEFAULT_LISTEN_GRACE,
+        DEFAULT_MAX_BUFFERED,
+        DEFAULT_MAX_BUFFERED_BYTES,
+        DEFAULT_MAX_INBOX,
+        DEFAULT_RECONNECT_DELAY,
+        Client,
+        ClientStats,
+        Message,
+        OnMessage,
+        State,
+        connect,
+    )
+    from smdbus.client._polled import PolledClient
+    from smdbus.client._threaded import ThreadedClient, connect_threaded
 
-
-async def connect(
-    address: str = DEFAULT_ADDRESS,
-    mask: int = ALL_CLASSES,
-    *,
-    wait: bool = True,
-    on_message: OnMessage | None = None,
-    bus: Bus | None = None,
-    export_mask: int | None = None,
-    **settings: Any,
-) -> Client:
-    """Open a ``_lws_smd`` stream to the proxy at ``address`` receiving classes ``mask``.
-
-    ``address``: ``@name`` (abstract, default ``@proxy.ss.lws``), ``+@name``
-    (the C client's spelling) or a filesystem path. With ``wait`` (default)
-    the call returns once the proxy created the stream, or raises
-    :class:`ProxyUnavailable`; without, it returns at once and sends are
-    buffered until the stream exists. ``bus`` bridges a local bus (see
-    :class:`Bridge`). Settings: ``reconnect_delay`` (1.0 s),
-    ``create_timeout`` (3.0 s), ``max_buffered`` (1000 messages),
-    ``max_buffered_bytes`` (512 KiB), ``max_inbox`` (10 000), ``listen_grace``
-    (2.0 s), ``echo_ttl``, ``clock``, ``scheduler`` (every timer; tests inject
-    a ``ManualScheduler``).
-    """
-    client = Client(address, mask, on_message=on_message, **settings)
-    if bus is not None:
-        client.bridge(bus, export_mask)
-    await client.start(wait)
-    return client
-
+_HOME = {
+    "smdbus.client._bridge": ("Bridge",),
+    "smdbus.client._connection": (
+        "DEFAULT_CONFIRM_TIMEOUT",
+        "DEFAULT_CREATE_TIMEOUT",
+        "DEFAULT_LISTEN_GRACE",
+        "DEFAULT_MAX_BUFFERED",
+        "DEFAULT_MAX_BUFFERED_BYTES",
+        "DEFAULT_MAX_INBOX",
+        "DEFAULT_RECONNECT_DELAY",
+        "Client",
+        "ClientStats",
+        "Message",
+        "OnMessage",
+        "State",
+        "connect",
+    ),
+    "smdbus.client._polled": ("PolledClient",),
+    "smdbus.client._threaded": ("ThreadedClient", "connect_threaded"),
+}
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -89,6 +85,7 @@ __all__ = [
     "ClientStats",
     "Message",
     "OnMessage",
+    "PolledClient",
     "ProxyUnavailable",
     "SendRefused",
     "State",
@@ -96,3 +93,6 @@ __all__ = [
     "connect",
     "connect_threaded",
 ]
+
+
+__getattr__, __dir__ = lazy_names(__name__, _HOME, __all__, globals())

@@ -27,25 +27,48 @@ who sent it on the local bus long ago: it is logged and counted in
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from smdbus.classes import format_mask
-from smdbus.client._connection import NotNow
-from smdbus.client._errors import ClientError
+from smdbus.client._errors import ClientError, NotNow
 from smdbus.errors import PayloadTooLarge, QueueFull
 from smdbus.wire import format_address
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+
     from smdbus.bus import Bus, Participant
-    from smdbus.client._connection import Client
 
 log = logging.getLogger("smdbus.client.bridge")
+
+
+class BridgedClient(Protocol):
+    """What a bridge uses of its client (:class:`~smdbus.client.Client` is one).
+
+    A protocol, not an import: the client makes its bridge, so the bridge
+    names only what it calls and the two modules do not import each other.
+    """
+
+    address: str
+    bridge_dropped: int
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None: ...
+
+    def set_sink(self, sink: Callable[[int, int, bytes], bool]) -> None: ...
+
+    def send_bridged(self, cls: int, ts: int, payload: bytes) -> bool: ...
+
+    def is_echo(self, cls: int, body: bytes) -> bool: ...
+
+    def resume_input(self) -> None: ...
 
 
 class Bridge:
     """The join between one client and one local bus (made by ``Client.bridge``)."""
 
-    def __init__(self, client: Client, bus: Bus, export_mask: int, name: str | None) -> None:
+    def __init__(self, client: BridgedClient, bus: Bus, export_mask: int, name: str | None) -> None:
         self.client = client
         self.bus = bus
         self.export_mask = export_mask

@@ -67,9 +67,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from smdbus._escape import printable
 from smdbus.classes import ALL_CLASSES, format_mask
+from smdbus.client._bridge import Bridge
 from smdbus.client._describe import keep_described
 from smdbus.client._echo import EchoFilter
-from smdbus.client._errors import BufferFull, ClientClosed, ProxyUnavailable, SendRefused
+from smdbus.client._errors import (
+    BufferFull,
+    ClientClosed,
+    NotNow,
+    ProxyUnavailable,
+    SendRefused,
+)
 from smdbus.client._interest import watch_interest
 from smdbus.client._link import Link
 from smdbus.client._outbox import Outbox, OutboxKey
@@ -78,6 +85,8 @@ from smdbus.wire import (
     DEFAULT_ADDRESS,
     FLAGS_WHOLE,
     MAX_BODY,
+    MAX_LABEL,
+    PAYLOAD_HEAD,
     PAYLOAD_OVERHEAD,
     SMD_STREAMTYPE,
     CreateResult,
@@ -87,15 +96,13 @@ from smdbus.wire import (
     StreamState,
     StreamType,
     format_address,
+    is_our_proxy,
     parse_address,
 )
-from smdbus.wire._control import MAX_LABEL, is_our_proxy
-from smdbus.wire._frames import PAYLOAD_HEAD
 
 if TYPE_CHECKING:
     from smdbus.bus import Bus
-    from smdbus.client._bridge import Bridge
-    from smdbus.system._scheduler import Scheduler, Timer
+    from smdbus.system import Scheduler, Timer
 
 log = logging.getLogger("smdbus.client")
 
@@ -184,10 +191,6 @@ class ClientStats:
     """Messages written whose echo has not come back yet."""
     unconfirmed: int = 0
     """Messages written whose echo never came (connection lost, expired, over the bound)."""
-
-
-class NotNow(Exception):
-    """Raised by a sink that cannot take a message yet; it is offered again later."""
 
 
 def _now_us() -> int:
@@ -313,7 +316,7 @@ class Client:
         if self._scheduler is None:
             # imported here: importing smdbus.system costs ~1 MiB and ~10 ms that a
             # program importing smdbus (the proxy among them) should not pay for it
-            from smdbus.system._scheduler import LoopScheduler
+            from smdbus.system import LoopScheduler
 
             self._scheduler = LoopScheduler(loop)
         self._first = loop.create_future() if wait else None
@@ -1121,8 +1124,6 @@ class Client:
 
     def bridge(self, bus: Bus, export_mask: int | None = None, name: str | None = None) -> Bridge:
         """Join a local bus to the proxy's; see :class:`smdbus.client._bridge.Bridge`."""
-        from smdbus.client._bridge import Bridge
-
         if self.bridge_obj is not None:
             raise RuntimeError("this client is already bridged to a bus")
         if self._on_message is not None:
@@ -1169,3 +1170,33 @@ class Client:
             f"<Client {format_address(self.address)} mask={format_mask(self.mask)} "
             f"{self._state.value}>"
         )
+
+
+async def connect(
+    address: str = DEFAULT_ADDRESS,
+    mask: int = ALL_CLASSES,
+    *,
+    wait: bool = True,
+    on_message: OnMessage | None = None,
+    bus: Bus | None = None,
+    export_mask: int | None = None,
+    **settings: Any,
+) -> Client:
+    """Open a ``_lws_smd`` stream to the proxy at ``address`` receiving classes ``mask``.
+
+    ``address``: ``@name`` (abstract, default ``@proxy.ss.lws``), ``+@name``
+    (the C client's spelling) or a filesystem path. With ``wait`` (default)
+    the call returns once the proxy created the stream, or raises
+    :class:`ProxyUnavailable`; without, it returns at once and sends are
+    buffered until the stream exists. ``bus`` bridges a local bus (see
+    :class:`Bridge`). Settings: ``reconnect_delay`` (1.0 s),
+    ``create_timeout`` (3.0 s), ``max_buffered`` (1000 messages),
+    ``max_buffered_bytes`` (512 KiB), ``max_inbox`` (10 000), ``listen_grace``
+    (2.0 s), ``echo_ttl``, ``clock``, ``scheduler`` (every timer; tests inject
+    a ``ManualScheduler``).
+    """
+    client = Client(address, mask, on_message=on_message, **settings)
+    if bus is not None:
+        client.bridge(bus, export_mask)
+    await client.start(wait)
+    return client

@@ -28,8 +28,7 @@ import logging
 from collections.abc import Callable
 
 from smdbus._escape import printable
-from smdbus.wire import format_address
-from smdbus.wire._control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, describe_query
+from smdbus.wire import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, describe_query, format_address
 
 log = logging.getLogger("smdbus.client")
 
@@ -41,7 +40,7 @@ async def keep_described(
     address: str, label_of: Callable[[], str | None], changed: asyncio.Event
 ) -> None:
     """Send ``label_of()`` to the proxy now and after each ``changed``; until cancelled."""
-    from smdbus.wire._stream import WireStream  # only clients that describe themselves get here
+    from smdbus.wire import WireStream  # only clients that describe themselves get here
 
     try:
         stream = await WireStream.connect(

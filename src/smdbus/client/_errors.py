@@ -70,3 +70,7 @@ class SendRefused(ClientError, PermissionError):
             f"the proxy's policy does not let this user send {format_mask(cls & denied)}: "
             f"message refused (may not send: {format_mask(denied)})"
         )
+
+
+class NotNow(Exception):
+    """Raised by a sink that cannot take a message yet; it is offered again later."""

@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from smdbus.wire import format_address
-from smdbus.wire._control import (
+from smdbus.wire import (
     CONTROL_MAX_BODY,
     CONTROL_STREAMTYPE,
     WATCH_QUERY,
+    format_address,
     parse_denied,
     parse_interest,
 )
@@ -42,7 +42,7 @@ async def watch_interest(
 
     Runs until cancelled; on any failure calls ``on_mask(None)`` and returns.
     """
-    from smdbus.wire._stream import WireStream  # only senders on our proxy get here
+    from smdbus.wire import WireStream  # only senders on our proxy get here
 
     try:
         stream = await WireStream.connect(

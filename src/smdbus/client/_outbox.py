@@ -26,7 +26,7 @@ from bisect import bisect_right
 from collections import deque
 from typing import TypeAlias
 
-from smdbus.wire._frames import PAYLOAD_CLASS
+from smdbus.wire import PAYLOAD_CLASS
 
 _unpack_class = PAYLOAD_CLASS.unpack_from
 

@@ -27,12 +27,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from smdbus.button._controller import Controller
-from smdbus.button._errors import ButtonError
-from smdbus.button._events import ButtonEvent
-from smdbus.button._regime import DEFAULT_REGIME, Regime
-from smdbus.button._replay import replay
-from smdbus.button.sources._scripted import ScriptedSource, controller_for, parse_pattern
+from smdbus.button import DEFAULT_REGIME, ButtonError, ButtonEvent, Controller, Regime, replay
+from smdbus.button.sources import ScriptedSource, controller_for, parse_pattern
 from smdbus.classes import Class
 from smdbus.commands._failure import connect_failure
 from smdbus.commands._options import add_socket, examples

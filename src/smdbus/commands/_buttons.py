@@ -2,15 +2,14 @@
 
 import argparse
 
-from smdbus.button import _runner as runner
-from smdbus.button._runner import run
+from smdbus.button import configure_live, run_live
 from smdbus.commands._options import examples
 
 __all__ = ["configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    runner.configure(parser)
+    configure_live(parser)
     examples(
         parser,
         "smd buttons --list                              input devices that have keys",
@@ -18,3 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "smd buttons --gpiod /dev/gpiochip0 --line 17=user --active-low --send",
         "smd buttons --pattern 0-102,158-262             a pretend button, in real time",
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_live(args)

@@ -44,8 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smdbus.net._cpd import CaptivePortalDetector
-    from smdbus.net._policy import PolicyError, default_policy, load_policy
+    from smdbus.net import CaptivePortalDetector, PolicyError, default_policy, load_policy
 
     try:
         policy = load_policy(args.policy) if args.policy else default_policy()

@@ -30,14 +30,12 @@ from typing import TYPE_CHECKING
 
 from smdbus.commands._failure import strip_errno
 from smdbus.commands._options import examples
-from smdbus.daemon._live import BOOT_STATES, LiveView
-from smdbus.daemon._signals import PendingSignals
-from smdbus.system._state import State
+from smdbus.daemon import BOOT_STATES, LiveView, PendingSignals
+from smdbus.system import State
 from smdbus.wire import DEFAULT_ADDRESS, format_address
 
 if TYPE_CHECKING:
-    from smdbus.daemon._app import Daemon
-    from smdbus.daemon._config import DaemonConfig
+    from smdbus.daemon import Daemon, DaemonConfig
 
 CPD_LOGGER = "smdbus.net.cpd"
 
@@ -76,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     signals = PendingSignals()
     if not (args.check or args.print_config):
         signals.catch()  # first: from here on a SIGHUP cannot kill the daemon
-    from smdbus.daemon._app import Daemon, DaemonError, prepare
-    from smdbus.daemon._config import DEFAULT_TOML, ConfigError, load_config
+    from smdbus.daemon import DEFAULT_TOML, ConfigError, Daemon, DaemonError, load_config, prepare
 
     if args.print_config:
         sys.stdout.write(DEFAULT_TOML)

@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Any
 
+from smdbus._escape import printable
 from smdbus.classes import class_names, parse_mask
 from smdbus.commands._options import examples
 
@@ -126,7 +127,6 @@ async def _send(broker: Any, topic: str, body: bytes, wait: float) -> None:
 
 async def _list(broker: Any, prefix: str, wait: float, as_json: bool) -> None:
     from smdbus.fleet import FleetClient, FleetView
-    from smdbus.fleet._view import printable
 
     view = FleetView(prefix)
     async with FleetClient(broker) as fc:
@@ -139,7 +139,7 @@ async def _list(broker: Any, prefix: str, wait: float, as_json: bool) -> None:
             print(json.dumps({"device": d.device, "status": d.status, "state": d.state}))
         return
     rows = [("DEVICE", "STATUS", "SYSTEM_STATE")]
-    rows += [(printable(d.device), printable(d.status), printable(d.state or "-")) for d in devices]
+    rows += [(_shown(d.device), _shown(d.status), _shown(d.state or "-")) for d in devices]
     w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
     for r in rows:
         print(f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}".rstrip())
@@ -147,7 +147,6 @@ async def _list(broker: Any, prefix: str, wait: float, as_json: bool) -> None:
 
 async def _monitor(broker: Any, prefix: str, count: int, as_json: bool) -> None:
     from smdbus.fleet import FleetClient, FleetView
-    from smdbus.fleet._view import printable
 
     view = FleetView(prefix)
     seen = 0
@@ -170,7 +169,12 @@ async def _monitor(broker: Any, prefix: str, count: int, as_json: bool) -> None:
                 now = datetime.datetime.now().strftime("%H:%M:%S.%f")[:-3]
                 seq = f"#{env.seq}" if env is not None else ""
                 print(
-                    f"{now}  {printable(dev.device)}  {printable(rest)} {seq}  {printable(text)}",
+                    f"{now}  {_shown(dev.device)}  {_shown(rest)} {seq}  {_shown(text)}",
                     flush=True,
                 )
             seen += 1
+
+
+def _shown(text: str) -> str:
+    """Peer text made safe for a terminal line: escaped and bounded (smdbus._escape)."""
+    return printable(text, limit=300)

@@ -46,9 +46,14 @@ from typing import Any, TextIO
 from smdbus._escape import printable
 from smdbus.classes import ALL_CLASSES, Class, class_names, parse_mask
 from smdbus.commands._options import add_socket, examples, positive_float, positive_int
-from smdbus.wire import RxPayload, format_address
-from smdbus.wire._control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, monitor_query
-from smdbus.wire._stream import WireStream
+from smdbus.wire import (
+    CONTROL_MAX_BODY,
+    CONTROL_STREAMTYPE,
+    RxPayload,
+    WireStream,
+    format_address,
+    monitor_query,
+)
 
 # A colour per class bit (ANSI SGR); user classes share one.
 _CLASS_COLOURS = {

@@ -21,8 +21,7 @@ import json
 
 from smdbus._escape import printable
 from smdbus.commands._options import add_socket, examples
-from smdbus.wire._blocking import BlockingStream
-from smdbus.wire._control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE
+from smdbus.wire import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, BlockingStream
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -112,7 +111,7 @@ async def query_peers(
     """:func:`ask_peers` on an event loop (the proxy may be on the same loop)."""
     import asyncio
 
-    from smdbus.wire._stream import WireStream
+    from smdbus.wire import WireStream
 
     stream = await WireStream.connect(
         address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY

@@ -41,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smdbus.net._routes import dump_routes
+    from smdbus.net import dump_routes
 
     try:
         table = asyncio.run(dump_routes(args.netns))

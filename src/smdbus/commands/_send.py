@@ -26,9 +26,14 @@ import sys
 
 from smdbus.classes import parse_mask
 from smdbus.commands._options import add_socket, examples, positive_float, positive_int
-from smdbus.wire import MAX_BODY
-from smdbus.wire._blocking import BlockingStream
-from smdbus.wire._control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, WATCH_QUERY, parse_denied
+from smdbus.wire import (
+    CONTROL_MAX_BODY,
+    CONTROL_STREAMTYPE,
+    MAX_BODY,
+    WATCH_QUERY,
+    BlockingStream,
+    parse_denied,
+)
 
 
 def _class(text: str) -> int:
@@ -107,7 +112,7 @@ def _send(address: str, cls: int, body: bytes, count: int, timeout: float) -> in
     with BlockingStream.connect(address, cls) as stream:
         denied = _denied(address, timeout) if stream.ours else 0
         if cls & denied:
-            from smdbus.client._errors import SendRefused  # the client's words; only here
+            from smdbus.client import SendRefused  # the client's words; only here
 
             raise SendRefused(cls, denied)
         return stream.publish(cls, body, count, timeout)

@@ -26,9 +26,8 @@ from smdbus._escape import printable
 from smdbus.classes import Class
 from smdbus.commands._failure import connect_failure
 from smdbus.commands._options import add_socket, examples, positive_float
-from smdbus.system._query import QUERY, StateReport, parse_state_message
-from smdbus.system._states import State
-from smdbus.wire._blocking import BlockingStream
+from smdbus.system import QUERY, State, StateReport, parse_state_message
+from smdbus.wire import BlockingStream
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from smdbus.commands._options import examples
-from smdbus.daemon._config import ConfigError, load_config
+from smdbus.daemon import ConfigError, load_config
 from smdbus.web import RuntimeInfoError, read_info
 
 

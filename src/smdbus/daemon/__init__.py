@@ -25,8 +25,12 @@ if TYPE_CHECKING:
         load_config,
         parse_config,
     )
+    from smdbus.daemon._live import BOOT_STATES, LiveView
+    from smdbus.daemon._signals import PendingSignals
 
 _HOME = {
+    "smdbus.daemon._live": ("BOOT_STATES", "LiveView"),
+    "smdbus.daemon._signals": ("PendingSignals",),
     "smdbus.daemon._app": ("Daemon", "DaemonError", "Prepared", "prepare", "read_policy"),
     "smdbus.daemon._config": (
         "DEFAULT_TOML",
@@ -38,11 +42,14 @@ _HOME = {
 }
 
 __all__ = [
+    "BOOT_STATES",
     "DEFAULT_TOML",
     "ConfigError",
     "Daemon",
     "DaemonConfig",
     "DaemonError",
+    "LiveView",
+    "PendingSignals",
     "Prepared",
     "load_config",
     "parse_config",

@@ -68,14 +68,21 @@ from smdbus.daemon._systemd import (
     socket_address,
 )
 from smdbus.daemon._timecheck import WallClock
-from smdbus.net._policy import Policy, PolicyError, default_policy, load_policy
+from smdbus.net import Policy, PolicyError, default_policy, load_policy
 from smdbus.policy import AccessConfigError, AccessPolicy, load_access_policy
 from smdbus.proxy import Proxy
-from smdbus.system._blobs import Blobs, BlobType
-from smdbus.system._context import SystemContext
-from smdbus.system._ops import SystemOps
-from smdbus.system._scheduler import LoopScheduler
-from smdbus.system._state import IllegalTransition, ShutdownError, State, StateError, StateManager
+from smdbus.system import (
+    Blobs,
+    BlobType,
+    IllegalTransition,
+    LoopScheduler,
+    ShutdownError,
+    State,
+    StateError,
+    StateManager,
+    SystemContext,
+    SystemOps,
+)
 from smdbus.wire import format_address
 
 log = logging.getLogger("smdbus.daemon")
@@ -198,7 +205,7 @@ def _can_chown() -> bool:
 
 
 def _make_detector(policy: Policy, config: DaemonConfig, bus: Any) -> Any:
-    from smdbus.net._cpd import CaptivePortalDetector
+    from smdbus.net import CaptivePortalDetector
 
     kwargs: dict[str, Any] = {"bus": bus, "min_interval": config.cpd.min_interval}
     if config.cpd.url:
@@ -502,7 +509,7 @@ class Daemon:
             self.note("error", f"state manager: {e}")
 
     async def _start_routes(self) -> None:
-        from smdbus.net._routes import RouteMonitor
+        from smdbus.net import RouteMonitor
 
         self.monitor = RouteMonitor(self.bus, observer=self._net_events)
         try:
@@ -531,15 +538,14 @@ class Daemon:
         and scripted ones (played once their start state is reached)."""
         if not (self.config.buttons.controllers or self.config.buttons.scripted):
             return  # nothing of the button package is loaded
-        from smdbus.button import ButtonDriver, Classifier, SourceUnavailable
-        from smdbus.button._config import load
-        from smdbus.button.sources._scripted import ScriptedSource
+        from smdbus.button import ButtonDriver, Classifier, SourceUnavailable, load_controllers
+        from smdbus.button.sources import ScriptedSource
 
         tables = self.config.buttons.controllers
         configured: list[Any] = []
         if tables:
             try:
-                configured = load({"controller": list(tables)}, where="buttons")
+                configured = load_controllers({"controller": list(tables)}, where="buttons")
             except SourceUnavailable as e:
                 self.note("warning", f"buttons skipped: {e}")
         for c in configured:
@@ -639,7 +645,7 @@ class Daemon:
             self.notifier.ready(f"{new.published_name}, bus on {format_address(self.bus_address)}")
 
     def _net_events(self, events: Sequence[Any]) -> None:
-        from smdbus.net._routetable import AddressAdded, RouteAdded, RouteRemoved
+        from smdbus.net import AddressAdded, RouteAdded, RouteRemoved
 
         assert self.monitor is not None
         links = self.monitor.table.link_names()

@@ -36,12 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smdbus.button._errors import ButtonError
-from smdbus.button._regime import DEFAULT_REGIME, Regime
-from smdbus.net._cpd import DEFAULT_MIN_INTERVAL
+from smdbus.button import DEFAULT_REGIME, ButtonError, Regime
+from smdbus.net import DEFAULT_MIN_INTERVAL
 from smdbus.policy import AccessConfig, AccessConfigError, parse_access
-from smdbus.proxy._settings import MAXIMA, ProxySettings
-from smdbus.system._state import State
+from smdbus.proxy import MAXIMA, ProxySettings
+from smdbus.system import State
 from smdbus.web import WEB_TOML, WebConfig, WebConfigError, parse_web_config
 from smdbus.wire import DEFAULT_ADDRESS, format_address, parse_address
 
@@ -750,11 +749,10 @@ class _Reader:
 
     def check_controllers(self, tables: tuple[Any, ...]) -> list[str]:
         """Let smdbus.button._config judge the tables; its errors get our file and field."""
-        from smdbus.button._config import load
-        from smdbus.button._errors import SourceUnavailable
+        from smdbus.button import SourceUnavailable, load_controllers
 
         try:
-            configured = load({"controller": list(tables)}, where="buttons")
+            configured = load_controllers({"controller": list(tables)}, where="buttons")
         except SourceUnavailable:
             # the library for a key name is missing: the daemon skips it at start, saying why
             return [str(c.get("name")) for c in tables if isinstance(c, dict)]
@@ -794,7 +792,7 @@ class _Reader:
         pattern = t.string("pattern", "")
         if not pattern:
             raise t.fail("pattern", 'is required, e.g. "0-102" (held from-to, ms)')
-        from smdbus.button.sources._scripted import parse_pattern
+        from smdbus.button.sources import parse_pattern
 
         try:
             presses = parse_pattern(pattern)
@@ -836,7 +834,7 @@ _BUTTON_ERROR = re.compile(
 
 def build_controller(cfg: ScriptedButtons) -> Any:
     """The :class:`smdbus.button.Controller` of a scripted table."""
-    from smdbus.button._controller import ButtonSpec, Controller
+    from smdbus.button import ButtonSpec, Controller
 
     specs = tuple(ButtonSpec(n, cfg.regime) for n in cfg.buttons)
     return Controller(cfg.controller, specs, cfg.active_high)

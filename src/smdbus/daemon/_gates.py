@@ -41,12 +41,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from smdbus.daemon._sntp import SntpAnswer, SntpError
 from smdbus.daemon._timecheck import WallClock, iso_time, sntp_query
-from smdbus.system._scheduler import LoopScheduler, Scheduler, Timer, sleep
-from smdbus.system._state import State
+from smdbus.system import LoopScheduler, Scheduler, State, Timer, sleep
 
 if TYPE_CHECKING:
-    from smdbus.net._cpd import CaptivePortalDetector, CpdResult
-    from smdbus.net._routetable import Address, RouteTable
+    from smdbus.net import Address, CaptivePortalDetector, CpdResult, RouteTable
 
 log = logging.getLogger("smdbus.daemon.gates")
 
@@ -290,7 +288,7 @@ class CpdGate(Gate):
         self._remove = detector.add_result_listener(self._on_result)
 
     def _passes(self) -> bool:
-        from smdbus.net._cpd import CpdState
+        from smdbus.net import CpdState
 
         d = self.detector
         if self.require_ok:

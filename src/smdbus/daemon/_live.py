@@ -38,7 +38,7 @@ from typing import Any, TextIO
 
 from smdbus._escape import printable
 from smdbus.classes import Class, class_names
-from smdbus.system._state import State
+from smdbus.system import State
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 

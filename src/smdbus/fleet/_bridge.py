@@ -51,8 +51,8 @@ from smdbus.fleet._core import BridgeCore, Refused
 from smdbus.fleet._mqtt import LinkError, LinkEvents, MqttLink, Will
 from smdbus.fleet._outbox import DropReport, Outbox
 from smdbus.fleet._topics import encode_envelope
-from smdbus.system._query import QUERY
-from smdbus.wire._control import MAX_LABEL
+from smdbus.system import QUERY
+from smdbus.wire import MAX_LABEL
 
 log = logging.getLogger("smdbus.fleet")
 

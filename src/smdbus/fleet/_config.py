@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from smdbus.classes import Class, class_names, parse_mask
-from smdbus.net._policy import RetryPolicy
+from smdbus.net import RetryPolicy
 from smdbus.wire import DEFAULT_ADDRESS, format_address, parse_address
 
 DEFAULT_UP = Class.SYSTEM_STATE | Class.NETWORK | Class.INTERACTION

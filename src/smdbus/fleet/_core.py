@@ -32,7 +32,7 @@ from smdbus.fleet._config import BridgeConfig
 from smdbus.fleet._loops import DownlinkMemory
 from smdbus.fleet._ratelimit import TokenBucket
 from smdbus.fleet._topics import Topics, origin_of
-from smdbus.system._query import is_query
+from smdbus.system import is_query
 from smdbus.wire import MAX_BODY
 
 ORIGIN_PROPERTY = "smd-origin"

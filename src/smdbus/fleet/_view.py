@@ -9,7 +9,7 @@ Rules
   seen again (duplicates, which QoS 1 allows).
 - Bounded: at most ``max_devices`` devices and ``max_topics`` topics per
   device are kept; more are counted in ``ignored``. Text from devices is
-  kept as is; whoever shows it escapes it (:func:`printable`).
+  kept as is; whoever shows it escapes it (:func:`smdbus._escape.printable`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,6 @@ import contextlib
 from dataclasses import dataclass, field
 
 from smdbus.fleet._topics import Envelope, decode_envelope, split_topic
-
-
-def printable(text: str, limit: int = 300) -> str:
-    """Peer text made safe for a terminal line: escapes, no control characters, bounded."""
-    shown = text if text.isprintable() else text.encode("unicode_escape").decode()
-    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 @dataclass

@@ -20,6 +20,7 @@ from smdbus._lazy import lazy_names
 
 if TYPE_CHECKING:
     from smdbus.net._cpd import (
+        DEFAULT_MIN_INTERVAL,
         CaptivePortalDetector,
         CheckReport,
         CpdResult,
@@ -36,10 +37,18 @@ if TYPE_CHECKING:
         parse_policy,
     )
     from smdbus.net._routes import RouteMonitor, dump_routes
-    from smdbus.net._routetable import Address, Route, RouteTable
+    from smdbus.net._routetable import (
+        Address,
+        AddressAdded,
+        Route,
+        RouteAdded,
+        RouteRemoved,
+        RouteTable,
+    )
 
 _HOME = {
     "smdbus.net._cpd": (
+        "DEFAULT_MIN_INTERVAL",
         "CaptivePortalDetector",
         "CheckReport",
         "CpdResult",
@@ -56,11 +65,20 @@ _HOME = {
         "parse_policy",
     ),
     "smdbus.net._routes": ("RouteMonitor", "dump_routes"),
-    "smdbus.net._routetable": ("Address", "Route", "RouteTable"),
+    "smdbus.net._routetable": (
+        "Address",
+        "AddressAdded",
+        "Route",
+        "RouteAdded",
+        "RouteRemoved",
+        "RouteTable",
+    ),
 }
 
 __all__ = [
+    "DEFAULT_MIN_INTERVAL",
     "Address",
+    "AddressAdded",
     "CaptivePortalDetect",
     "CaptivePortalDetector",
     "CheckReport",
@@ -71,7 +89,9 @@ __all__ = [
     "ProbeOutcome",
     "RetryPolicy",
     "Route",
+    "RouteAdded",
     "RouteMonitor",
+    "RouteRemoved",
     "RouteTable",
     "default_policy",
     "dump_routes",

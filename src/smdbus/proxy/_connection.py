@@ -59,6 +59,8 @@ from smdbus.proxy._fanout import rx_frame
 from smdbus.proxy._flow import Outflow
 from smdbus.proxy._tail import Tail
 from smdbus.wire import (
+    CONTROL_STREAMTYPE,
+    GREETING_EVENTS,
     SMD_STREAMTYPE,
     CreateResult,
     Destroying,
@@ -72,7 +74,6 @@ from smdbus.wire import (
     create_result_frame,
 )
 from smdbus.wire import Connection as Stream
-from smdbus.wire._control import CONTROL_STREAMTYPE, GREETING_EVENTS
 
 if TYPE_CHECKING:
     from smdbus.proxy._fanout import Group

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from smdbus.classes import ALL_CLASSES
 from smdbus.policy import Bucket
 from smdbus.proxy._fanout import rx_frame
-from smdbus.wire._control import MAX_LABEL
+from smdbus.wire import MAX_LABEL
 
 if TYPE_CHECKING:
     from smdbus.proxy._connection import Connection

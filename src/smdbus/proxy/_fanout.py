@@ -21,8 +21,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from smdbus.wire._events import FLAGS_WHOLE
-from smdbus.wire._frames import PAYLOAD_HEAD, PAYLOAD_OVERHEAD, FrameType, rx_payload_frame
+from smdbus.wire import FLAGS_WHOLE, PAYLOAD_HEAD, PAYLOAD_OVERHEAD, FrameType, rx_payload_frame
 
 if TYPE_CHECKING:
     from smdbus.bus import Participant

@@ -21,7 +21,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from smdbus.wire._control import interest_reply
+from smdbus.wire import interest_reply
 
 if TYPE_CHECKING:
     from smdbus.bus import Bus

@@ -45,7 +45,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from smdbus.proxy._fanout import rx_frame
-from smdbus.wire._control import reply
+from smdbus.wire import control_reply
 
 if TYPE_CHECKING:
     from smdbus.bus import Participant
@@ -149,7 +149,7 @@ class Monitors:
         tap.callback = partial(self._record, tap)
         tap.mask = self.proxy.access.effective(conn, asked)
         self._add(tap)
-        conn.on_message(0, time.monotonic_ns() // 1000, reply({"monitor": tap.mask}))
+        conn.on_message(0, time.monotonic_ns() // 1000, control_reply({"monitor": tap.mask}))
 
     def forget(self, conn: Connection) -> None:
         tap = self._by_conn.get(conn)
@@ -220,7 +220,7 @@ class Monitors:
         self, tap: Tap, cls: int, timestamp_us: int, payload: bytes, sender: Sender
     ) -> None:
         """One message for a control-stream monitor: a JSON record, written at the pass end."""
-        body = reply(
+        body = control_reply(
             {"msg": {"cls": cls, "ts": timestamp_us, "hex": payload.hex(), "from": sender}}
         )
         if not tap.frames:

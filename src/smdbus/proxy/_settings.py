@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smdbus.wire import DEFAULT_ADDRESS, MAX_BODY
-from smdbus.wire._control import CONTROL_STREAMTYPE
+from smdbus.wire import CONTROL_STREAMTYPE, DEFAULT_ADDRESS, MAX_BODY
 
 __all__ = ["CONTROL_STREAMTYPE", "ProxySettings"]
 

@@ -29,8 +29,14 @@ if TYPE_CHECKING:
     )
     from smdbus.system._context import SystemContext
     from smdbus.system._ops import OTA_PERIODIC_CHECK_SECS, MissingOp, OtaOps, SystemOps, TrustQuery
-    from smdbus.system._query import QUERY, StateReport, StateResponder, parse_state_message
-    from smdbus.system._scheduler import LoopScheduler, ManualScheduler, Scheduler, Timer
+    from smdbus.system._query import (
+        QUERY,
+        StateReport,
+        StateResponder,
+        is_query,
+        parse_state_message,
+    )
+    from smdbus.system._scheduler import LoopScheduler, ManualScheduler, Scheduler, Timer, sleep
     from smdbus.system._state import (
         JUMPS,
         IllegalTransition,
@@ -78,6 +84,7 @@ _HOME = {
         "QUERY",
         "StateReport",
         "StateResponder",
+        "is_query",
         "parse_state_message",
     ),
     "smdbus.system._scheduler": (
@@ -85,6 +92,7 @@ _HOME = {
         "ManualScheduler",
         "Scheduler",
         "Timer",
+        "sleep",
     ),
     "smdbus.system._states": ("State",),
     "smdbus.system._state": (
@@ -143,7 +151,9 @@ __all__ = [
     "SystemOps",
     "Timer",
     "TrustQuery",
+    "is_query",
     "parse_state_message",
+    "sleep",
 ]
 
 

@@ -81,12 +81,12 @@ def describe_query(label: str | None, conn_id: int | None = None) -> bytes:
     query: dict[str, Any] = {"op": "describe", "label": label}
     if conn_id is not None:
         query["id"] = conn_id
-    return reply(query)
+    return control_reply(query)
 
 
 def monitor_query(mask: int) -> bytes:
     """Ask for every message of ``mask`` (that the asker may receive), with its sender."""
-    return reply({"op": "monitor", "mask": mask})
+    return control_reply({"op": "monitor", "mask": mask})
 
 
 def is_our_proxy(rideshare: bytes) -> bool:
@@ -94,14 +94,14 @@ def is_our_proxy(rideshare: bytes) -> bool:
     return rideshare == PROXY_MARK
 
 
-def reply(obj: dict[str, Any]) -> bytes:
+def control_reply(obj: dict[str, Any]) -> bytes:
     """One control reply body (compact JSON)."""
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def interest_reply(mask: int, denied: int = 0) -> bytes:
     """The body announcing the proxy's union mask, and the classes the asker may not send."""
-    return reply({"interest": mask, "denied": denied} if denied else {"interest": mask})
+    return control_reply({"interest": mask, "denied": denied} if denied else {"interest": mask})
 
 
 def parse_interest(body: bytes) -> int | None:

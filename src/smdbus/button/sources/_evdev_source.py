@@ -17,7 +17,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from smdbus.button._controller import Controller
 from smdbus.button._errors import ConfigError, SourceUnavailable
@@ -147,3 +147,22 @@ def _key_code(key: int | str) -> int:
             f"unknown key name {key!r} (use KEY_* / BTN_* names from linux/input-event-codes.h)"
         )
     return code
+
+
+def list_key_devices(out: TextIO) -> int:
+    """Print the input devices that have keys (``smd buttons --list``); the exit status."""
+    evdev = require("evdev")
+    found = 0
+    for path in evdev.list_devices():
+        dev = evdev.InputDevice(path)
+        keys = dev.capabilities(verbose=False).get(evdev.ecodes.EV_KEY, [])
+        if keys:
+            found += 1
+            names = [evdev.ecodes.KEY.get(k) or evdev.ecodes.BTN.get(k) or str(k) for k in keys]
+            flat = [n if isinstance(n, str) else n[0] for n in names][:8]
+            more = " ..." if len(keys) > 8 else ""
+            print(f"{path}  {dev.name!r}  {' '.join(flat)}{more}", file=out)
+        dev.close()
+    if not found:
+        print("no input devices with keys (is /dev/input there, and are we allowed?)", file=out)
+    return 0
