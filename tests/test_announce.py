@@ -10,7 +10,7 @@ import pytest
 from smdbus import Bus, Class
 from smdbus._announce import Announcer
 from smdbus.errors import QueueFull
-from smdbus.system._scheduler import ManualScheduler
+from smdbus.scheduler import ManualScheduler
 
 
 async def test_a_full_queue_delays_but_keeps_order() -> None:

@@ -11,7 +11,7 @@ import pytest
 from smdbus import Bus, Class, QueueFull
 from smdbus.button import ButtonDriver, ButtonEvent, Classifier, Controller
 from smdbus.button.sources import ScriptedSource, controller_for, parse_pattern
-from smdbus.system._scheduler import ManualScheduler
+from smdbus.scheduler import ManualScheduler
 
 
 async def run_timers(timers: ManualScheduler, done: Callable[[], bool]) -> None:

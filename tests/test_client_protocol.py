@@ -26,7 +26,7 @@ from smdbus.client import (
 )
 from smdbus.client._connection import Client
 from smdbus.errors import PayloadTooLarge
-from smdbus.system._scheduler import ManualScheduler
+from smdbus.scheduler import ManualScheduler
 from smdbus.wire import (
     ConnStateCode,
     Decoder,

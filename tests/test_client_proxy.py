@@ -25,7 +25,7 @@ from smdbus.bus import Bus
 from smdbus.classes import Class, user_class
 from smdbus.client import BufferFull, Client, Message, State, connect, connect_threaded
 from smdbus.commands._peers import query_peers
-from smdbus.system._scheduler import ManualScheduler
+from smdbus.scheduler import ManualScheduler
 
 _names = itertools.count()
 

@@ -19,7 +19,7 @@ from smdbus.net._routetable import (
     LinkChanged,
     RouteTable,
 )
-from smdbus.system._scheduler import ManualScheduler
+from smdbus.scheduler import ManualScheduler
 from smdbus.system._state import State, StateManager
 
 INET = int(socket.AF_INET)

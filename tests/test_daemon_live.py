@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 import sys
 
@@ -222,3 +223,31 @@ def test_fold_breaks_at_separators() -> None:
     assert fold("a · b · c", 20) == ["a · b · c"]
     assert fold("aaaa   ·   bbbb   ·   cc", 13) == ["aaaa", "bbbb   ·   cc"]
     assert fold("x" * 30, 10) == ["x" * 30]  # the caller cuts what cannot fold
+
+
+def test_the_live_view_shows_cpd_progress_and_leaves_its_result_to_the_daemons_note() -> None:
+    """``smd daemon --live`` picks the detector's records by logger name, not by wording."""
+    from smdbus.commands._daemon import _ViewHandler
+    from smdbus.net import CPD_LOGGER, CPD_RESULT_LOGGER
+
+    class Notes:
+        def __init__(self) -> None:
+            self.notes: list[tuple[str, str]] = []
+
+        def note(self, level: str, text: str) -> None:
+            self.notes.append((level, text))
+
+    notes = Notes()
+    handler = _ViewHandler(notes)  # type: ignore[arg-type]
+
+    def record(name: str, level: int, msg: str) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, msg, None, None)
+
+    handler.emit(record(CPD_LOGGER, logging.INFO, "cpd: check 1 (boot) of http://x/"))
+    handler.emit(record(CPD_RESULT_LOGGER, logging.INFO, "cpd: OK after 1 probe(s): 204"))
+    handler.emit(record(CPD_RESULT_LOGGER, logging.WARNING, "cpd: result listener raised"))
+    handler.emit(record("smdbus.proxy", logging.INFO, "a proxy detail"))
+    assert notes.notes == [
+        ("info", "cpd: check 1 (boot) of http://x/"),
+        ("warning", f"{CPD_RESULT_LOGGER}: cpd: result listener raised"),
+    ]

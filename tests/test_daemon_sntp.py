@@ -22,7 +22,7 @@ from smdbus.daemon._sntp import (
     to_ntp,
 )
 from smdbus.daemon._timecheck import WallClock, sntp_query
-from smdbus.system._scheduler import ManualScheduler
+from smdbus.scheduler import ManualScheduler
 from smdbus.system._state import State, StateManager
 
 FUTURE = 4_100_000_000.0  # 2099-12-03

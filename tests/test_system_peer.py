@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from smdbus import Bus, Class, QueueFull
-from smdbus.system import ManualScheduler, NotifyLink, State, StateManager
+from smdbus.scheduler import ManualScheduler
+from smdbus.system import NotifyLink, State, StateManager
 
 N = 1000
 

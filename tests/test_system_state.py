@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from smdbus import Bus, Class
+from smdbus.scheduler import ManualScheduler
 from smdbus.system import (
     JUMPS,
     IllegalTransition,
-    ManualScheduler,
     NotifierError,
     NotifyLink,
     ReentrantTransition,

@@ -20,7 +20,7 @@ import pytest
 from smdbus.bus import Bus
 from smdbus.classes import Class
 from smdbus.proxy import Proxy, ProxySettings
-from smdbus.system._scheduler import LoopScheduler
+from smdbus.scheduler import LoopScheduler
 from smdbus.system._state import State, StateManager
 from smdbus.web import WebConfig, WebService, read_info
 

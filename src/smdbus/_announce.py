@@ -47,7 +47,7 @@ from smdbus.classes import format_mask
 from smdbus.errors import QueueFull, SmdError
 
 if TYPE_CHECKING:  # smdbus.system imports this module: its scheduler is imported on need
-    from smdbus.system import Scheduler
+    from smdbus.scheduler import Scheduler
 
 log = logging.getLogger("smdbus.announce")
 
@@ -190,7 +190,7 @@ class Announcer:
             return
         import asyncio  # here: the state's names are read without asyncio (smd state)
 
-        from smdbus.system import LoopScheduler
+        from smdbus.scheduler import LoopScheduler
 
         try:
             loop = asyncio.get_running_loop()

@@ -2,7 +2,7 @@
 
 The classifier is pure; this is the thin part that owns a clock and a timer.
 It schedules the classifier's next tick on the injected
-:class:`~smdbus.system._scheduler.Scheduler` (the loop's by default) only while
+:class:`~smdbus.scheduler.Scheduler` (the loop's by default) only while
 the classifier is busy, so an idle device has no timer running at all, and it
 publishes each event's exact lws_button payload.
 
@@ -10,7 +10,7 @@ Clocks: a source stamps edges on its own clock (evdev: the input device's
 clock, gpiod: CLOCK_MONOTONIC). ``clock`` must read that same clock in ms;
 the driver turns the classifier's tick times into delays through it, so the
 scheduler's clock and the source's may differ. Tests give a
-:class:`~smdbus.system._scheduler.ManualScheduler` and its clock, and move time
+:class:`~smdbus.scheduler.ManualScheduler` and its clock, and move time
 by hand.
 """
 
@@ -24,7 +24,7 @@ from smdbus._announce import Announcer, Publisher
 from smdbus.button._classifier import Classifier
 from smdbus.button._events import ButtonEvent, Edge
 from smdbus.classes import Class
-from smdbus.system import LoopScheduler, Scheduler, Timer
+from smdbus.scheduler import LoopScheduler, Scheduler, Timer
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from smdbus.button.sources import (
     parse_pattern,
 )
 from smdbus.errors import SmdError
-from smdbus.system import LoopScheduler, Scheduler, sleep
+from smdbus.scheduler import LoopScheduler, Scheduler, sleep
 
 if TYPE_CHECKING:
     from smdbus.client import Client

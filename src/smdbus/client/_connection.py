@@ -44,7 +44,7 @@ Rules:
   an ``on_message`` callback, or a bus bridge. A sink that cannot take more
   makes the client stop reading the socket, which is how a slow consumer
   slows the proxy down instead of growing memory here.
-- Every timer goes through the injected :class:`~smdbus.system._scheduler.Scheduler`.
+- Every timer goes through the injected :class:`~smdbus.scheduler.Scheduler`.
 - :meth:`Client.send` is thread-safe; everything else runs on the loop.
 """
 
@@ -102,7 +102,7 @@ from smdbus.wire import (
 
 if TYPE_CHECKING:
     from smdbus.bus import Bus
-    from smdbus.system import Scheduler, Timer
+    from smdbus.scheduler import Scheduler, Timer
 
 log = logging.getLogger("smdbus.client")
 
@@ -316,7 +316,7 @@ class Client:
         if self._scheduler is None:
             # imported here: importing smdbus.system costs ~1 MiB and ~10 ms that a
             # program importing smdbus (the proxy among them) should not pay for it
-            from smdbus.system import LoopScheduler
+            from smdbus.scheduler import LoopScheduler
 
             self._scheduler = LoopScheduler(loop)
         self._first = loop.create_future() if wait else None

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from smdbus.wire import Connection, Role
 
 if TYPE_CHECKING:
-    from smdbus.system import Timer
+    from smdbus.scheduler import Timer
 
 _TIOCOUTQ = 0x5411  # Linux (= SIOCOUTQ): bytes not yet read by the peer; no termios import
 _OUTQ = struct.Struct("i")

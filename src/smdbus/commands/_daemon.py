@@ -31,13 +31,12 @@ from typing import TYPE_CHECKING
 from smdbus.commands._failure import strip_errno
 from smdbus.commands._options import examples
 from smdbus.daemon import BOOT_STATES, LiveView, PendingSignals
+from smdbus.net import CPD_LOGGER, CPD_RESULT_LOGGER
 from smdbus.system import State
 from smdbus.wire import DEFAULT_ADDRESS, format_address
 
 if TYPE_CHECKING:
     from smdbus.daemon import Daemon, DaemonConfig
-
-CPD_LOGGER = "smdbus.net.cpd"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         signals=signals,
     )
     if view is not None:
-        view._status = daemon.status
+        view.status = daemon.status
         _route_logs_to(view)
         view.banner(_banner(config, prepared.policy.source, prepared.policy.release))
     try:
@@ -158,12 +157,13 @@ class _ViewHandler(logging.Handler):
         self.view = view
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno < logging.WARNING and not record.name.startswith(CPD_LOGGER):
+        cpd = record.name == CPD_LOGGER or record.name.startswith(CPD_LOGGER + ".")
+        if record.levelno < logging.WARNING and not cpd:
             return
         if record.name.startswith("smdbus.daemon") and record.levelno < logging.ERROR:
             return  # the daemon's notes already went to the view
-        if record.name.startswith(CPD_LOGGER) and record.levelno < logging.WARNING:
-            if str(record.msg).startswith("cpd: %s after"):
+        if cpd and record.levelno < logging.WARNING:
+            if record.name == CPD_RESULT_LOGGER:
                 return  # the result itself: the daemon's note says it, with what follows
             try:
                 self.view.note("info", record.getMessage())

@@ -71,11 +71,11 @@ from smdbus.daemon._timecheck import WallClock
 from smdbus.net import Policy, PolicyError, default_policy, load_policy
 from smdbus.policy import AccessConfigError, AccessPolicy, load_access_policy
 from smdbus.proxy import Proxy
+from smdbus.scheduler import LoopScheduler
 from smdbus.system import (
     Blobs,
     BlobType,
     IllegalTransition,
-    LoopScheduler,
     ShutdownError,
     State,
     StateError,

@@ -25,8 +25,8 @@ Rules, the same for every gate:
   (``manager.held_by is link``), so it never pushes a plan another notifier holds.
 - States are :class:`~smdbus.system._state.State` members, never bare numbers.
 - Every timer (DHCP's give-up, SNTP's retry) goes through the injected
-  :class:`~smdbus.system._scheduler.Scheduler`, so tests move time by hand; without
-  one a gate uses the running loop's (:class:`~smdbus.system._scheduler.LoopScheduler`).
+  :class:`~smdbus.scheduler.Scheduler`, so tests move time by hand; without
+  one a gate uses the running loop's (:class:`~smdbus.scheduler.LoopScheduler`).
 - Progress goes to ``on_note(level, text)`` (the daemon's view and log).
 """
 
@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from smdbus.daemon._sntp import SntpAnswer, SntpError
 from smdbus.daemon._timecheck import WallClock, iso_time, sntp_query
-from smdbus.system import LoopScheduler, Scheduler, State, Timer, sleep
+from smdbus.scheduler import LoopScheduler, Scheduler, Timer, sleep
+from smdbus.system import State
 
 if TYPE_CHECKING:
     from smdbus.net import Address, CaptivePortalDetector, CpdResult, RouteTable

@@ -150,7 +150,8 @@ class LiveView:
         self.out = out
         self.tty = out.isatty() if tty is None else tty
         self.color = (self.tty and "NO_COLOR" not in os.environ) if color is None else color
-        self._status = status or Status
+        self.status: Callable[[], Status] = status or Status
+        """Where the footer's figures come from (the daemon sets its own once it exists)."""
         self.hints = hints or []
         self._clock_us = clock_us or (lambda: time.monotonic_ns() // 1000)
         self._width = width or (lambda: shutil.get_terminal_size((100, 24)).columns)
@@ -255,7 +256,7 @@ class LiveView:
 
     def footer_lines(self) -> list[str]:
         """The footer's lines, fitted to the terminal width."""
-        s = self._status()
+        s = self.status()
         width = max(self._width(), 20)
         rule = self.paint("─" * min(width, 78), "dim")
         state_style = "ok" if s.state == "OPERATIONAL" else "state"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from smdbus._lazy import lazy_names
+from smdbus.net._loggers import CPD_LOGGER, CPD_RESULT_LOGGER
 
 if TYPE_CHECKING:
     from smdbus.net._cpd import (
@@ -76,6 +77,8 @@ _HOME = {
 }
 
 __all__ = [
+    "CPD_LOGGER",
+    "CPD_RESULT_LOGGER",
     "DEFAULT_MIN_INTERVAL",
     "Address",
     "AddressAdded",

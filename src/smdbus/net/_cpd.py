@@ -78,10 +78,12 @@ if TYPE_CHECKING:
 
 from smdbus._announce import Announcer, Publisher
 from smdbus.classes import Class
+from smdbus.net._loggers import CPD_LOGGER, CPD_RESULT_LOGGER
 from smdbus.net._policy import CaptivePortalDetect, Policy, PolicyError, RetryPolicy
 from smdbus.net._transport import ConnectFailed, Stream, connect
 
-log = logging.getLogger("smdbus.net.cpd")
+log = logging.getLogger(CPD_LOGGER)
+result_log = logging.getLogger(CPD_RESULT_LOGGER)
 
 
 class BusLike(Publisher, Protocol):
@@ -534,7 +536,7 @@ class CaptivePortalDetector:
         self._state = CpdState.of(result)
         self.last = report
         self.last_at = self._clock()
-        log.info(
+        result_log.info(
             "cpd: %s after %d probe(s): %s", result.value, report.attempts, report.probes[-1].reason
         )
         self.announcer.announce(self.smd_class, {"type": "cpd", "result": result.value})

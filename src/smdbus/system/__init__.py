@@ -13,6 +13,7 @@ from smdbus._lazy import lazy_names
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from smdbus.scheduler import LoopScheduler, ManualScheduler, Scheduler, Timer, sleep
     from smdbus.system._attach import AttachCallback, AttachClosed, AttachItem, AttachQueue
     from smdbus.system._blobs import (
         AUTH_REGISTRATION,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
         is_query,
         parse_state_message,
     )
-    from smdbus.system._scheduler import LoopScheduler, ManualScheduler, Scheduler, Timer, sleep
     from smdbus.system._state import (
         JUMPS,
         IllegalTransition,
@@ -87,7 +87,7 @@ _HOME = {
         "is_query",
         "parse_state_message",
     ),
-    "smdbus.system._scheduler": (
+    "smdbus.scheduler": (
         "LoopScheduler",
         "ManualScheduler",
         "Scheduler",

@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from smdbus.bus import Bus
+from smdbus.scheduler import LoopScheduler, Scheduler
 from smdbus.system._attach import AttachCallback, AttachItem, AttachQueue
 from smdbus.system._blobs import Blobs
 from smdbus.system._ops import SystemOps
 from smdbus.system._query import StateResponder
-from smdbus.system._scheduler import LoopScheduler, Scheduler
 from smdbus.system._state import Notifier, State, StateManager
 
 log = logging.getLogger("smdbus.system")

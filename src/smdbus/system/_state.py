@@ -5,7 +5,7 @@ Rules
 - Everything that decides whether the system state changes lives in this
   module. It never opens a socket, starts a thread or sleeps: announcements go
   to an injected publisher (the bus), time comes from an injected
-  :class:`~smdbus.system._scheduler.Scheduler`.
+  :class:`~smdbus.scheduler.Scheduler`.
 - States are numbered as in lws and compared numerically
   (:class:`~smdbus.system._states.State`, re-exported here).
 - A move ``current -> target`` asks every notifier ``(current, target)``,
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 from smdbus._announce import Announcer, Publisher
 from smdbus.classes import Class
-from smdbus.system._scheduler import LoopScheduler, Scheduler, Timer
+from smdbus.scheduler import LoopScheduler, Scheduler, Timer
 from smdbus.system._states import State as State  # re-exported: its home for most callers
 
 if TYPE_CHECKING:

@@ -42,7 +42,7 @@ from typing import Any
 from smdbus.classes import ALL_CLASSES, format_mask, parse_mask
 from smdbus.errors import PayloadTooLarge, QueueFull
 from smdbus.policy import Bucket, Identity
-from smdbus.system import LoopScheduler, Scheduler, Timer
+from smdbus.scheduler import LoopScheduler, Scheduler, Timer
 from smdbus.web import _sse as sse
 from smdbus.web._auth import allowed, presented, set_cookie
 from smdbus.web._config import WebConfig, sender_identity

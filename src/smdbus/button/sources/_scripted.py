@@ -18,7 +18,7 @@ from smdbus.button._controller import ButtonSpec, Controller
 from smdbus.button._errors import PatternError
 from smdbus.button._events import Edge
 from smdbus.button._regime import DEFAULT_REGIME, Regime
-from smdbus.system import Scheduler, sleep
+from smdbus.scheduler import Scheduler, sleep
 
 _ITEM = re.compile(r"^(?:(?P<button>[^:,\s]+):)?(?P<start>\d+)\s*-\s*(?P<end>\d+)$")
 

@@ -6,6 +6,11 @@ button's presses and the client's reconnects need "call this in N seconds".
 Production code backs that with the asyncio loop (:class:`LoopScheduler`);
 tests drive a :class:`ManualScheduler` and move time forward by hand, so a
 30 s retry window runs in microseconds and no test patches asyncio.
+
+Why here, at the top of the package and public: the client, the button
+driver, the announcer, the web view and the daemon all take a scheduler, and
+none of them is above :mod:`smdbus.system` in the layers (docs/architecture.md);
+stdlib only, it sits below them all. :mod:`smdbus.system` re-exports it.
 """
 
 from __future__ import annotations
