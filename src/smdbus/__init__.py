@@ -3,6 +3,24 @@
 The public API lives here; modules are named from the domain (bus, classes,
 wire, proxy, client, system, button, net).
 
+Boundaries
+----------
+- **A package's ``__init__`` is its surface.** Every other module of a
+  package is private (``_name.py``); only the package's own modules import
+  them. Everything else, the ``smd`` commands included, imports
+  ``smdbus.<package>``. Tests may reach a private core to unit-test it.
+- **A top-level module is public when it is a concept a user names**
+  (:mod:`~smdbus.bus`, :mod:`~smdbus.classes`, :mod:`~smdbus.errors`,
+  :mod:`~smdbus.runtime`, :mod:`~smdbus.scheduler`, :mod:`~smdbus.hostloop`)
+  or the entry point (:mod:`~smdbus.cli`); the helpers the packages share
+  (``_announce``, ``_escape``, ``_wakeup``, ``_logsetup``, ``_lazy``,
+  ``_nossl``, ``_clidoc``) are private to smdbus.
+- **Layers, no cycles**: cli, commands, daemon, then fleet/web,
+  button/net, system/proxy/client, policy, bus/wire, and the helpers; a
+  module imports only below itself. The contracts in pyproject.toml
+  (``lint-imports``, run by ``make lint``) check all three rules; see
+  docs/architecture.md.
+
 The names are imported on first use (PEP 562), not when the package is: the
 ``smd`` command starts in ``smdbus.cli`` and must take over Ctrl-C before
 anything heavy (asyncio, the client) is imported, and a subcommand should
