@@ -17,11 +17,13 @@ from smdbus._lazy import lazy_names
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from smdbus.proxy._server import COUNTERS, PeerInfo, Proxy
+    from smdbus.proxy._peerinfo import PeerInfo
+    from smdbus.proxy._server import COUNTERS, Proxy
     from smdbus.proxy._settings import CONTROL_STREAMTYPE, MAXIMA, ProxySettings
 
 _HOME = {
-    "smdbus.proxy._server": ("COUNTERS", "PeerInfo", "Proxy"),
+    "smdbus.proxy._peerinfo": ("PeerInfo",),
+    "smdbus.proxy._server": ("COUNTERS", "Proxy"),
     "smdbus.proxy._settings": ("CONTROL_STREAMTYPE", "MAXIMA", "ProxySettings"),
 }
 

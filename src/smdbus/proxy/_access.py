@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from smdbus._escape import printable
 from smdbus.classes import format_mask
@@ -57,18 +57,36 @@ from smdbus.policy import (
 from smdbus.proxy._connection import NAME_SHOWN
 
 if TYPE_CHECKING:
+    import asyncio
+
     from smdbus.proxy._connection import Connection
-    from smdbus.proxy._server import Proxy
+    from smdbus.proxy._interest import InterestWatch
+    from smdbus.proxy._logs import PeerLog
 
 
 POLICY_BITS = 0xFFFFFFFF
 """The class bits the policy speaks of."""
 
 
+class Host(Protocol):
+    """What access control uses of its proxy (a protocol: the proxy imports this module)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None: ...
+    @property
+    def logs(self) -> PeerLog: ...
+    @property
+    def interest(self) -> InterestWatch: ...
+
+    def clock(self) -> float: ...
+    def count(self, name: str, n: int = 1) -> None: ...
+    def open_connections(self) -> list[Connection]: ...
+
+
 class Access:
     """Identity, masks, refusals and quotas for one proxy's connections."""
 
-    def __init__(self, proxy: Proxy, policy: AccessPolicy | None, daemon_uid: int) -> None:
+    def __init__(self, proxy: Host, policy: AccessPolicy | None, daemon_uid: int) -> None:
         self.proxy = proxy
         self.daemon_uid = daemon_uid
         if policy is None:

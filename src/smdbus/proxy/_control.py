@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from smdbus.classes import ALL_CLASSES
 from smdbus.policy import Bucket
@@ -52,8 +52,38 @@ from smdbus.proxy._fanout import rx_frame
 from smdbus.wire import MAX_LABEL
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Iterable
+
+    from smdbus.proxy._access import Access
     from smdbus.proxy._connection import Connection
-    from smdbus.proxy._server import PeerInfo, Proxy
+    from smdbus.proxy._interest import InterestWatch
+    from smdbus.proxy._monitor import Monitors
+    from smdbus.proxy._peerinfo import PeerInfo
+    from smdbus.proxy._settings import ProxySettings
+
+
+class Host(Protocol):
+    """What the control stream uses of its proxy (a protocol: the proxy imports this module)."""
+
+    @property
+    def settings(self) -> ProxySettings: ...
+    @property
+    def access(self) -> Access: ...
+    @property
+    def interest(self) -> InterestWatch: ...
+    @property
+    def monitors(self) -> Monitors: ...
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None: ...
+
+    def clock(self) -> float: ...
+    def count(self, name: str, n: int = 1) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def connections(self) -> Iterable[Connection]: ...
+    def open_peers(self, after: int, limit: int) -> list[PeerInfo]: ...
+    def closed_peers(self) -> list[PeerInfo]: ...
+
 
 PEERS_PER_PASS = 32
 """Peer records made per loop pass, across all queries (0.5-1.3 ms of the loop here)."""
@@ -82,7 +112,7 @@ class _PeersQuery:
 class Control:
     """The control stream's queries for one proxy: rate limits, and ``peers`` in slices."""
 
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: Host) -> None:
         self.proxy = proxy
         self._buckets: dict[Connection, Bucket] = {}
         self._refused: dict[Connection, int] = {}

@@ -19,14 +19,12 @@ frames delivered before it joined (the group is flushed first).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from smdbus.wire import FLAGS_WHOLE, PAYLOAD_HEAD, PAYLOAD_OVERHEAD, FrameType, rx_payload_frame
 
 if TYPE_CHECKING:
     from smdbus.bus import Participant
-    from smdbus.proxy._connection import Connection
-    from smdbus.proxy._server import Proxy
 
 _pack_head = PAYLOAD_HEAD.pack
 _monotonic_ns = time.monotonic_ns
@@ -42,15 +40,36 @@ def rx_frame(cls: int, timestamp_us: int, payload: bytes, time_us: int | None = 
     return rx_payload_frame(cls, timestamp_us, payload, time_us)
 
 
+class Member(Protocol):
+    """What a group needs of a member (a proxy's Connection): take the pass's bytes."""
+
+    def deliver(self, data: bytes, n: int) -> None: ...
+
+
+class Host(Protocol):
+    """What a group needs of its proxy. A protocol, not an import of the Proxy: the
+    proxy and its connections build on this module, so it names only what it calls."""
+
+    @property
+    def shared_frames(self) -> bool: ...
+
+    @property
+    def pass_us(self) -> int: ...
+
+    def mark_dirty(self, group: Group) -> None: ...
+
+    def rx_frame(self, cls: int, timestamp_us: int, payload: bytes) -> bytes: ...
+
+
 class Group:
     """The open ``_lws_smd`` connections of one mask."""
 
     __slots__ = ("dirty", "frames", "mask", "members", "participant", "proxy")
 
-    def __init__(self, proxy: Proxy, mask: int) -> None:
+    def __init__(self, proxy: Host, mask: int) -> None:
         self.proxy = proxy
         self.mask = mask
-        self.members: dict[Connection, None] = {}  # an ordered set
+        self.members: dict[Member, None] = {}  # an ordered set
         self.frames: list[bytes] = []  # delivered by the bus, not yet written
         self.dirty = False
         self.participant: Participant | None = None

@@ -42,20 +42,36 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from smdbus.proxy._fanout import rx_frame
 from smdbus.wire import control_reply
 
 if TYPE_CHECKING:
-    from smdbus.bus import Participant
+    import asyncio
+
+    from smdbus.bus import Bus, Participant
+    from smdbus.proxy._access import Access
     from smdbus.proxy._connection import Connection
-    from smdbus.proxy._server import Proxy
 
 Sender = dict[str, Any] | str
 """``{"id", "pid", "uid", "comm"}`` of a connection, ``"local"`` or ``"unknown"``."""
 TapCallback = Callable[[int, int, bytes, Sender], None]
 """``(class, timestamp_us, payload, sender)``."""
+
+
+class Host(Protocol):
+    """What the monitors use of their proxy (a protocol: the proxy imports this module)."""
+
+    @property
+    def bus(self) -> Bus: ...
+    @property
+    def access(self) -> Access: ...
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None: ...
+
+    def count(self, name: str, n: int = 1) -> None: ...
+
 
 LOCAL = "local"
 UNKNOWN = "unknown"
@@ -85,7 +101,7 @@ class Tap:
 class Monitors:
     """The proxy's taps, and the record of who sent the messages they are waiting for."""
 
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: Host) -> None:
         self.proxy = proxy
         self.mask = 0  # the classes some tap wants: only those are attributed
         self._taps: list[Tap] = []

@@ -44,7 +44,6 @@ import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from smdbus.bus import Bus
@@ -60,6 +59,7 @@ from smdbus.proxy._heap import fix_mmap_threshold
 from smdbus.proxy._interest import InterestWatch
 from smdbus.proxy._logs import PeerLog
 from smdbus.proxy._monitor import Monitors
+from smdbus.proxy._peerinfo import PeerInfo
 from smdbus.proxy._settings import ProxySettings, connection_limit
 from smdbus.proxy._slots import Slots
 from smdbus.wire import format_address, is_abstract, rx_payload_frame
@@ -114,42 +114,6 @@ REFUSE_WAIT = 1.0
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
-@dataclass(frozen=True)
-class PeerInfo:
-    """One connection as ``smd peers`` shows it (open, or recently closed)."""
-
-    id: int
-    state: str
-    streamtype: str
-    pid: int | None
-    uid: int | None
-    gid: int | None
-    groups: tuple[int, ...]
-    comm: str
-    client_pid: int
-    mask: int
-    mask_names: str
-    asked: int
-    connected_at: float
-    published: int
-    delivered: int
-    queued: int
-    buffered: int
-    dropped: int
-    refused: int
-    held: str | None
-    congested: bool
-    stalled: bool
-    reason: str | None
-    closed_at: float | None
-    label: str | None = None
-    """What the client said of itself (``describe`` on the control stream), as sent."""
-
-    def to_json(self) -> dict[str, Any]:
-        # the fields in order (``asdict`` deep-copies each: 40 of a record's ~55 µs)
-        return dict(self.__dict__)
-
-
 @functools.lru_cache(maxsize=256)
 def mask_label(mask: int) -> str:
     """Class names for a mask of a few bits, ``ALL``, or hex (a C client's 0x1dcd6500)."""
@@ -160,7 +124,7 @@ def mask_label(mask: int) -> str:
     return f"{mask:#010x}"
 
 
-def _peer_info(c: Connection) -> PeerInfo:
+def _peer_info(proxy: Proxy, c: Connection) -> PeerInfo:
     who = c.who
     return PeerInfo(
         id=c.id,
@@ -181,13 +145,13 @@ def _peer_info(c: Connection) -> PeerInfo:
         queued=0 if c.state == "closed" else c.queued(),
         buffered=c.buffered(),
         dropped=c.dropped,
-        refused=c.proxy.access.refused(c),
+        refused=proxy.access.refused(c),
         held=c.held,
         congested=c.congested,
         stalled=c.stalled,
         reason=c.close_reason,
         closed_at=c.closed_at,
-        label=c.proxy.control.labels.get(c),
+        label=proxy.control.labels.get(c),
     )
 
 
@@ -583,7 +547,7 @@ class Proxy:
             self._held.remove(conn)
         self.admission.discard(conn)
         # the record keeps its label and its refusals: made before they are let go
-        self._history.append(_peer_info(conn))
+        self._history.append(_peer_info(self, conn))
         self.control.forget(conn)
         self.monitors.forget(conn)
         self.interest.discard(conn)
@@ -829,7 +793,7 @@ class Proxy:
 
     def peers(self, *, include_closed: bool = True) -> list[PeerInfo]:
         """Open connections, then (by default) the recently closed ones."""
-        out = [_peer_info(c) for c in self._connections.values()]
+        out = [_peer_info(self, c) for c in self._connections.values()]
         if include_closed:
             out.extend(self._history)
         return out
@@ -837,7 +801,7 @@ class Proxy:
     def open_peers(self, after: int, limit: int) -> list[PeerInfo]:
         """Up to ``limit`` open connections whose id is above ``after``, in id order."""
         later = (c for ident, c in self._connections.items() if ident > after)
-        return [_peer_info(c) for c in itertools.islice(later, limit)]
+        return [_peer_info(self, c) for c in itertools.islice(later, limit)]
 
     def connections(self) -> Iterable[Connection]:
         """The open connections, in id order (a ``describe`` finds the asker's own)."""
