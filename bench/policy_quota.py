@@ -31,9 +31,7 @@ import time
 from smdbus.classes import user_class
 from smdbus.policy import load_access_policy, parse_access
 from smdbus.proxy import Proxy, ProxySettings
-from smdbus.wire import SMD_STREAMTYPE
-from smdbus.wire._frames import stream_type_frame, tx_payload_frame
-from smdbus.wire._stream import WireStream
+from smdbus.wire import SMD_STREAMTYPE, WireStream, stream_type_frame, tx_payload_frame
 
 PACED, FLOOD = user_class(0), user_class(1)
 CHILD = r"""

@@ -79,7 +79,7 @@ class ProxyProcess:
 
 
 def _subscriber(address: str, n: int, ready: Any, out: Any) -> None:
-    from smdbus.wire._stream import WireStream
+    from smdbus.wire import WireStream
 
     async def main() -> None:
         s = await WireStream.connect(address, NETWORK)
@@ -98,7 +98,7 @@ def _subscriber(address: str, n: int, ready: Any, out: Any) -> None:
 
 
 def _publisher(address: str, n: int, rate: float, go: Any) -> None:
-    from smdbus.wire._stream import WireStream
+    from smdbus.wire import WireStream
 
     async def main() -> None:
         s = await WireStream.connect(address, 0)

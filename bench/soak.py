@@ -760,7 +760,7 @@ def analyze_logs(paths: list[str], seconds: float) -> dict[str, Any]:
 
 def _query_stats(address: str) -> dict[str, Any]:
     """The proxy's counters (``{"op":"stats"}`` on the control stream), or {} if it fails."""
-    from smdbus.wire._stream import WireStream
+    from smdbus.wire import WireStream
 
     async def ask() -> dict[str, Any]:
         s = await WireStream.connect(address, 0, streamtype="_smdbus_ctl", max_body=0xFFFF - 32)

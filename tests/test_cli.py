@@ -238,7 +238,7 @@ async def test_state_until_waits_for_the_state_or_a_later_one() -> None:
     import io
 
     from smdbus.commands._state import report
-    from smdbus.system._state import State
+    from smdbus.system import State
 
     async def states(*names: str) -> AsyncIterator[tuple[int, bytes]]:
         for i, name in enumerate(names):

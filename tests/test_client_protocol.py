@@ -19,12 +19,12 @@ import pytest
 from smdbus.classes import Class, user_class
 from smdbus.client import (
     BufferFull,
+    Client,
     ClientClosed,
     ProxyUnavailable,
     State,
     connect,
 )
-from smdbus.client._connection import Client
 from smdbus.errors import PayloadTooLarge
 from smdbus.scheduler import ManualScheduler
 from smdbus.wire import (

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from smdbus.system import BlobType, State
-from smdbus.system._context import SystemContext
+from smdbus.system import BlobType, State, SystemContext
 
 
 async def test_the_daemon_system_is_a_system_context(tmp_path: Path) -> None:
-    from smdbus.daemon._app import Daemon, prepare
-    from smdbus.daemon._config import parse_config
+    from smdbus.daemon import Daemon, parse_config, prepare
 
     config = parse_config(
         f'[bus]\nsocket = "{tmp_path / "bus.sock"}"\n'

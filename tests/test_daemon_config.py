@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from smdbus.button._regime import Regime
+from smdbus.button import Regime
 from smdbus.daemon._config import (
     C_TIME_VALID_AFTER,
     DEFAULT_TOML,
@@ -19,8 +19,8 @@ from smdbus.daemon._config import (
     load_config,
     parse_config,
 )
-from smdbus.proxy._settings import ProxySettings
-from smdbus.system._state import State
+from smdbus.proxy import ProxySettings
+from smdbus.system import State
 
 ROOT = Path(__file__).resolve().parents[1]
 

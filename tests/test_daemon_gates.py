@@ -10,8 +10,7 @@ import pytest
 
 from smdbus import Bus, Class
 from smdbus.daemon._gates import CpdGate, DhcpGate, PolicyGate, usable_addresses
-from smdbus.net._cpd import CaptivePortalDetector, CpdState
-from smdbus.net._policy import default_policy
+from smdbus.net import CaptivePortalDetector, CpdState, default_policy
 from smdbus.net._routetable import (
     Address,
     AddressAdded,
@@ -20,7 +19,7 @@ from smdbus.net._routetable import (
     RouteTable,
 )
 from smdbus.scheduler import ManualScheduler
-from smdbus.system._state import State, StateManager
+from smdbus.system import State, StateManager
 
 INET = int(socket.AF_INET)
 INET6 = int(socket.AF_INET6)

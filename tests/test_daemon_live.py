@@ -202,7 +202,7 @@ def test_the_daemons_hints_fit_80_columns_without_being_cut(
 ) -> None:
     """As `make run` shows them (``.venv/bin/smd ...``, a socket of its own): folded, not cut."""
     from smdbus.commands._daemon import _make_view
-    from smdbus.daemon._config import parse_config
+    from smdbus.daemon import parse_config
 
     monkeypatch.setattr(sys, "argv", [".venv/bin/smd", "daemon", "--live"])
     config = parse_config('[bus]\nsocket = "/run/smd/proxy.sock"\n')

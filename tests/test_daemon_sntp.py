@@ -23,7 +23,7 @@ from smdbus.daemon._sntp import (
 )
 from smdbus.daemon._timecheck import WallClock, sntp_query
 from smdbus.scheduler import ManualScheduler
-from smdbus.system._state import State, StateManager
+from smdbus.system import State, StateManager
 
 FUTURE = 4_100_000_000.0  # 2099-12-03
 

@@ -202,8 +202,7 @@ async def test_ready_names_the_socket_systemd_passed(
     tmp_path: Path, receiver: tuple[socket.socket, str]
 ) -> None:
     """Socket activation: READY's STATUS says where the bus really is, not the configured path."""
-    from smdbus.daemon._app import Daemon, prepare
-    from smdbus.daemon._config import parse_config
+    from smdbus.daemon import Daemon, parse_config, prepare
 
     sock, notify_path = receiver
     passed = tmp_path / "from-systemd.sock"

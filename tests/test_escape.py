@@ -10,7 +10,7 @@ from smdbus._escape import printable
 from smdbus.commands._monitor import format_json
 from smdbus.commands._peers import format_table
 from smdbus.commands._state import report
-from smdbus.daemon._live import LiveView
+from smdbus.daemon import LiveView
 from smdbus.wire import RxPayload
 
 HOSTILE = "ok\x1b[2J\x1b]0;owned\x07\r\u202eevil\u200b\n"

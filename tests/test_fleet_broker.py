@@ -39,8 +39,7 @@ from smdbus.fleet import (
     read_status,
 )
 from smdbus.proxy import Proxy, ProxySettings
-from smdbus.system._query import StateResponder
-from smdbus.system._state import StateManager
+from smdbus.system import StateManager, StateResponder
 from smdbus.wire import parse_address
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="mosquitto is not installed")
@@ -500,7 +499,7 @@ def test_smd_fleet_commands(broker: Mosquitto, tmp_path: Path) -> None:
 
 
 def test_daemon_config_bridge_errors_name_file_and_field(tmp_path: Path) -> None:
-    from smdbus.daemon._config import ConfigError, parse_config
+    from smdbus.daemon import ConfigError, parse_config
 
     text = '[bridge]\ndevice_id = "d"\ndown = { NETWORK = { rate = -1 } }\n'
     with pytest.raises(ConfigError) as err:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import smdbus
-from smdbus.daemon._config import DEFAULT_TOML
+from smdbus.daemon import DEFAULT_TOML
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(smdbus.__file__).parent / "data"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from smdbus import Bus, Class
+from smdbus.net import CaptivePortalDetect, RetryPolicy, parse_policy
 from smdbus.net._cpd import (
     CaptivePortalDetector,
     CpdResult,
@@ -18,7 +19,6 @@ from smdbus.net._cpd import (
     classify,
     trigger_reason,
 )
-from smdbus.net._policy import CaptivePortalDetect, RetryPolicy, parse_policy
 
 REASONS = {200: "OK", 204: "No Content", 301: "Moved", 302: "Found", 500: "Oops"}
 

@@ -19,9 +19,8 @@ import pytest
 
 from smdbus import Bus, Class
 from smdbus.daemon._gates import ColdplugGate, CpdGate
-from smdbus.net._cpd import CaptivePortalDetector, CpdState
-from smdbus.net._policy import CaptivePortalDetect
-from smdbus.system._state import State, StateManager
+from smdbus.net import CaptivePortalDetect, CaptivePortalDetector, CpdState
+from smdbus.system import State, StateManager
 
 SPEC = CaptivePortalDetect(
     endpoint="127.0.0.1", http_url="generate_204", http_expect=204, http_fail_redirect=True

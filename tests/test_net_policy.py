@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from smdbus.net._policy import (
+from smdbus.net import (
     CaptivePortalDetect,
     PolicyError,
     RetryPolicy,

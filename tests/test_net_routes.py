@@ -24,8 +24,7 @@ import pytest
 from conftest import MakeNetns
 from smdbus import Bus, Class
 from smdbus.daemon._gates import ColdplugGate, CpdGate
-from smdbus.net._policy import Policy, parse_policy
-from smdbus.net._routes import RouteMonitor, dump_routes
+from smdbus.net import Policy, RouteMonitor, dump_routes, parse_policy
 from smdbus.net._routetable import LinkChanged, NetEvent, Route
 
 ADD = b'{"rt":"add"}'
@@ -211,7 +210,7 @@ async def test_dump_sees_what_was_there_before(netns: str) -> None:
 
 
 async def test_coldplug_gate_holds_until_the_dump(netns: str) -> None:
-    from smdbus.system._state import State, StateManager
+    from smdbus.system import State, StateManager
 
     async with Bus() as bus:
         states: list[bytes] = []
@@ -267,8 +266,7 @@ def test_smd_routes_names_a_missing_namespace() -> None:
 
 
 async def test_a_gateway_change_in_the_kernel_makes_cpd_look_again(watch: Watch) -> None:
-    from smdbus.net._cpd import CaptivePortalDetector
-    from smdbus.net._policy import CaptivePortalDetect
+    from smdbus.net import CaptivePortalDetect, CaptivePortalDetector
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -325,8 +323,8 @@ async def _ok_server() -> asyncio.Server:
 
 async def test_route_monitor_and_cpd_gates_boot_a_device(netns: str) -> None:
     """The network half of the daemon's boot: coldplug waits for the dump, CPD for OK."""
-    from smdbus.net._cpd import CaptivePortalDetector
-    from smdbus.system._state import State, StateManager
+    from smdbus.net import CaptivePortalDetector
+    from smdbus.system import State, StateManager
 
     server = await _ok_server()
     port = server.sockets[0].getsockname()[1]

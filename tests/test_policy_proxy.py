@@ -23,9 +23,13 @@ from smdbus.classes import ALL_CLASSES, Class, user_class
 from smdbus.policy import AccessPolicy, load_access_policy, parse_access
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.proxy._connection import Connection
-from smdbus.wire import SMD_STREAMTYPE, format_address
-from smdbus.wire._frames import stream_type_frame, tx_payload_frame
-from smdbus.wire._stream import WireStream
+from smdbus.wire import (
+    SMD_STREAMTYPE,
+    WireStream,
+    format_address,
+    stream_type_frame,
+    tx_payload_frame,
+)
 from test_daemon_e2e import QUIET
 
 pytestmark = pytest.mark.skipif(

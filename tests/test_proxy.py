@@ -24,9 +24,14 @@ from smdbus.wire import (
     SMD_STREAMTYPE,
     Decoder,
     Destroying,
+    OnwardConnect,
+    PayloadLengthHint,
     Role,
     RxPayload,
     StreamState,
+    TimeoutUpdate,
+    TxCreditUpdate,
+    WireStream,
     decode,
     encode,
     rx_payload_frame,
@@ -34,8 +39,6 @@ from smdbus.wire import (
     tx_payload_frame,
 )
 from smdbus.wire._control import CONTROL_STREAMTYPE, GREETING
-from smdbus.wire._events import OnwardConnect, PayloadLengthHint, TimeoutUpdate, TxCreditUpdate
-from smdbus.wire._stream import WireStream
 
 GOLDEN_STREAMTYPE = bytes.fromhex("aa0011 01 00003a7e 0000000e") + b"_lws_smd"
 # CREATE_RESULT as the C proxy's (result 0, buflen 0, rideshare text) but with our mark,

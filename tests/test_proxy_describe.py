@@ -27,9 +27,14 @@ from smdbus.client import connect
 from smdbus.commands._peers import format_table, query_peers
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.proxy._control import DESCRIBE_BURST, DESCRIBE_RATE
-from smdbus.wire import format_address
-from smdbus.wire._control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, MAX_LABEL, describe_query
-from smdbus.wire._stream import WireStream
+from smdbus.wire import (
+    CONTROL_MAX_BODY,
+    CONTROL_STREAMTYPE,
+    MAX_LABEL,
+    WireStream,
+    describe_query,
+    format_address,
+)
 
 SRC = str(Path(smdbus.__file__).resolve().parents[1])
 

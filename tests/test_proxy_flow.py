@@ -26,11 +26,11 @@ from smdbus.wire import (
     Decoder,
     Role,
     RxPayload,
+    WireStream,
     stream_type_frame,
     tx_payload_frame,
 )
 from smdbus.wire._control import GREETING
-from smdbus.wire._stream import WireStream
 
 USER0 = int(user_class(0))
 

@@ -12,7 +12,7 @@ import pytest
 
 from smdbus.classes import Class
 from smdbus.proxy import Proxy, ProxySettings
-from smdbus.wire import create_result_frame
+from smdbus.wire import WireStream, create_result_frame
 from smdbus.wire._control import (
     CONTROL_MAX_BODY,
     CONTROL_STREAMTYPE,
@@ -20,7 +20,6 @@ from smdbus.wire._control import (
     WATCH_QUERY,
     parse_interest,
 )
-from smdbus.wire._stream import WireStream
 
 
 @pytest.fixture

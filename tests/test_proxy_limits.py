@@ -38,12 +38,12 @@ from smdbus.wire import (
     Decoder,
     Role,
     RxPayload,
+    WireStream,
     format_address,
     stream_type_frame,
     tx_payload_frame,
 )
 from smdbus.wire._control import GREETING
-from smdbus.wire._stream import WireStream
 
 REFUSAL = bytes.fromhex("5600050100000000")
 GREETING_LEN = len(GREETING)

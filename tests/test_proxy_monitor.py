@@ -19,9 +19,15 @@ import pytest
 import smdbus.proxy._monitor as monitor_module
 from smdbus.classes import ALL_CLASSES
 from smdbus.proxy import Proxy, ProxySettings
-from smdbus.wire._control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, monitor_query
-from smdbus.wire._frames import create_result_frame, stream_type_frame, tx_payload_frame
-from smdbus.wire._stream import WireStream
+from smdbus.wire import (
+    CONTROL_MAX_BODY,
+    CONTROL_STREAMTYPE,
+    WireStream,
+    create_result_frame,
+    monitor_query,
+    stream_type_frame,
+    tx_payload_frame,
+)
 from test_policy_proxy import (
     METRICS,
     NOBODY,

@@ -12,8 +12,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from smdbus import Bus, Class
-from smdbus.system import NotifyLink, State, StateManager, StateResponder
-from smdbus.system._query import QUERY, is_query, parse_state_message
+from smdbus.system import (
+    QUERY,
+    NotifyLink,
+    State,
+    StateManager,
+    StateResponder,
+    is_query,
+    parse_state_message,
+)
 
 STEP = 10.0
 """Safety bound on one wait for a subprocess; never reached when things work."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from smdbus.daemon._live import BOOT_STATES
+from smdbus.daemon import BOOT_STATES
 from smdbus.daemon._sntp import build_response
 
 pytest.importorskip("h11")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from smdbus.classes import Class
-from smdbus.daemon._config import ConfigError, parse_config
+from smdbus.daemon import ConfigError, parse_config
 from smdbus.web import BusView, WebConfig, WebConfigError, parse_web_config
 from smdbus.web._auth import allowed, presented
 from smdbus.web._classes import OTHER, ClassTable

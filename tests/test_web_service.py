@@ -21,7 +21,7 @@ from smdbus.bus import Bus
 from smdbus.classes import Class
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.scheduler import LoopScheduler
-from smdbus.system._state import State, StateManager
+from smdbus.system import State, StateManager
 from smdbus.web import WebConfig, WebService, read_info
 
 pytest.importorskip("h11")
@@ -345,7 +345,7 @@ async def test_connections_are_bounded(setup: Setup) -> None:
 async def test_the_sequence_view_starts_at_the_connection_that_sent(setup: Setup) -> None:
     """The proxy names the publishing connection (its id, a column of the view); a message
     sent inside the daemon stays ``bus``."""
-    from smdbus.wire._stream import WireStream
+    from smdbus.wire import WireStream
 
     async with await WireStream.connect(setup.proxy.address, 0) as peer:
         await peer.send(Class.INTERACTION, b"from a peer")

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from smdbus.wire import (
+    BlockingStream,
     Decoder,
     Role,
     StreamType,
@@ -24,7 +25,6 @@ from smdbus.wire import (
     create_result_frame,
     rx_payload_frame,
 )
-from smdbus.wire._blocking import BlockingStream
 from smdbus.wire._control import GREETING
 
 _names = itertools.count()

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from smdbus.wire import (
     MAX_BODY,
+    ClientBoundEvent,
     ConnState,
     CreateResult,
     DecodeError,
@@ -19,6 +20,7 @@ from smdbus.wire import (
     PayloadLengthHint,
     Perf,
     Problem,
+    ProxyBoundEvent,
     Role,
     RxCreditUpdate,
     RxMetadata,
@@ -37,7 +39,6 @@ from smdbus.wire import (
     tx_payload_frame,
     unpack_message,
 )
-from smdbus.wire._events import ClientBoundEvent, ProxyBoundEvent
 
 # -- malformed input: one error event naming the problem, then silence -------
 

@@ -15,11 +15,13 @@ import pytest
 
 from smdbus.wire import (
     MASK_ZERO_QUIRK,
+    ClientBoundEvent,
     ConnState,
     ConnStateCode,
     CreateResult,
     DecodeError,
     Decoder,
+    ProxyBoundEvent,
     Role,
     RxPayload,
     StreamType,
@@ -33,7 +35,6 @@ from smdbus.wire import (
     stream_type_frame,
     tx_payload_frame,
 )
-from smdbus.wire._events import ClientBoundEvent, ProxyBoundEvent
 
 BODY = b'{"class":"NETWORK","x":0}'
 

@@ -6,12 +6,14 @@ import pytest
 
 from smdbus.wire import (
     TRANSITIONS,
+    ClientBoundEvent,
     Connection,
     ConnState,
     ConnStateCode,
     CreateResult,
     Destroying,
     LocalProtocolError,
+    ProxyBoundEvent,
     RemoteProtocolError,
     Role,
     RxPayload,
@@ -21,7 +23,6 @@ from smdbus.wire import (
     TxPayload,
     encode,
 )
-from smdbus.wire._events import ClientBoundEvent, ProxyBoundEvent
 
 # the golden handshake (docs/wire.md, "The sequence"; tests/data/wire_golden.txt)
 STREAMTYPE = bytes.fromhex("aa0011 01 00003a7e 0000000e") + b"_lws_smd"
