@@ -55,10 +55,9 @@ from smdbus.policy import (
     default_rules,
 )
 from smdbus.proxy._connection import NAME_SHOWN
+from smdbus.proxy._owner import Owner
 
 if TYPE_CHECKING:
-    import asyncio
-
     from smdbus.proxy._connection import Connection
     from smdbus.proxy._interest import InterestWatch
     from smdbus.proxy._logs import PeerLog
@@ -68,18 +67,14 @@ POLICY_BITS = 0xFFFFFFFF
 """The class bits the policy speaks of."""
 
 
-class Host(Protocol):
+class Host(Owner, Protocol):
     """What access control uses of its proxy (a protocol: the proxy imports this module)."""
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None: ...
     @property
     def logs(self) -> PeerLog: ...
     @property
     def interest(self) -> InterestWatch: ...
 
-    def clock(self) -> float: ...
-    def count(self, name: str, n: int = 1) -> None: ...
     def open_connections(self) -> list[Connection]: ...
 
 

@@ -49,10 +49,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from smdbus.classes import ALL_CLASSES
 from smdbus.policy import Bucket
 from smdbus.proxy._fanout import rx_frame
+from smdbus.proxy._owner import Owner
 from smdbus.wire import MAX_LABEL
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Iterable
 
     from smdbus.proxy._access import Access
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from smdbus.proxy._settings import ProxySettings
 
 
-class Host(Protocol):
+class Host(Owner, Protocol):
     """What the control stream uses of its proxy (a protocol: the proxy imports this module)."""
 
     @property
@@ -74,11 +74,7 @@ class Host(Protocol):
     def interest(self) -> InterestWatch: ...
     @property
     def monitors(self) -> Monitors: ...
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None: ...
 
-    def clock(self) -> float: ...
-    def count(self, name: str, n: int = 1) -> None: ...
     def stats(self) -> dict[str, Any]: ...
     def connections(self) -> Iterable[Connection]: ...
     def open_peers(self, after: int, limit: int) -> list[PeerInfo]: ...

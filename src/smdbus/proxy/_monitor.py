@@ -45,11 +45,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smdbus.proxy._fanout import rx_frame
+from smdbus.proxy._owner import Owner
 from smdbus.wire import control_reply
 
 if TYPE_CHECKING:
-    import asyncio
-
     from smdbus.bus import Bus, Participant
     from smdbus.proxy._access import Access
     from smdbus.proxy._connection import Connection
@@ -60,17 +59,13 @@ TapCallback = Callable[[int, int, bytes, Sender], None]
 """``(class, timestamp_us, payload, sender)``."""
 
 
-class Host(Protocol):
+class Host(Owner, Protocol):
     """What the monitors use of their proxy (a protocol: the proxy imports this module)."""
 
     @property
     def bus(self) -> Bus: ...
     @property
     def access(self) -> Access: ...
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None: ...
-
-    def count(self, name: str, n: int = 1) -> None: ...
 
 
 LOCAL = "local"
