@@ -13,14 +13,26 @@ because someone asked. Watchers that want changes only read ``"state"``.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from smdbus.classes import Class
 from smdbus.errors import SmdError
 from smdbus.system._states import State
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (smd state loads this)
 if TYPE_CHECKING:
+    from typing import Any, NamedTuple, Protocol
+
     from smdbus.system._state import StateManager
+
+    class _Bus(Protocol):
+        def register(self, mask: int, callback: Any, name: str | None = None) -> Any: ...
+
+        def unregister(self, participant: Any) -> None: ...
+
+        def send_json(self, cls: int, obj: Any) -> bool: ...
+
+else:
+    from smdbus._namedtuple import NamedTuple
 
 QUERY: dict[str, str] = {"query": "state"}
 """Send this (as JSON) on SYSTEM_STATE to get the current state."""
@@ -68,14 +80,6 @@ def is_query(payload: bytes | bytearray | memoryview) -> bool:
     except (ValueError, UnicodeDecodeError):
         return False
     return isinstance(obj, dict) and obj.get("query") == "state"
-
-
-class _Bus(Protocol):
-    def register(self, mask: int, callback: Any, name: str | None = None) -> Any: ...
-
-    def unregister(self, participant: Any) -> None: ...
-
-    def send_json(self, cls: int, obj: Any) -> bool: ...
 
 
 class StateResponder:

@@ -43,10 +43,13 @@ Rules:
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from smdbus.wire._events import ConnState, ConnStateCode, CreateResult
 from smdbus.wire._frames import encode_all
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (smd send loads this)
+if TYPE_CHECKING:
+    from typing import Any
 
 CONTROL_STREAMTYPE = "_smdbus_ctl"
 """Our own streamtype on the proxy's socket, for tools and for interest."""

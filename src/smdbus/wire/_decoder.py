@@ -26,7 +26,6 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from smdbus.wire._events import (
     ConnState,
@@ -59,6 +58,10 @@ from smdbus.wire._frames import (
     TO_PROXY,
     FrameType,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (smd send loads this)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Role(enum.Enum):

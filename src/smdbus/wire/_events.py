@@ -16,7 +16,12 @@ Rules of this module:
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (smdbus._namedtuple)
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from smdbus._namedtuple import NamedTuple
 
 FLAG_SOM = 1
 """Start of message: the payload begins a message."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from smdbus.wire._events import (
     FLAGS_WHOLE,
@@ -39,6 +38,10 @@ from smdbus.wire._events import (
     TxMetadata,
     TxPayload,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (smd send loads this)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class FrameType(enum.IntEnum):

@@ -6,9 +6,13 @@ fixture) carry the same 16-byte header without the Secure Streams framing.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from smdbus.wire._frames import SMD_HEAD
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (smdbus._namedtuple)
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from smdbus._namedtuple import NamedTuple
 
 
 class SmdMessage(NamedTuple):

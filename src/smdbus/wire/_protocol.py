@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any, Final
 
 from smdbus.wire._decoder import Decoder, Role, Sink
 from smdbus.wire._events import (
@@ -68,6 +67,10 @@ from smdbus.wire._events import (
     TxPayload,
 )
 from smdbus.wire._frames import MAX_BODY, MAX_FRAME_LEN, encode
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (smd send loads this)
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 
 class StreamState(enum.Enum):
