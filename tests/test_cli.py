@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from smdbus.cli import COMMANDS, build_parser
+from smdbus.cli import COMMANDS, _alone, build_parser
 
 SMD_SCRIPT = str(Path(sys.executable).with_name("smd"))
 SMD = [sys.executable, "-m", "smdbus"]
@@ -143,6 +143,35 @@ def test_version_and_help_with_examples() -> None:
         assert "examples:" in text and f"smd {name}" in text.split("examples:")[1], name
 
 
+def test_a_one_shot_tool_freezes_its_start_up_and_collects_after(smd_proxy: str) -> None:
+    """Run as the process's command: start-up objects frozen, the collector on for the run."""
+    code = (
+        "import gc, sys\n"
+        "from smdbus.commands import peers\n"
+        "real = peers.run\n"
+        "def run(args):\n"
+        "    print(gc.isenabled(), gc.get_freeze_count() > 1000, flush=True)\n"
+        "    return real(args)\n"
+        "peers.run = run\n"
+        f"sys.argv = ['smd', 'peers', '--socket', '{smd_proxy}']\n"
+        "from smdbus.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "True True"
+
+
+def test_main_with_argv_leaves_the_collector_alone(smd_proxy: str) -> None:
+    import gc
+
+    from smdbus.cli import main
+
+    frozen = gc.get_freeze_count()
+    assert main(["peers", "--socket", smd_proxy]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
 def test_verbose_works_after_the_subcommand_too() -> None:
     args = build_parser("monitor").parse_args(["-v", "monitor", "-v", "-v"])
     assert (args.verbose, args.verbose_after) == (1, 2)  # main() adds them up
@@ -162,6 +191,39 @@ def test_verbose_works_after_the_subcommand_too() -> None:
     finally:
         proxy.terminate()
         proxy.wait(5)
+
+
+@pytest.mark.parametrize(
+    ("args", "alone"),
+    [
+        (["send", "NETWORK", "x"], True),
+        (["-v", "-vv", "--verbose", "peers", "--all", "-v"], True),
+        (["state", "--socket", "@x", "--timeout", "2"], True),
+        (["send", "NETWORK", "x", "--count", "0"], True),  # a subcommand's error
+        (["send", "NETWORK", "x", "--bogus"], True),  # unrecognized: the top level says it
+        (["peers", "--help"], True),
+        (["--help", "send"], False),  # the top level's help: every subcommand
+        (["-h", "peers"], False),
+        (["--verb", "state"], False),  # an abbreviation: the whole parser
+        (["nosuch", "send"], False),  # the choices in the error: all of them
+        (["--version", "peers"], False),
+    ],
+    ids=lambda a: " ".join(a) if isinstance(a, list) else str(a),
+)
+def test_a_command_line_reads_the_same_with_only_its_subcommands_parser(
+    args: list[str], alone: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """main() builds only the named subcommand's parser when nothing else could be read."""
+    chosen = next(a for a in args if a in COMMANDS)
+    assert _alone(args, chosen) is alone
+    seen = []
+    for only_it in (False, alone):  # (otherwise main() uses the whole parser, as here)
+        try:
+            result: object = vars(build_parser(chosen, alone=only_it).parse_args(args))
+        except SystemExit as exc:
+            result = exc.code
+        seen.append((result, capsys.readouterr()))
+    assert seen[0] == seen[1]
 
 
 @pytest.mark.parametrize(
