@@ -198,13 +198,17 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     previous = _signal.signal(_signal.SIGINT, _interrupted)
+    leaving = _signal.SIG_IGN if argv is None else previous
     try:
-        return _main(list(sys.argv[1:] if argv is None else argv), own_process=argv is None)
+        try:
+            return _main(list(sys.argv[1:] if argv is None else argv), own_process=argv is None)
+        finally:
+            # Exiting either way: a late Ctrl-C must not print a traceback now.
+            _signal.signal(_signal.SIGINT, leaving)
     except KeyboardInterrupt:
+        # The command's, or a second Ctrl-C that landed before the line above ran.
+        _signal.signal(_signal.SIGINT, leaving)
         return INTERRUPTED
-    finally:
-        # Exiting either way: a late Ctrl-C must not print a traceback now.
-        _signal.signal(_signal.SIGINT, _signal.SIG_IGN if argv is None else previous)
 
 
 def _alone(args_list: list[str], chosen: str | None) -> bool:
