@@ -8,10 +8,11 @@ idle RSS in the same run is the anchor. Goal 2 (the one-shot tools' wall
 time and RSS against a bare Python) is bench/cli.py's, with the helpers here.
 
 Medians of ``--runs`` runs (at least 3). ``--shares`` also tells where the
-daemon's memory goes: it boots the daemon with ``-X importtime``, sorts the
-modules it imported into groups, imports the groups in turn in a fresh
-interpreter and prints the RSS each adds; what is left is the boot's own
-objects and buffers.
+daemon's and the proxy's memory go: it boots each, lists the modules it
+holds at exit, sorts them into groups, imports the groups in turn in a fresh
+interpreter and prints the RSS each adds; what is left is the process's own
+objects and buffers. Then what ``import asyncio`` (without ssl) brings, its
+dependencies group by group.
 
     .venv/bin/python bench/footprint.py [--runs 5] [--shares]
 """
@@ -185,7 +186,7 @@ def group_of(module: str) -> str:
     return "other"
 
 
-# Runs ``smd daemon``; writes the modules it holds (in import order) when it exits.
+# Runs ``smd ARGS...``; writes the modules it holds (in import order) when it exits.
 _LISTING = (
     "import atexit, sys\n"
     "path = sys.argv[1]\n"
@@ -198,51 +199,100 @@ _LISTING = (
 )
 
 
-def shares() -> None:
-    """Boot, list the daemon's modules at exit, then import them group by group."""
+_IMPORT_GROUPS = (
+    "import importlib, sys\n"
+    "if sys.argv[1] == 'nossl': sys.modules['ssl'] = None\n"
+    "def rss():\n"
+    "    for l in open('/proc/self/status'):\n"
+    "        if l.startswith('VmRSS:'): return int(l.split()[1]) * 1024\n"
+    "print(rss(), flush=True)\n"
+    "for line in sys.stdin:\n"
+    "    for m in line.split():\n"
+    "        try: importlib.import_module(m)\n"
+    "        except Exception: pass\n"
+    "    print(rss(), flush=True)\n"
+)
+"""Imports each line's modules in turn in a fresh interpreter; prints RSS first and after each."""
+
+
+def import_groups(groups: list[list[str]], *, no_ssl: bool) -> list[int]:
+    """RSS of a fresh interpreter, then after importing each group in turn (bytes).
+
+    ``no_ssl`` imports as :mod:`smdbus._nossl` does: ``ssl`` refused, so
+    asyncio loads without it.
+    """
+    feed = "".join(" ".join(g) + "\n" for g in groups)
+    out = subprocess.run(
+        [PY, "-c", _IMPORT_GROUPS, "nossl" if no_ssl else "ssl"],
+        input=feed,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [int(line) for line in out.split()]
+
+
+def print_shares(title: str, labels: list[str], values: list[int], total: int | None) -> None:
+    """One line per group: the RSS it adds; ``total`` (a live process's) leaves a remainder."""
+    print(f"\n{title}")
+    print(f"  {'interpreter':<56} {values[0] / MIB:6.1f} MiB")
+    for label, before, after in zip(labels, values, values[1:], strict=False):
+        print(f"  {label:<56} {(after - before) / MIB:+6.2f} MiB")
+    if total is not None:
+        print(f"  {'the rest: objects, buffers':<56} {(total - values[-1]) / MIB:+6.2f} MiB")
+
+
+def booted_modules(what: str) -> tuple[int, list[str]]:
+    """(RSS once ready, the modules it holds at exit, in import order) of the daemon or proxy."""
     with tempfile.TemporaryDirectory() as d:
         listing = Path(d) / "modules"
-        with daemon(("-c", _LISTING, str(listing))) as (proc, _):
-            booted = rss(proc.pid)
-            proc.terminate()
-            proc.wait()
-        modules = listing.read_text().split()
-    by_group: dict[str, list[str]] = {g: [] for g in GROUPS}
-    for m in modules:
-        by_group[group_of(m)].append(m)
-    script = (
-        "import importlib, sys\n"
-        # as the daemon did (smdbus._nossl): asyncio without ssl, if ssl is not in the list
-        f"if {'ssl' not in modules}: sys.modules['ssl'] = None\n"
-        "def rss():\n"
-        "    for l in open('/proc/self/status'):\n"
-        "        if l.startswith('VmRSS:'): return int(l.split()[1]) * 1024\n"
-        "print('start', rss(), len(sys.modules))\n"
-        "for line in sys.stdin:\n"
-        "    group, *mods = line.split()\n"
-        "    for m in mods:\n"
-        "        try: importlib.import_module(m)\n"
-        "        except Exception: pass\n"
-        "    print(group, rss(), len(sys.modules), flush=True)\n"
-    )
-    feed = "".join(f"{g} {' '.join(by_group[g])}\n" for g in GROUPS)
-    out = subprocess.run([PY, "-c", script], input=feed, capture_output=True, text=True).stdout
-    rows = [line.split() for line in out.splitlines()]
-    print(f"\nwhere the daemon's {booted / MIB:.1f} MiB go ({len(modules)} modules imported):")
-    last = int(rows[0][1])
-    print(f"  {'interpreter':<22} {last / MIB:6.1f} MiB")
-    for group, value, _count in rows[1:]:
-        print(
-            f"  {group:<22} {(int(value) - last) / MIB:+6.1f} MiB  ({len(by_group[group])} modules)"
-        )
-        last = int(value)
-    print(f"  {'boot: objects, buffers':<22} {(booted - last) / MIB:+6.1f} MiB")
+        if what == "daemon":
+            with daemon(("-c", _LISTING, str(listing))) as (proc, _):
+                booted = rss(proc.pid)
+        else:
+            name = _unique("shares")
+            cmd = [PY, "-c", _LISTING, str(listing), "proxy", "--socket", "@" + name]
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                _wait(lambda: _listening_unix(name), "smd proxy")
+                booted = rss(proc.pid)
+            finally:
+                proc.terminate()
+                proc.wait()
+        return booted, listing.read_text().split()
+
+
+ASYNCIO_NEEDS = (
+    ("socket, selectors, enum, re (the proxy needs them anyway)", "socket selectors enum re"),
+    ("typing (asyncio.timeouts, taskgroups)", "typing"),
+    ("inspect, with ast, dis, tokenize", "inspect"),
+    ("concurrent.futures, with logging, threading", "concurrent.futures"),
+    ("subprocess", "subprocess"),
+    ("asyncio's own modules", "asyncio"),
+)
+"""What ``import asyncio`` (without ssl) loads, group by group, each with what it imports."""
+
+
+def shares() -> None:
+    """Boot, list the modules at exit, then import them group by group; asyncio's needs."""
+    for what in ("daemon", "proxy"):
+        booted, modules = booted_modules(what)
+        by_group: dict[str, list[str]] = {g: [] for g in GROUPS}
+        for m in modules:
+            by_group[group_of(m)].append(m)
+        values = import_groups([by_group[g] for g in GROUPS], no_ssl="ssl" not in modules)
+        labels = [f"{g} ({len(by_group[g])} modules)" for g in GROUPS]
+        title = f"where the {what}'s {booted / MIB:.1f} MiB go ({len(modules)} modules imported):"
+        print_shares(title, labels, values, booted)
+    values = import_groups([m.split() for _, m in ASYNCIO_NEEDS], no_ssl=True)
+    title = "what import asyncio (without ssl) loads, group by group:"
+    print_shares(title, [label for label, _ in ASYNCIO_NEEDS], values, None)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per figure, median (>= 3)")
-    ap.add_argument("--shares", action="store_true", help="where the daemon's memory goes")
+    ap.add_argument("--shares", action="store_true", help="where the daemon's and proxy's go")
     args = ap.parse_args()
     runs = max(3, args.runs)
     if shutil.which("mosquitto") is None and not os.path.exists(MOSQUITTO):
