@@ -15,7 +15,7 @@ name is both in the namespace and in ``public`` after its first use.
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms)
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ def lazy_names(
         module = module_of.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = importlib.import_module(module)
+        __import__(module)  # importlib.import_module without importing importlib
+        value = sys.modules[module]
         if name not in submodules:
             value = getattr(value, name)
         namespace[name] = value  # once: later lookups do not come here

@@ -90,14 +90,13 @@ def _interrupted(signum: int, frame: object) -> NoReturn:
 
 
 def _load(name: str) -> Any:
-    import importlib
-
     if name in NO_ASYNCIO_TLS:
         from smdbus._nossl import import_asyncio_without_ssl
 
         import_asyncio_without_ssl()
     module, _ = COMMANDS[name]
-    return importlib.import_module(f"smdbus.commands._{module}")
+    __import__(f"smdbus.commands._{module}")  # importlib.import_module, without importlib
+    return sys.modules[f"smdbus.commands._{module}"]
 
 
 def _version() -> str:

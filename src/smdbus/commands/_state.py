@@ -24,7 +24,6 @@ import time
 
 from smdbus._escape import printable
 from smdbus.classes import Class
-from smdbus.commands._failure import connect_failure
 from smdbus.commands._options import add_socket, examples, positive_float
 from smdbus.system import QUERY, State, StateReport, parse_state_message
 from smdbus.wire import BlockingStream
@@ -101,6 +100,8 @@ def state_command(
     try:
         stream = BlockingStream.connect(address, Class.SYSTEM_STATE)
     except ConnectionError as e:
+        from smdbus.commands._failure import connect_failure  # re, errno: on failure only
+
         print(f"smd state: {connect_failure(e, address)}", file=sys.stderr)
         return 1
     reporter = Reporter(watch=watch, timeout=timeout, as_json=as_json, out=out, until=until)
