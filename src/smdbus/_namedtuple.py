@@ -29,6 +29,10 @@ Rules of this module:
   and properties. What it does not carry is ``typing``'s bookkeeping:
   ``__orig_bases__``, and ``__annotations__`` as given (strings, under
   ``from __future__ import annotations``, unevaluated).
+- The defining module has ``from __future__ import annotations`` (every
+  module here does): the body's ``__annotations__`` are then strings that
+  nothing evaluates. (Python 3.14 without it keeps them in ``__annotate__``;
+  a body without ``__annotations__`` but with ``__annotate__`` is refused.)
 - Fields are the class body's annotations, in order; a field with a value
   in the body has that default, and, as with ``typing``, a field without a
   default after one with a default is an error (``namedtuple`` raises it).
@@ -55,6 +59,8 @@ _GIVEN = frozenset({"__module__", "__qualname__", "__annotations__", "__orig_bas
 
 class _NamedTupleMeta(type):
     def __new__(mcls, name: str, bases: tuple[type, ...], body: dict[str, Any]) -> Any:
+        if "__annotations__" not in body and "__annotate__" in body:
+            raise TypeError(f"{name}: define it under 'from __future__ import annotations'")
         fields = tuple(body.get("__annotations__", {}))
         with_default = [field for field in fields if field in body]
         if fields[len(fields) - len(with_default) :] != tuple(with_default):
