@@ -30,6 +30,7 @@ BELOW_CORE = (
     "_escape",
     "_wakeup",
     "_lazy",
+    "_namedtuple",
 )
 """What the core stands on inside smdbus (each stdlib-only too, checked with it)."""
 
