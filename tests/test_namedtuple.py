@@ -82,6 +82,10 @@ def test_the_tuple_machinery_cannot_be_overridden() -> None:
 
 
 def test_the_wire_events_load_without_typing() -> None:
-    code = "import sys, smdbus.wire, smdbus.system.query; print('typing' in sys.modules)"
+    code = (
+        "import sys, smdbus.wire\n"
+        "from smdbus.system import StateReport\n"
+        "print('typing' in sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
