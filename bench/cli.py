@@ -18,9 +18,10 @@ because it moves less with the machine's load; the goal is wall time.
 
 ``--detail`` also prints what the start-up costs, each figure a median in
 the same rounds: the interpreter alone (``-c pass``; ``-S``, without site
-and the virtual environment's ``.pth`` files; ``-I``), the console script's
-``smd --version`` path, ``import smdbus.cli`` with argparse, and each tool's
-modules imported without running the tool.
+and the virtual environment's ``.pth`` files; ``-I``), ``smd send`` started
+from ``python -c`` instead of the console script, ``import smdbus.cli`` with
+argparse, and each tool's modules and parser (``build_parser``) without
+running the tool.
 
     .venv/bin/python bench/cli.py [--runs 9] [--detail]
 
@@ -55,7 +56,8 @@ def detail_commands(address: str) -> dict[str, list[str]]:
         "import smdbus.cli, argparse": [PY, "-c", "import smdbus.cli, argparse"],
     }
     for tool in TOOLS:
-        pieces[f"import smd {tool}'s modules"] = [PY, "-c", f"import smdbus.commands.{tool}"]
+        load = f"from smdbus.cli import build_parser; build_parser({tool!r}, alone=True)"
+        pieces[f"smd {tool}'s modules and parser, no run"] = [PY, "-c", load]
     return pieces
 
 
