@@ -53,7 +53,9 @@ class Plan:
         return bytes(max(0, self.size - _DATA.size))
 
 
-class Publisher(Protocol):
+class PublishingClient(Protocol):
+    """A system's client under test as the publisher drives it (not smdbus._announce's)."""
+
     def send(self, payload: bytes) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
@@ -78,7 +80,7 @@ class System(Protocol):
         """In a child: connect, then feed every payload to a :class:`Tally` until it says stop."""
 
 
-def publish_sync(plan: Plan, pub: Publisher) -> None:
+def publish_sync(plan: Plan, pub: PublishingClient) -> None:
     """Probe until the parent says go, then send the plan's messages."""
     p = probe(plan.size)
     while not plan.go.is_set():

@@ -167,11 +167,11 @@ def stopped(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _reconnect_once(proxy: ProxyProcess) -> float:
-    from smdbus.client import State, connect
+    from smdbus.client import ClientState, connect
 
     c = await connect(proxy.address, NETWORK)  # the default reconnect delay
     proxy.kill()
-    while c.state is State.READY:
+    while c.state is ClientState.READY:
         await asyncio.sleep(0.001)
     proxy.start()
     restarted = time.monotonic()

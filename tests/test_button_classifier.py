@@ -9,13 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smdbus.button import (
+    ButtonConfigError,
     ButtonEvent,
     ButtonSpec,
     Classifier,
-    ConfigError,
     Controller,
     Edge,
-    Event,
+    EventName,
     IllegalMove,
     Phase,
     Regime,
@@ -68,7 +68,7 @@ def test_golden_vector(
 
 
 def test_payload_is_exactly_lws_buttons_json() -> None:
-    ev = ButtonEvent(185, "bc", "user", Event.DOUBLECLICK)
+    ev = ButtonEvent(185, "bc", "user", EventName.DOUBLECLICK)
     assert ev.payload() == b'{"type":"button","src":"bc/user","event":"doubleclick"}'
     assert str(ev) == "  185 ms  bc/user  doubleclick"
 
@@ -310,11 +310,11 @@ def test_run_until_idle_refuses_a_held_button() -> None:
 
 def test_bad_inputs_name_the_problem() -> None:
     c = Classifier(Controller.of("bc", ["btn", "mode"]))
-    with pytest.raises(ConfigError, match=r"no button 'nope' \(it has: btn, mode\)"):
+    with pytest.raises(ButtonConfigError, match=r"no button 'nope' \(it has: btn, mode\)"):
         c.edge(0, "nope", 1)
-    with pytest.raises(ConfigError, match=r"no button 2 \(indexes 0..1\)"):
+    with pytest.raises(ButtonConfigError, match=r"no button 2 \(indexes 0..1\)"):
         c.edge(0, 2, 1)
-    with pytest.raises(ConfigError, match=r"a level is 0 or 1"):
+    with pytest.raises(ButtonConfigError, match=r"a level is 0 or 1"):
         c.edge(0, 0, 2)
 
 
@@ -398,7 +398,7 @@ def test_regime_settings_from_text() -> None:
     ],
 )
 def test_controller_validation(build: object, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ButtonConfigError, match=message):
         build()  # type: ignore[operator]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smdbus.button import ConfigError, Regime
+from smdbus.button import ButtonConfigError, Regime
 from smdbus.button._config import load_controllers, load_file
 from smdbus.button.sources import EvdevSource, GpiodSource, LineSpec
 
@@ -150,7 +150,7 @@ def test_example_config(tmp_path: Path) -> None:
     ],
 )
 def test_config_errors_name_the_place(data: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ButtonConfigError, match=message):
         load_controllers(data)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smdbus.button import ConfigError, Controller, Edge, PatternError, Regime, replay
+from smdbus.button import ButtonConfigError, Controller, Edge, PatternError, Regime, replay
 from smdbus.button.sources import (
     EvdevSource,
     GpiodSource,
@@ -127,11 +127,11 @@ def test_evdev_on_an_active_low_controller_gives_the_same_events() -> None:
 
 def test_evdev_key_map_errors() -> None:
     c = Controller.of("bc", ["btn"])
-    with pytest.raises(ConfigError, match=r"unknown key name 'KEY_NOPE'"):
+    with pytest.raises(ButtonConfigError, match=r"unknown key name 'KEY_NOPE'"):
         EvdevSource("/dev/null", {"KEY_NOPE": "btn"}, c)
-    with pytest.raises(ConfigError, match=r"has no button 'other'"):
+    with pytest.raises(ButtonConfigError, match=r"has no button 'other'"):
         EvdevSource("/dev/null", {"KEY_ENTER": "other"}, c)
-    with pytest.raises(ConfigError, match=r"key 28 \(code 28\) is mapped twice"):
+    with pytest.raises(ButtonConfigError, match=r"key 28 \(code 28\) is mapped twice"):
         EvdevSource("/dev/null", {"KEY_ENTER": "btn", 28: "btn"}, c)
 
 
@@ -238,12 +238,12 @@ def test_gpiod_edge_events_through_the_classifier(active_high: bool) -> None:
 
 def test_gpiod_line_errors() -> None:
     c = Controller.of("bc", ["user"])
-    with pytest.raises(ConfigError, match=r"bias 'pullup' is not one of"):
+    with pytest.raises(ButtonConfigError, match=r"bias 'pullup' is not one of"):
         LineSpec(1, "user", bias="pullup")
-    with pytest.raises(ConfigError, match=r"line 1 is listed twice"):
+    with pytest.raises(ButtonConfigError, match=r"line 1 is listed twice"):
         GpiodSource("/dev/gpiochip0", [LineSpec(1, "user"), LineSpec(1, "user")], c)
     named = GpiodSource("/dev/gpiochip0", [LineSpec("GPIO17", "user")], c)
-    with pytest.raises(ConfigError, match=r"lines given by name are only known after open"):
+    with pytest.raises(ButtonConfigError, match=r"lines given by name are only known after open"):
         named.translate(gpio_event(0, 17, True))  # type: ignore[arg-type]
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from smdbus.bus import Bus
 from smdbus.classes import Class, user_class
-from smdbus.client import BufferFull, Client, Message, State, connect, connect_threaded
+from smdbus.client import BufferFull, Client, ClientState, Message, connect, connect_threaded
 from smdbus.commands._peers import query_peers
 from smdbus.scheduler import ManualScheduler
 
@@ -337,7 +337,7 @@ async def test_kill9_proxy_reconnect_and_outage_buffer(proxy: ProxyProcess) -> N
     await until(lambda: len(got) == 20)
 
     proxy.kill9()  # mid-stream: the same streams go on after the restart
-    await until(lambda: pub.state is not State.READY and sub.state is not State.READY)
+    await until(lambda: pub.state is not ClientState.READY and sub.state is not ClientState.READY)
     accepted = 20
     with pytest.raises(BufferFull) as info:
         for i in range(20, 200):
@@ -363,9 +363,9 @@ async def test_default_reconnect_delay_is_one_second(proxy: ProxyProcess) -> Non
     timers = ManualScheduler()
     c = await connect(proxy.address, Class.NETWORK, scheduler=timers)
     proxy.kill9()
-    await until(lambda: c.state is State.WAITING and timers.pending == 1)
+    await until(lambda: c.state is ClientState.WAITING and timers.pending == 1)
     proxy.start()  # back at once: the client waits its 1 s anyway
-    assert timers.advance(0.999) == 0 and c.state is State.WAITING
+    assert timers.advance(0.999) == 0 and c.state is ClientState.WAITING
     assert timers.advance(0.001) == 1  # the reconnect, at 1 s as the C proxy's clients
     await until(lambda: c.connected and c.stats().connects == 2, timeout=5)
     c.send(Class.NETWORK, b"again")
@@ -407,7 +407,7 @@ async def test_failed_writes_lead_to_one_reconnect_that_stays_up(
     proxy.kill9()
     for i in range(sends):  # the first write meets the dead socket
         c.send(cls, b"%d" % i)
-    await until(lambda: c.state is State.WAITING and timers.pending == 1)
+    await until(lambda: c.state is ClientState.WAITING and timers.pending == 1)
     proxy.start()
     timers.advance(1.0)  # the reconnect delay: one attempt
     await c.wait_connected(5)
@@ -461,7 +461,7 @@ async def test_outage_buffer_waits_for_its_listeners_after_a_restart(proxy: Prox
     pub.send(cls, b"-1")
     await until(lambda: got == [-1])
     proxy.kill9()
-    await until(lambda: pub.state is not State.READY and sub.state is not State.READY)
+    await until(lambda: pub.state is not ClientState.READY and sub.state is not ClientState.READY)
     n = 500
     for i in range(n):
         assert pub.send(cls, b"%d" % i)  # buffered: the proxy is gone
@@ -481,7 +481,7 @@ async def test_outage_buffer_goes_out_after_the_grace_without_listeners(
     timers = ManualScheduler()
     pub = await connect(proxy.address, 0, scheduler=timers, listen_grace=2.0)
     proxy.kill9()
-    await until(lambda: pub.state is State.WAITING and timers.pending == 1)
+    await until(lambda: pub.state is ClientState.WAITING and timers.pending == 1)
     for i in range(5):
         pub.send(cls, b"%d" % i)
     proxy.start()

@@ -14,8 +14,8 @@ from smdbus.button import Regime
 from smdbus.daemon._config import (
     C_TIME_VALID_AFTER,
     DEFAULT_TOML,
-    ConfigError,
     DaemonConfig,
+    DaemonConfigError,
     load_config,
     parse_config,
 )
@@ -250,7 +250,7 @@ def test_abstract_socket_spellings() -> None:
     ],
 )
 def test_errors_name_the_file_and_the_field(text: str, field: str, words: str) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(DaemonConfigError) as info:
         parse_config(text, "/etc/smd/daemon.toml")
     e = info.value
     assert e.source == "/etc/smd/daemon.toml"
@@ -262,12 +262,12 @@ def test_errors_name_the_file_and_the_field(text: str, field: str, words: str) -
 def test_toml_syntax_and_unreadable_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[bus\n")
-    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML.*line 1"):
+    with pytest.raises(DaemonConfigError, match=r"bad\.toml: not valid TOML.*line 1"):
         load_config(bad)
-    with pytest.raises(ConfigError, match="cannot read the config file"):
+    with pytest.raises(DaemonConfigError, match="cannot read the config file"):
         load_config(tmp_path / "missing.toml")
     bad.write_bytes(b"\xff\xfe")
-    with pytest.raises(ConfigError, match="not UTF-8"):
+    with pytest.raises(DaemonConfigError, match="not UTF-8"):
         load_config(bad)
 
 
@@ -346,7 +346,7 @@ def test_every_number_has_a_maximum(table: str, key: str, default: object, huge:
     else:
         text = f"[{table}]\n{key} = {huge!r}\n"
         field = f"{table}.{key}"
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(DaemonConfigError) as info:
         parse_config(text, "/etc/smd/daemon.toml")
     assert info.value.field == field, str(info.value)
     assert str(info.value).startswith(f"/etc/smd/daemon.toml: {field}: ")
@@ -383,7 +383,7 @@ def test_a_gid_and_a_group_that_exist_are_kept() -> None:
 def test_one_per_uid_connection_limit_the_access_quota() -> None:
     """``[bus] max_connections_per_uid`` is refused, pointing at the quota that replaced it;
     the daemon's proxy leaves the per-uid limit to the quota (no second, lower bound)."""
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(DaemonConfigError) as info:
         parse_config("[bus]\nmax_connections_per_uid = 10\n", "/etc/smd/daemon.toml")
     assert info.value.field == "bus.max_connections_per_uid"
     assert "[access.quota.user] connections" in str(info.value)

@@ -16,7 +16,7 @@ import pytest
 
 from smdbus.daemon._systemd import (
     ActivationError,
-    Notifier,
+    SystemdNotifier,
     activated_socket,
     listen_fds,
     socket_address,
@@ -35,7 +35,7 @@ def receiver(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
 
 def test_notify_to_a_path_socket(receiver: tuple[socket.socket, str]) -> None:
     sock, path = receiver
-    n = Notifier(path)
+    n = SystemdNotifier(path)
     assert n.enabled
     assert n.ready("OPERATIONAL, bus on @proxy.ss.lws")
     assert sock.recv(512) == b"READY=1\nSTATUS=OPERATIONAL, bus on @proxy.ss.lws"
@@ -55,7 +55,7 @@ def test_notify_to_an_abstract_socket() -> None:
     sock.bind("\0" + name)
     sock.settimeout(2)
     try:
-        n = Notifier("@" + name)
+        n = SystemdNotifier("@" + name)
         assert n.address == "\0" + name
         assert n.ready()
         assert sock.recv(64) == b"READY=1"
@@ -66,17 +66,17 @@ def test_notify_to_an_abstract_socket() -> None:
 
 def test_without_notify_socket_nothing_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    n = Notifier()
+    n = SystemdNotifier()
     assert not n.enabled and n.ready() is False and n.sent == []
     monkeypatch.setenv("NOTIFY_SOCKET", "/nonexistent/notify")
-    assert Notifier(enabled=False).ready() is False
+    assert SystemdNotifier(enabled=False).ready() is False
 
 
 def test_a_receiver_that_does_not_read_never_blocks_the_daemon(
     receiver: tuple[socket.socket, str],
 ) -> None:
     _, path = receiver
-    n = Notifier(path)
+    n = SystemdNotifier(path)
     for i in range(5000):
         if not n.status(f"state {i}"):
             break
@@ -91,7 +91,7 @@ async def test_a_burst_past_the_receivers_queue_loses_no_ready(
     """A boot sends more datagrams at once than a Unix datagram queue holds (10 by default)."""
     sock, path = receiver
     sock.setblocking(False)
-    n = Notifier(path)
+    n = SystemdNotifier(path)
     for i in range(40):
         n.status(f"state {i}")
     n.ready("OPERATIONAL")
@@ -113,7 +113,7 @@ async def test_a_burst_past_the_receivers_queue_loses_no_ready(
 
 
 def test_notify_to_a_missing_socket_is_counted_not_raised(tmp_path: Path) -> None:
-    n = Notifier(str(tmp_path / "nobody"))
+    n = SystemdNotifier(str(tmp_path / "nobody"))
     assert n.ready() is False and n.errors == 1
 
 
@@ -218,7 +218,7 @@ async def test_ready_names_the_socket_systemd_passed(
     prepared = prepare(config, env)
     assert prepared.activated_fd == 3
     prepared.activated_fd = listener.detach()  # where our test process holds it; the proxy's now
-    daemon = Daemon(prepared, notifier=Notifier(notify_path))
+    daemon = Daemon(prepared, notifier=SystemdNotifier(notify_path))
     run = asyncio.create_task(daemon.run())
     try:
         loop = asyncio.get_running_loop()

@@ -499,10 +499,10 @@ def test_smd_fleet_commands(broker: Mosquitto, tmp_path: Path) -> None:
 
 
 def test_daemon_config_bridge_errors_name_file_and_field(tmp_path: Path) -> None:
-    from smdbus.daemon import ConfigError, parse_config
+    from smdbus.daemon import DaemonConfigError, parse_config
 
     text = '[bridge]\ndevice_id = "d"\ndown = { NETWORK = { rate = -1 } }\n'
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(DaemonConfigError) as err:
         parse_config(text, "smd.toml")
     assert str(err.value).startswith("smd.toml: bridge.down.NETWORK.rate: must be above 0")
     cfg = parse_config('[bus]\nsocket = "@x"\n[bridge]\ndevice_id = "d"\n', "smd.toml")

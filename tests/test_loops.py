@@ -26,7 +26,7 @@ import pytest
 
 from smdbus import Bus, Class
 from smdbus.classes import user_class
-from smdbus.client import BufferFull, ClientClosed, State, connect_threaded
+from smdbus.client import BufferFull, ClientClosed, ClientState, connect_threaded
 from smdbus.hostloop import READ, PolledClient, Wakeup
 from smdbus.wire import create_result_frame, rx_payload_frame
 from test_client_proxy import ProxyProcess, proxy, unique_address
@@ -366,7 +366,7 @@ def test_polled_client_joins_the_proxy_from_a_selectors_loop(proxy: ProxyProcess
     client = PolledClient(proxy.address, U0, on_message=lambda c, ts, p: got.append((c, p)))
     client.start()
     host.add(client)
-    host.run(until=bounded(lambda: client.state is State.READY))
+    host.run(until=bounded(lambda: client.state is ClientState.READY))
     peer = connect_threaded(proxy.address, U0)
     try:
         peer.send(U0, b"from-peer")
@@ -390,14 +390,14 @@ def test_polled_client_reconnects_at_the_returned_timeout() -> None:
     clock = FakeClock()
     client = PolledClient(address, U0, clock=clock)
     client.start()  # nobody listens yet
-    assert client.state is State.WAITING
+    assert client.state is ClientState.WAITING
     assert client.service() == pytest.approx(1.0)
     client.send(U0, b"kept")  # buffered through the outage
     proxy = ProxyProcess(address)
     proxy.start()
     try:
         host = load("selectors")["SelectorsHost"](clock=clock.seconds)
-        waiting = lambda: client.state is State.WAITING  # noqa: E731
+        waiting = lambda: client.state is ClientState.WAITING  # noqa: E731
         host.select = fake_select(host, clock, advance_if=waiting)
         t0 = clock.us
         host.add(client)
@@ -445,7 +445,7 @@ def test_polled_client_gives_up_an_attempt_at_the_create_timeout() -> None:
         assert client.service() == pytest.approx(3.0)
         clock.advance(3.0)
         assert client.service() == pytest.approx(1.0)
-        assert client.state is State.WAITING
+        assert client.state is ClientState.WAITING
         assert client.last_error == "no CREATE_RESULT within 3 s"
     finally:
         client.close()
@@ -462,7 +462,7 @@ def test_polled_client_hangs_up_on_a_bad_frame_and_says_why(
         client.start()
         conn = fake.accept()
         conn.sendall(create_result_frame() + b"\x99\x00\x01\x1b")  # an unknown frame type
-        until = bounded(lambda: client.state is State.WAITING)
+        until = bounded(lambda: client.state is ClientState.WAITING)
         while not until():
             select.select([fd for fd, _ in client.watches()], [], [], 1.0)
             client.service()
@@ -567,7 +567,7 @@ def test_polled_client_reconnects_through_a_glib_timeout() -> None:
         passes at once, then it fires. Otherwise (bytes from the proxy are on their way)
         a real timer, which the bytes beat."""
         armed.append(ms)
-        if client.state is not State.WAITING:
+        if client.state is not ClientState.WAITING:
             return int(GLib.timeout_add(ms, callback, *args))
         clock.advance(ms / 1000)
         return int(GLib.idle_add(callback, *args))

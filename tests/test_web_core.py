@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from smdbus.classes import Class
-from smdbus.daemon import ConfigError, parse_config
+from smdbus.daemon import DaemonConfigError, parse_config
 from smdbus.web import BusView, WebConfig, WebConfigError, parse_web_config
 from smdbus.web._auth import allowed, presented
 from smdbus.web._classes import OTHER, ClassTable
@@ -189,7 +189,7 @@ def test_web_table_is_checked_and_errors_name_the_field(tmp_path: Path) -> None:
 
 def test_daemon_config_reads_the_web_table_and_names_the_file() -> None:
     assert parse_config("[web]\nenabled = true\nport = 0\n").web == WebConfig(enabled=True, port=0)
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(DaemonConfigError) as e:
         parse_config("[web]\nmax_rate = 0\n", "d.toml")
     assert str(e.value) == "d.toml: web.max_rate: must be 1..100000, got 0"
 

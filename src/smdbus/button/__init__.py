@@ -20,14 +20,14 @@ from smdbus._lazy import lazy_names
 from smdbus.button._classifier import Classifier, Phase
 from smdbus.button._controller import ButtonSpec, Controller
 from smdbus.button._errors import (
+    ButtonConfigError,
     ButtonError,
-    ConfigError,
     IllegalMove,
     PatternError,
     RegimeError,
     SourceUnavailable,
 )
-from smdbus.button._events import ButtonEvent, Edge, Event
+from smdbus.button._events import ButtonEvent, Edge, EventName
 from smdbus.button._regime import DEFAULT_REGIME, TICK_MS, Regime
 from smdbus.button._replay import replay
 
@@ -48,15 +48,15 @@ _HOME = {
 __all__ = [
     "DEFAULT_REGIME",
     "TICK_MS",
+    "ButtonConfigError",
     "ButtonDriver",
     "ButtonError",
     "ButtonEvent",
     "ButtonSpec",
     "Classifier",
-    "ConfigError",
     "Controller",
     "Edge",
-    "Event",
+    "EventName",
     "IllegalMove",
     "PatternError",
     "Phase",

@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from smdbus.button._controller import Controller
-from smdbus.button._errors import ButtonError, ConfigError, IllegalMove
-from smdbus.button._events import ButtonEvent, Edge, Event, format_ms
+from smdbus.button._errors import ButtonConfigError, ButtonError, IllegalMove
+from smdbus.button._events import ButtonEvent, Edge, EventName, format_ms
 from smdbus.button._regime import TICK_MS, Regime
 
 
@@ -98,7 +98,7 @@ class Restart(enum.Flag):
 
 class Rule(NamedTuple):
     guard: Guard
-    emits: Event | None
+    emits: EventName | None
     goes_to: Phase | None  # None: stays
     restarts: Restart
 
@@ -108,35 +108,35 @@ AGE, REPEAT = Restart.AGE, Restart.REPEAT
 
 # fmt: off
 TICK_RULES: Final[dict[Phase, tuple[Rule, ...]]] = {
-    # state: guard (first that holds wins)   emits              goes to                  restarts
+    # state: guard (first that holds wins)  emits                  goes to                  restarts
     Phase.MIN_DOWN_QUALIFY: (
-        Rule(Guard.RELEASED,                 None,              Phase.UP_SETTLE2,        AGE),
-        Rule(Guard.HELD_MIN_DOWN,            Event.DOWN,        Phase.ASSESS_DOWN_HOLD,  REPEAT),
+        Rule(Guard.RELEASED,                None,                  Phase.UP_SETTLE2,        AGE),
+        Rule(Guard.HELD_MIN_DOWN,           EventName.DOWN,        Phase.ASSESS_DOWN_HOLD,  REPEAT),
     ),
     Phase.ASSESS_DOWN_HOLD: (
-        Rule(Guard.LONGPRESS,                Event.LONGCLICK,   Phase.WAIT_UP,           _),
-        Rule(Guard.RELEASED_NO_DOUBLECLICK,  Event.CLICK,       Phase.UP_SETTLE2,        AGE),
-        Rule(Guard.RELEASED,                 Event.UP,          Phase.UP_SETTLE1,        AGE),
-        Rule(Guard.REPEAT_DUE,               Event.STILLDOWN,   None,                    REPEAT),
+        Rule(Guard.LONGPRESS,               EventName.LONGCLICK,   Phase.WAIT_UP,           _),
+        Rule(Guard.RELEASED_NO_DOUBLECLICK, EventName.CLICK,       Phase.UP_SETTLE2,        AGE),
+        Rule(Guard.RELEASED,                EventName.UP,          Phase.UP_SETTLE1,        AGE),
+        Rule(Guard.REPEAT_DUE,              EventName.STILLDOWN,   None,                    REPEAT),
     ),
     Phase.UP_SETTLE1: (
-        Rule(Guard.SETTLED_PAST,             None,              Phase.WAIT_DOUBLECLICK,  _),
+        Rule(Guard.SETTLED_PAST,            None,                  Phase.WAIT_DOUBLECLICK,  _),
     ),
     Phase.WAIT_DOUBLECLICK: (
-        Rule(Guard.PRESSED,                  None,              Phase.MIN_DOWN_QUALIFY2, AGE),
-        Rule(Guard.GRACE_OVER,               Event.CLICK,       Phase.UP_SETTLE2,        AGE),
+        Rule(Guard.PRESSED,                 None,                  Phase.MIN_DOWN_QUALIFY2, AGE),
+        Rule(Guard.GRACE_OVER,              EventName.CLICK,       Phase.UP_SETTLE2,        AGE),
     ),
     Phase.MIN_DOWN_QUALIFY2: (
-        Rule(Guard.RELEASED,                 Event.CLICK,       Phase.UP_SETTLE2,        AGE),
-        Rule(Guard.AGE_IS_MIN_DOWN,          Event.DOWN,        None,                    _),
-        Rule(Guard.AGE_PAST_MIN_DOWN,        Event.DOUBLECLICK, Phase.WAIT_UP,           _),
+        Rule(Guard.RELEASED,                EventName.CLICK,       Phase.UP_SETTLE2,        AGE),
+        Rule(Guard.AGE_IS_MIN_DOWN,         EventName.DOWN,        None,                    _),
+        Rule(Guard.AGE_PAST_MIN_DOWN,       EventName.DOUBLECLICK, Phase.WAIT_UP,           _),
     ),
     Phase.WAIT_UP: (
-        Rule(Guard.RELEASED,                 Event.UP,          Phase.UP_SETTLE2,        AGE),
-        Rule(Guard.REPEAT_DUE,               Event.STILLDOWN,   None,                    REPEAT),
+        Rule(Guard.RELEASED,                EventName.UP,          Phase.UP_SETTLE2,        AGE),
+        Rule(Guard.REPEAT_DUE,              EventName.STILLDOWN,   None,                    REPEAT),
     ),
     Phase.UP_SETTLE2: (
-        Rule(Guard.SETTLED,                  None,              Phase.IDLE,              _),
+        Rule(Guard.SETTLED,                 None,                  Phase.IDLE,              _),
     ),
 }
 """What a tick does to a busy button. IDLE buttons are not ticked."""
@@ -375,4 +375,4 @@ class Classifier:
 def _check_level(level: int | bool) -> int:
     if isinstance(level, bool | int) and level in (0, 1):
         return int(level)
-    raise ConfigError(f"a level is 0 or 1 (or a bool), got {level!r}")
+    raise ButtonConfigError(f"a level is 0 or 1 (or a bool), got {level!r}")

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from smdbus.button._controller import ButtonSpec, Controller
-from smdbus.button._errors import ButtonError, ConfigError
+from smdbus.button._errors import ButtonConfigError, ButtonError
 from smdbus.button._events import Edge
 from smdbus.button._regime import DEFAULT_REGIME, Regime
 from smdbus.button.sources import EvdevSource, GpiodSource, LineSpec
@@ -68,7 +68,7 @@ def load_file(path: str | Path) -> list[Configured]:
     try:
         data: Mapping[str, Any] = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: {e}") from e
+        raise ButtonConfigError(f"{path}: {e}") from e
     if "buttons" in data and isinstance(data["buttons"], Mapping):
         data = data["buttons"]
     return load_controllers(data, where=str(path))
@@ -77,28 +77,28 @@ def load_file(path: str | Path) -> list[Configured]:
 def load_controllers(data: Mapping[str, Any], *, where: str = "config") -> list[Configured]:
     controllers = data.get("controller")
     if not isinstance(controllers, list) or not controllers:
-        raise ConfigError(f"{where}: no [[controller]] tables")
+        raise ButtonConfigError(f"{where}: no [[controller]] tables")
     out = [_controller(c, f"{where}: controller[{i}]") for i, c in enumerate(controllers)]
     names = [c.controller.name for c in out]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError(f"{where}: controller names repeat: {', '.join(dupes)}")
+        raise ButtonConfigError(f"{where}: controller names repeat: {', '.join(dupes)}")
     return out
 
 
 def _controller(table: Any, where: str) -> Configured:
     if not isinstance(table, Mapping):
-        raise ConfigError(f"{where}: must be a table")
+        raise ButtonConfigError(f"{where}: must be a table")
     _no_unknown(table, _CONTROLLER_KEYS, where)
     name = _get(table, "name", str, where)
     kind = _get(table, "source", str, where)
     regime = _regime(table.get("regime"), DEFAULT_REGIME, where)
     buttons = table.get("button")
     if not isinstance(buttons, list) or not buttons:
-        raise ConfigError(f"{where}: no [[controller.button]] tables")
+        raise ButtonConfigError(f"{where}: no [[controller.button]] tables")
     for i, b in enumerate(buttons):
         if not isinstance(b, Mapping):
-            raise ConfigError(f"{where}.button[{i}]: must be a table")
+            raise ButtonConfigError(f"{where}.button[{i}]: must be a table")
         _no_unknown(b, _BUTTON_KEYS, f"{where}.button[{i}]")
     try:
         specs = tuple(
@@ -114,7 +114,9 @@ def _controller(table: Any, where: str) -> Configured:
             for i, b in enumerate(buttons):
                 key = b.get("key")
                 if not isinstance(key, str | int) or isinstance(key, bool):
-                    raise ConfigError(f"{where}.button[{i}]: missing 'key' (e.g. \"KEY_ENTER\")")
+                    raise ButtonConfigError(
+                        f"{where}.button[{i}]: missing 'key' (e.g. \"KEY_ENTER\")"
+                    )
                 keys[key] = specs[i].name
             device = _get(table, "device", str, where)
             grab = _flag(table, "grab", where)
@@ -126,20 +128,22 @@ def _controller(table: Any, where: str) -> Configured:
             chip = _get(table, "chip", str, where)
             consumer = str(table.get("consumer", "smdbus-button"))
             return Configured(controller, GpiodSource(chip, lines, controller, consumer=consumer))
-    except ConfigError as e:
+    except ButtonConfigError as e:
         if str(e).startswith(where):
             raise
-        raise ConfigError(f"{where}: {e}") from e
-    raise ConfigError(f"{where}: source {kind!r} is not 'evdev' or 'gpiod'")
+        raise ButtonConfigError(f"{where}: {e}") from e
+    raise ButtonConfigError(f"{where}: source {kind!r} is not 'evdev' or 'gpiod'")
 
 
 def _line(b: Mapping[str, Any], button: str, where: str) -> LineSpec:
     line = b.get("line")
     if not isinstance(line, int | str) or isinstance(line, bool):
-        raise ConfigError(f"{where}: missing 'line' (an offset such as 17 or a name \"GPIO17\")")
+        raise ButtonConfigError(
+            f"{where}: missing 'line' (an offset such as 17 or a name \"GPIO17\")"
+        )
     debounce = b.get("debounce_ms", 0)
     if isinstance(debounce, bool) or not isinstance(debounce, int | float):
-        raise ConfigError(f"{where}: debounce_ms must be a number of ms, got {debounce!r}")
+        raise ButtonConfigError(f"{where}: debounce_ms must be a number of ms, got {debounce!r}")
     active_low = _flag(b, "active_low", where)
     try:
         return LineSpec(
@@ -150,41 +154,41 @@ def _line(b: Mapping[str, Any], button: str, where: str) -> LineSpec:
             debounce_ms=float(debounce),
         )
     except ButtonError as e:
-        raise ConfigError(f"{where}: {e}") from e
+        raise ButtonConfigError(f"{where}: {e}") from e
 
 
 def _regime(table: Any, base: Regime, where: str) -> Regime:
     if table is None:
         return base
     if not isinstance(table, Mapping):
-        raise ConfigError(f"{where}: regime must be a table such as {{ ms_min_down = 30 }}")
+        raise ButtonConfigError(f"{where}: regime must be a table such as {{ ms_min_down = 30 }}")
     settings: Sequence[str] = [
         f"{k}={'on' if v is True else 'off' if v is False else v}" for k, v in table.items()
     ]
     try:
         return base.with_settings(settings)
     except ButtonError as e:
-        raise ConfigError(f"{where}: regime: {e}") from e
+        raise ButtonConfigError(f"{where}: regime: {e}") from e
 
 
 def _flag(table: Mapping[str, Any], key: str, where: str) -> bool:
     """A true/false key (a string "no" is not silently true)."""
     value = table.get(key, False)
     if not isinstance(value, bool):
-        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        raise ButtonConfigError(f"{where}: {key} must be true or false, got {value!r}")
     return value
 
 
 def _get(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     value = table.get(key)
     if not isinstance(value, kind):
-        raise ConfigError(f"{where}: missing '{key}' ({kind.__name__})")
+        raise ButtonConfigError(f"{where}: missing '{key}' ({kind.__name__})")
     return value
 
 
 def _no_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
     unknown = sorted(set(table) - known)
     if unknown:
-        raise ConfigError(
+        raise ButtonConfigError(
             f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )

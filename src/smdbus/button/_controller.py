@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from smdbus.button._errors import ConfigError
+from smdbus.button._errors import ButtonConfigError
 from smdbus.button._regime import DEFAULT_REGIME, Regime
 
 MAX_BUTTONS = 16
@@ -31,7 +31,9 @@ class ButtonSpec:
     def __post_init__(self) -> None:
         _check_name("button", self.name)
         if not isinstance(self.regime, Regime):
-            raise ConfigError(f"button {self.name!r}: regime must be a Regime, got {self.regime!r}")
+            raise ButtonConfigError(
+                f"button {self.name!r}: regime must be a Regime, got {self.regime!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,21 +49,25 @@ class Controller:
         if not isinstance(self.buttons, tuple) or not all(
             isinstance(b, ButtonSpec) for b in self.buttons
         ):
-            raise ConfigError(f"controller {self.name!r}: buttons must be a tuple of ButtonSpec")
+            raise ButtonConfigError(
+                f"controller {self.name!r}: buttons must be a tuple of ButtonSpec"
+            )
         if not 1 <= len(self.buttons) <= MAX_BUTTONS:
-            raise ConfigError(
+            raise ButtonConfigError(
                 f"controller {self.name!r} has {len(self.buttons)} buttons; "
                 f"it must have 1..{MAX_BUTTONS}"
             )
         names = [b.name for b in self.buttons]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ConfigError(f"controller {self.name!r}: button names repeat: {', '.join(dupes)}")
+            raise ButtonConfigError(
+                f"controller {self.name!r}: button names repeat: {', '.join(dupes)}"
+            )
         bitmap = self.active_state_bitmap
         if isinstance(bitmap, bool) or not isinstance(bitmap, int):
-            raise ConfigError(f"active_state_bitmap must be an int, got {bitmap!r}")
+            raise ButtonConfigError(f"active_state_bitmap must be an int, got {bitmap!r}")
         if bitmap < 0 or bitmap >> len(self.buttons):
-            raise ConfigError(
+            raise ButtonConfigError(
                 f"active_state_bitmap 0x{bitmap:x} has bits beyond the "
                 f"{len(self.buttons)} buttons of controller {self.name!r}"
             )
@@ -90,13 +96,13 @@ class Controller:
                 if b.name == button:
                     return i
             known = ", ".join(b.name for b in self.buttons)
-            raise ConfigError(
+            raise ButtonConfigError(
                 f"controller {self.name!r} has no button {button!r} (it has: {known})"
             )
         if isinstance(button, bool) or not isinstance(button, int):
-            raise ConfigError(f"a button is an index or a name, got {button!r}")
+            raise ButtonConfigError(f"a button is an index or a name, got {button!r}")
         if not 0 <= button < len(self.buttons):
-            raise ConfigError(
+            raise ButtonConfigError(
                 f"controller {self.name!r} has no button {button} "
                 f"(indexes 0..{len(self.buttons) - 1})"
             )
@@ -116,11 +122,13 @@ class Controller:
 
 def _check_name(what: str, name: object) -> None:
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"a {what} name must be a non-empty string, got {name!r}")
+        raise ButtonConfigError(f"a {what} name must be a non-empty string, got {name!r}")
     if len(name) > MAX_NAME:
-        raise ConfigError(f"{what} name {name[:20]!r}... is {len(name)} chars; limit {MAX_NAME}")
+        raise ButtonConfigError(
+            f"{what} name {name[:20]!r}... is {len(name)} chars; limit {MAX_NAME}"
+        )
     if "/" in name or any(ord(c) < 0x20 for c in name) or '"' in name or "\\" in name:
-        raise ConfigError(
+        raise ButtonConfigError(
             f"{what} name {name!r} may not contain '/', quotes, backslashes or control "
             'characters: it goes into "src":"<controller>/<button>"'
         )

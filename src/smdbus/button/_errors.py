@@ -11,7 +11,7 @@ class RegimeError(ButtonError, ValueError):
     """A regime setting is unknown, of the wrong type or out of range."""
 
 
-class ConfigError(ButtonError, ValueError):
+class ButtonConfigError(ButtonError, ValueError):
     """A controller, button, key map or line map is inconsistent."""
 
 

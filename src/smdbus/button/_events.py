@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 
-class Event(enum.StrEnum):
-    """Event names, exactly as lws_button puts them in its JSON."""
+class EventName(enum.StrEnum):
+    """The names of button events, exactly as lws_button puts them in its JSON."""
 
     DOWN = "down"
     UP = "up"
@@ -42,7 +42,7 @@ class ButtonEvent:
     time_ms: float
     controller: str
     button: str
-    event: Event
+    event: EventName
     index: int = 0
 
     @property

@@ -38,7 +38,7 @@ from smdbus.errors import SmdError
 from smdbus.scheduler import LoopScheduler, Scheduler, sleep
 
 if TYPE_CHECKING:
-    from smdbus.client import Client
+    pass
 
 
 def configure_live(parser: argparse.ArgumentParser) -> None:
@@ -134,7 +134,7 @@ async def serve(
         from smdbus.client import connect
 
         client = await connect(send_to, 0)  # publish only: mask 0 receives nothing
-        publisher = _ClientPublisher(client)
+        publisher = client  # a Client is a Publisher: send(cls, payload) -> bool
     drivers = [] if drivers is None else drivers
     tasks = []
     try:
@@ -161,17 +161,6 @@ async def serve(
         if client is not None:
             await client.close()
     return drivers
-
-
-class _ClientPublisher:
-    """:class:`smdbus.client.Client` as a driver's publisher (its ``send`` returns nothing)."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def send(self, cls: int, payload: bytes) -> bool:
-        self.client.send(cls, payload)  # raises ClientError (an SmdError) if refused
-        return True
 
 
 def _first_noted(first: list[float], driver: ButtonDriver) -> Callable[[Edge], None]:

@@ -150,7 +150,9 @@ class Message(NamedTuple):
     payload: bytes
 
 
-class State(enum.Enum):
+class ClientState(enum.Enum):
+    """Where a client is in its life (``Client.state``): not the wire's stream state."""
+
     IDLE = "idle"
     CONNECTING = "connecting"
     CREATING = "creating"
@@ -160,8 +162,8 @@ class State(enum.Enum):
 
 
 # Enum members looked up as class attributes cost ~70 ns each in 3.11: hot paths use these.
-_READY = State.READY
-_CLOSED = State.CLOSED
+_READY = ClientState.READY
+_CLOSED = ClientState.CLOSED
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,7 @@ class Client:
         self.max_inbox = max_inbox
         self._clock: Clock = clock or _now_us
         self._scheduler = scheduler
-        self._state = State.IDLE
+        self._state = ClientState.IDLE
         self._lock = threading.Lock()
         self._outbox = Outbox(max_buffered, max_buffered_bytes)
         self._echo = EchoFilter(int(echo_ttl * 1_000_000), 4 * max_buffered + 1024, self._clock)
@@ -285,13 +287,13 @@ class Client:
     # -- lifecycle ---------------------------------------------------------
 
     @property
-    def state(self) -> State:
+    def state(self) -> ClientState:
         return self._state
 
     @property
     def connected(self) -> bool:
         """True while the stream exists at the proxy (CREATE_RESULT received)."""
-        return self._state is State.READY
+        return self._state is ClientState.READY
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -309,7 +311,7 @@ class Client:
         :class:`ProxyUnavailable` (and close) if the first attempt fails.
         Without, return at once; sends are buffered until the stream exists.
         """
-        if self._state is not State.IDLE:
+        if self._state is not ClientState.IDLE:
             raise RuntimeError(f"client already started ({self._state.value})")
         self._loop = loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
@@ -320,7 +322,7 @@ class Client:
 
             self._scheduler = LoopScheduler(loop)
         self._first = loop.create_future() if wait else None
-        self._state = State.CONNECTING
+        self._state = ClientState.CONNECTING
         self._runner = loop.create_task(self._run())
         self._runner.add_done_callback(self._run_ended)
         if self._first is not None:
@@ -332,9 +334,9 @@ class Client:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the stream exists (raises TimeoutError, ClientClosed)."""
-        if self._state is State.READY:
+        if self._state is ClientState.READY:
             return
-        if self._state is State.CLOSED:
+        if self._state is ClientState.CLOSED:
             raise ClientClosed("client is closed")
         fut = self._require_loop().create_future()
         self._ready_waiters.append(fut)
@@ -382,10 +384,10 @@ class Client:
 
     async def _until_heard(self, cls: int) -> None:
         while True:
-            if self._state is State.CLOSED:
+            if self._state is ClientState.CLOSED:
                 raise ClientClosed("client is closed")
             link = self._link
-            if self._state is State.READY and link is not None:
+            if self._state is ClientState.READY and link is not None:
                 self._want_interest(link)
                 if not link.ours or (link.watch is None and self._interest is None):
                     return  # nobody will tell: everything is sent
@@ -403,16 +405,16 @@ class Client:
         messages are not known to have arrived: with ``confirm``, those not
         confirmed; without, those dropped unsent.
         """
-        if self._state is State.CLOSED:
+        if self._state is ClientState.CLOSED:
             return 0
         unconfirmed = 0
         if confirm:
             with contextlib.suppress(ClientClosed):
                 unconfirmed = await self.drain(confirm=True, timeout=timeout)
-        elif self._state is State.READY and self._outbox.count and timeout > 0:
+        elif self._state is ClientState.READY and self._outbox.count and timeout > 0:
             with contextlib.suppress(TimeoutError, ClientClosed):
                 await asyncio.wait_for(self._wait_outbox(0, 0), timeout)
-        self._state = State.CLOSED
+        self._state = ClientState.CLOSED
         if self.bridge_obj is not None:
             self.bridge_obj.detach()
         self._cancel_hold()
@@ -451,7 +453,7 @@ class Client:
         return unconfirmed if confirm else dropped
 
     async def __aenter__(self) -> Client:
-        if self._state is State.IDLE:
+        if self._state is ClientState.IDLE:
             await self.start()
         return self
 
@@ -589,7 +591,7 @@ class Client:
         ob = self._outbox
         confirm = self._confirm
         while ob.count or len(confirm):
-            if self._state is State.CLOSED:
+            if self._state is ClientState.CLOSED:
                 raise ClientClosed("client closed while confirming")
             fut = self._require_loop().create_future()
             self._drain_waiters.append(fut)
@@ -598,7 +600,7 @@ class Client:
     async def _wait_outbox(self, messages: int, nbytes: int) -> None:
         ob = self._outbox
         while ob.count > messages or ob.nbytes > nbytes:
-            if self._state is State.CLOSED:
+            if self._state is ClientState.CLOSED:
                 raise ClientClosed("client closed while draining")
             fut = self._require_loop().create_future()
             self._drain_waiters.append(fut)
@@ -681,7 +683,7 @@ class Client:
     async def __anext__(self) -> Message:
         inbox = self._inbox
         while not inbox:
-            if self._state is State.CLOSED:
+            if self._state is ClientState.CLOSED:
                 raise StopAsyncIteration
             if self._sink != self._to_inbox:
                 raise RuntimeError(
@@ -744,7 +746,7 @@ class Client:
 
     def resume_input(self) -> None:
         """Read again: first what was held back, then the socket. Call on the loop."""
-        if self._state is State.CLOSED:
+        if self._state is ClientState.CLOSED:
             return
         self._input_paused = False
         self._pump()
@@ -888,12 +890,12 @@ class Client:
         again, so a failure cannot start two attempts.
         """
         while self._state is not _CLOSED:
-            self._state = State.CONNECTING
+            self._state = ClientState.CONNECTING
             reason = await self._connect_once()
             if self._state is _CLOSED:
                 return
             self._last_error = reason
-            self._state = State.WAITING
+            self._state = ClientState.WAITING
             first = self._first
             if first is not None and not first.done():
                 first.set_exception(ProxyUnavailable(self.address, reason))
@@ -944,7 +946,7 @@ class Client:
             link.close("connect failed")
             return f"connect failed: {exc.strerror or exc}"
         self._link = link
-        self._state = State.CREATING
+        self._state = ClientState.CREATING
         link.create_timer = self._timers.call_later(
             self.create_timeout,
             lambda: self._lost(link, f"no CREATE_RESULT within {self.create_timeout:g} s"),
@@ -979,7 +981,7 @@ class Client:
             link.create_timer.cancel()
             link.create_timer = None
         link.ours = is_our_proxy(rideshare)
-        self._state = State.READY
+        self._state = ClientState.READY
         if self._described:
             self._start_describer(link)  # a new connection at the proxy: label it again
         self._connects += 1
@@ -1089,9 +1091,9 @@ class Client:
         if link is not self._link or self._state is _CLOSED:
             link.close(reason)
             return
-        was_ready = self._state is State.READY
+        was_ready = self._state is ClientState.READY
         self._link = None
-        self._state = State.WAITING
+        self._state = ClientState.WAITING
         self._salvage(link)
         link.close(reason)
         with self._lock:

@@ -54,9 +54,9 @@ from smdbus.client._connection import (
     DEFAULT_MAX_BUFFERED,
     DEFAULT_MAX_BUFFERED_BYTES,
     DEFAULT_RECONNECT_DELAY,
+    ClientState,
     Clock,
     OnMessage,
-    State,
 )
 from smdbus.client._errors import BufferFull, ClientClosed
 from smdbus.client._outbox import Outbox
@@ -119,7 +119,7 @@ class PolledClient:
         self._reconnect_us = int(reconnect_delay * 1_000_000)
         self._create_us = int(create_timeout * 1_000_000)
         self._clock: Clock = clock or _now_us
-        self._state = State.IDLE
+        self._state = ClientState.IDLE
         self._lock = threading.Lock()
         self._outbox = Outbox(max_buffered, max_buffered_bytes)
         self._wakeup = Wakeup()
@@ -141,29 +141,29 @@ class PolledClient:
     # -- what the host loop needs ----------------------------------------------
 
     @property
-    def state(self) -> State:
+    def state(self) -> ClientState:
         return self._state
 
     @property
     def closed(self) -> bool:
-        return self._state is State.CLOSED
+        return self._state is ClientState.CLOSED
 
     def watches(self) -> list[tuple[int, int]]:
         """``(descriptor, READ|WRITE)`` pairs to watch now; read again after each service."""
-        if self._state is State.CLOSED:
+        if self._state is ClientState.CLOSED:
             return []
         out = [(self._wakeup.fileno(), _READ)]
         sock = self._sock
         if sock is not None:
             want = _READ
-            if self._hello or (self._state is State.READY and self._outbox.count):
+            if self._hello or (self._state is ClientState.READY and self._outbox.count):
                 want |= _WRITE
             out.append((sock.fileno(), want))
         return out
 
     def start(self) -> None:
         """Begin connecting, from the host loop's thread (does not block)."""
-        if self._state is not State.IDLE:
+        if self._state is not ClientState.IDLE:
             raise RuntimeError(f"client already started ({self._state.value})")
         self._thread_id = threading.get_ident()
         self._attempt()
@@ -173,7 +173,7 @@ class PolledClient:
 
         Call it when a watched descriptor is ready or the last returned timeout passed.
         """
-        if self._state is State.CLOSED:
+        if self._state is ClientState.CLOSED:
             return None
         self._thread_id = threading.get_ident()
         if self._woken:
@@ -183,7 +183,7 @@ class PolledClient:
         deadline = self._deadline
         if deadline is not None and self._clock() >= deadline:
             self._deadline = None
-            if self._state is State.WAITING:
+            if self._state is ClientState.WAITING:
                 self._attempt()
             else:
                 self._lost(f"no CREATE_RESULT within {self._create_us / 1e6:g} s")
@@ -208,7 +208,7 @@ class PolledClient:
         if type(payload) is not bytes:
             payload = payload.encode() if isinstance(payload, str) else bytes(payload)
         cls = int(cls)
-        if self._state is State.CLOSED:
+        if self._state is ClientState.CLOSED:
             raise ClientClosed(f"client is closed; message of class {format_mask(cls)} refused")
         if len(payload) > MAX_BODY:
             raise PayloadTooLarge(cls, len(payload), MAX_BODY)
@@ -230,10 +230,10 @@ class PolledClient:
                     nbytes=ob.nbytes,
                     max_messages=ob.max_messages,
                     max_bytes=ob.max_bytes,
-                    connected=self._state is State.READY,
+                    connected=self._state is ClientState.READY,
                     address=self.address,
                 )
-            if self._state is not State.READY or not first:
+            if self._state is not ClientState.READY or not first:
                 return  # written on READY, or with the batch already waiting
             if threading.get_ident() == self._thread_id:
                 self._flush_locked()  # a lone message goes at once
@@ -256,12 +256,12 @@ class PolledClient:
 
     def close(self) -> None:
         """Write what the socket takes now, then hang up; unsent messages are counted, logged."""
-        if self._state is State.CLOSED:
+        if self._state is ClientState.CLOSED:
             return
-        if self._state is State.READY:
+        if self._state is ClientState.READY:
             self._write()
         self._hang_up()
-        self._state = State.CLOSED
+        self._state = ClientState.CLOSED
         self._deadline = None
         with self._lock:  # with send(): no wake-up is set on a closed descriptor
             dropped = self._outbox.clear()
@@ -277,7 +277,7 @@ class PolledClient:
 
     def _attempt(self) -> None:
         """Connect without blocking: a Unix connect completes at once or fails."""
-        self._state = State.CONNECTING
+        self._state = ClientState.CONNECTING
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.setblocking(False)
         try:
@@ -291,7 +291,7 @@ class PolledClient:
         self._sock = sock
         self._decoder = Decoder(Role.CLIENT)
         self._hello = stream_type_frame(self.stream_name, self.mask, os.getpid())
-        self._state = State.CREATING
+        self._state = ClientState.CREATING
         self._deadline = self._clock() + self._create_us
         self._write()
 
@@ -319,9 +319,9 @@ class PolledClient:
         """Take every complete frame; False when the connection was dropped."""
         sink = self._deliver
         while True:
-            if self._state is State.READY:
+            if self._state is ClientState.READY:
                 self.received += decoder.dispatch(sink, stop_on_false=True)
-            if self._decoder is not decoder or self._state is State.CLOSED:
+            if self._decoder is not decoder or self._state is ClientState.CLOSED:
                 return False  # a callback closed the client
             event = decoder.next_event()
             if event is None:
@@ -330,8 +330,8 @@ class PolledClient:
                 if not event.ok:
                     self._lost(f"the proxy refused the stream (result {event.result})")
                     return False
-                if self._state is State.CREATING:
-                    self._state = State.READY
+                if self._state is ClientState.CREATING:
+                    self._state = ClientState.READY
                     self._deadline = None
                     self.connects += 1
                     log.info("stream created at %s", format_address(self.address))
@@ -352,7 +352,7 @@ class PolledClient:
             except Exception:
                 self.callback_errors += 1
                 log.exception("on_message failed on a %s message", format_mask(cls))
-        return self._state is not State.CLOSED
+        return self._state is not ClientState.CLOSED
 
     def _write(self) -> None:
         sock = self._sock
@@ -364,7 +364,7 @@ class PolledClient:
                 self._hello = self._hello[n:]
                 if self._hello:
                     return
-            if self._state is State.READY:
+            if self._state is ClientState.READY:
                 with self._lock:
                     self._flush_locked()
         except (BlockingIOError, InterruptedError):
@@ -389,9 +389,9 @@ class PolledClient:
         self.sent += before - ob.count
 
     def _lost(self, reason: str) -> None:
-        if self._state is State.CLOSED:
+        if self._state is ClientState.CLOSED:
             return
-        if self._state is State.READY:
+        if self._state is ClientState.READY:
             self.disconnects += 1
         self._hang_up()
         self._wait(reason)
@@ -399,7 +399,7 @@ class PolledClient:
     def _wait(self, reason: str) -> None:
         self.last_error = reason
         log.info("proxy at %s: %s", format_address(self.address), reason)
-        self._state = State.WAITING
+        self._state = ClientState.WAITING
         self._deadline = self._clock() + self._reconnect_us
 
     def _hang_up(self) -> None:

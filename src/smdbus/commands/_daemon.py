@@ -73,7 +73,14 @@ def run(args: argparse.Namespace) -> int:
     signals = PendingSignals()
     if not (args.check or args.print_config):
         signals.catch()  # first: from here on a SIGHUP cannot kill the daemon
-    from smdbus.daemon import DEFAULT_TOML, ConfigError, Daemon, DaemonError, load_config, prepare
+    from smdbus.daemon import (
+        DEFAULT_TOML,
+        Daemon,
+        DaemonConfigError,
+        DaemonError,
+        load_config,
+        prepare,
+    )
 
     if args.print_config:
         sys.stdout.write(DEFAULT_TOML)
@@ -83,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         if args.web:
             config = dataclasses.replace(config, web=dataclasses.replace(config.web, enabled=True))
         prepared = prepare(config)
-    except ConfigError as e:
+    except DaemonConfigError as e:
         print(f"smd daemon: bad config: {e}", file=sys.stderr)
         return 2
     except DaemonError as e:

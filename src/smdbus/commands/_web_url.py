@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from smdbus.commands._options import examples
-from smdbus.daemon import ConfigError, load_config
+from smdbus.daemon import DaemonConfigError, load_config
 from smdbus.web import RuntimeInfoError, read_info
 
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         info = read_info(config.web.directory())
-    except ConfigError as e:
+    except DaemonConfigError as e:
         print(f"smd web-url: bad config: {e}", file=sys.stderr)
         return 2
     except RuntimeInfoError as e:

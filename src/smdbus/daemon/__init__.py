@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from smdbus.daemon._app import Daemon, DaemonError, Prepared, prepare, read_policy
     from smdbus.daemon._config import (
         DEFAULT_TOML,
-        ConfigError,
         DaemonConfig,
+        DaemonConfigError,
         load_config,
         parse_config,
     )
@@ -34,7 +34,7 @@ _HOME = {
     "smdbus.daemon._app": ("Daemon", "DaemonError", "Prepared", "prepare", "read_policy"),
     "smdbus.daemon._config": (
         "DEFAULT_TOML",
-        "ConfigError",
+        "DaemonConfigError",
         "DaemonConfig",
         "load_config",
         "parse_config",
@@ -44,9 +44,9 @@ _HOME = {
 __all__ = [
     "BOOT_STATES",
     "DEFAULT_TOML",
-    "ConfigError",
     "Daemon",
     "DaemonConfig",
+    "DaemonConfigError",
     "DaemonError",
     "LiveView",
     "PendingSignals",

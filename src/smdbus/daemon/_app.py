@@ -51,8 +51,8 @@ from typing import Any
 from smdbus.bus import Bus
 from smdbus.classes import ALL_CLASSES, Class
 from smdbus.daemon._config import (
-    ConfigError,
     DaemonConfig,
+    DaemonConfigError,
     ScriptedButtons,
     build_controller,
     load_config,
@@ -62,7 +62,7 @@ from smdbus.daemon._live import Status
 from smdbus.daemon._signals import PendingSignals
 from smdbus.daemon._systemd import (
     ActivationError,
-    Notifier,
+    SystemdNotifier,
     activated_socket,
     listen_fds,
     socket_address,
@@ -237,7 +237,7 @@ class Daemon:
         on_message: MessageSink | None = None,
         on_note: NoteSink | None = None,
         on_state: StateSink | None = None,
-        notifier: Notifier | None = None,
+        notifier: SystemdNotifier | None = None,
         ready_state: State = State.OPERATIONAL,
         wall_clock: WallClock | None = None,
         signals: PendingSignals | None = None,
@@ -250,7 +250,7 @@ class Daemon:
         self._on_message = on_message
         self._on_state = on_state
         self._note_sink = on_note
-        self.notifier = notifier or Notifier(enabled=self.config.systemd.notify)
+        self.notifier = notifier or SystemdNotifier(enabled=self.config.systemd.notify)
         if not State.CONTEXT_CREATED <= ready_state <= State.OPERATIONAL:
             raise ValueError(f"READY at {ready_state.name}: not a state on the boot's way")
         self.ready_state = ready_state
@@ -723,7 +723,7 @@ class Daemon:
         try:
             config = load_config(source) if not source.startswith("<") else self.config
             access = read_access(config)
-        except (ConfigError, AccessConfigError, OSError) as e:
+        except (DaemonConfigError, AccessConfigError, OSError) as e:
             self.note("error", f"access reload failed: {e}; keeping the rules in force")
             return False
         self._access = access

@@ -10,7 +10,7 @@ Rules
   maximum as well as a minimum (a limit set to 2^63 no longer limits), and
   what the system must hold (the socket group, room for the socket path in
   ``sockaddr_un``) is checked here too. The error
-  (:class:`ConfigError`) names the file and the dotted field
+  (:class:`DaemonConfigError`) names the file and the dotted field
   (``buttons.scripted[0].pattern``) so an operator finds it in one look; nothing has been
   started when it is raised.
 - Relative paths in the file (``policy.file``, ``bus.socket``) are taken
@@ -70,7 +70,7 @@ CPD_TIMEOUT_MAX = 60.0
 """Seconds one CPD probe may take at most (C's typo made it 50 minutes; we default to 3 s)."""
 
 
-class ConfigError(ValueError):
+class DaemonConfigError(ValueError):
     """A configuration that cannot be used; names the file and the field."""
 
     def __init__(self, source: str, field: str, problem: str) -> None:
@@ -371,11 +371,13 @@ def load_config(path: str | Path | None) -> DaemonConfig:
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
-        raise ConfigError(source, "", f"cannot read the config file: {e.strerror or e}") from e
+        raise DaemonConfigError(
+            source, "", f"cannot read the config file: {e.strerror or e}"
+        ) from e
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(source, "", f"not UTF-8 text: {e}") from e
+        raise DaemonConfigError(source, "", f"not UTF-8 text: {e}") from e
     return parse_config(text, source, base=Path(path).resolve().parent)
 
 
@@ -384,10 +386,10 @@ def parse_config(text: str, source: str = "<config>", *, base: Path | None = Non
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(source, "", f"not valid TOML: {e}") from None
+        raise DaemonConfigError(source, "", f"not valid TOML: {e}") from None
     except RecursionError:
         # tomllib parses nesting by recursion: a few hundred levels exhaust the stack.
-        raise ConfigError(
+        raise DaemonConfigError(
             source, _deep_key(text), "arrays or inline tables nested too deeply to read"
         ) from None
     return _Reader(source, base or Path.cwd()).config(doc)
@@ -434,8 +436,8 @@ class _Table:
     def at(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(self.r.source, self.at(key), problem)
+    def fail(self, key: str, problem: str) -> DaemonConfigError:
+        return DaemonConfigError(self.r.source, self.at(key), problem)
 
     def has(self, key: str) -> bool:
         return key in self.data
@@ -578,7 +580,7 @@ class _Reader:
         try:
             return parse_bridge_config(table, base=self.base, path=t.path)
         except BridgeConfigError as e:
-            raise ConfigError(self.source, e.field, e.problem) from None
+            raise DaemonConfigError(self.source, e.field, e.problem) from None
 
     def bus(self, t: _Table) -> BusConfig:
         d = ProxySettings()
@@ -664,7 +666,7 @@ class _Reader:
         try:
             return parse_access(t.data, self.source, base=self.base)
         except AccessConfigError as e:
-            raise ConfigError(self.source, e.field, e.problem) from None
+            raise DaemonConfigError(self.source, e.field, e.problem) from None
 
     def policy(self, t: _Table) -> PolicyConfig:
         cfg = PolicyConfig(file=t.path_value("file"))
@@ -736,10 +738,10 @@ class _Reader:
         for i, item in enumerate(scripted_v):
             where = t.at(f"scripted[{i}]")
             if not isinstance(item, dict):
-                raise ConfigError(self.source, where, "must be a table")
+                raise DaemonConfigError(self.source, where, "must be a table")
             cfg = self.scripted(_Table(self, where, item), i)
             if cfg.controller in names:
-                raise ConfigError(
+                raise DaemonConfigError(
                     self.source, f"{where}.controller", f"{cfg.controller!r} is used twice"
                 )
             names.append(cfg.controller)
@@ -759,8 +761,10 @@ class _Reader:
         except ButtonError as e:
             m = _BUTTON_ERROR.match(str(e))
             if m:
-                raise ConfigError(self.source, f"buttons.{m['field']}", m["problem"]) from None
-            raise ConfigError(self.source, "buttons.controller", str(e)) from None
+                raise DaemonConfigError(
+                    self.source, f"buttons.{m['field']}", m["problem"]
+                ) from None
+            raise DaemonConfigError(self.source, "buttons.controller", str(e)) from None
         return [c.controller.name for c in configured]
 
     def scripted(self, t: _Table, index: int) -> ScriptedButtons:
@@ -823,7 +827,7 @@ class _Reader:
         try:
             build_controller(cfg)
         except ButtonError as e:
-            raise ConfigError(self.source, t.path, str(e)) from None
+            raise DaemonConfigError(self.source, t.path, str(e)) from None
         return cfg
 
 

@@ -38,7 +38,7 @@ class ActivationError(RuntimeError):
     """The environment says we were socket-activated, but the socket is not usable."""
 
 
-class Notifier:
+class SystemdNotifier:
     """Sends sd_notify messages to ``NOTIFY_SOCKET`` (or nowhere when it is unset)."""
 
     def __init__(self, address: str | None = None, *, enabled: bool = True) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from smdbus.button._controller import Controller
-from smdbus.button._errors import ConfigError, SourceUnavailable
+from smdbus.button._errors import ButtonConfigError, SourceUnavailable
 from smdbus.button._events import Edge
 from smdbus.button.sources._optional import require
 
@@ -64,10 +64,10 @@ class EvdevSource:
         for key, button in keys.items():
             code = _key_code(key)
             if code in self.codes:
-                raise ConfigError(f"key {key!r} (code {code}) is mapped twice")
+                raise ButtonConfigError(f"key {key!r} (code {code}) is mapped twice")
             self.codes[code] = controller.index(button)
         if not self.codes:
-            raise ConfigError("an evdev source needs at least one key mapped to a button")
+            raise ButtonConfigError("an evdev source needs at least one key mapped to a button")
         self.monotonic = False
         """True once the device agreed to stamp events with CLOCK_MONOTONIC."""
         self._dev: InputDevice[str] | None = None
@@ -133,17 +133,17 @@ class EvdevSource:
 
 def _key_code(key: int | str) -> int:
     if isinstance(key, bool):
-        raise ConfigError(f"a key is a code or a name such as 'KEY_ENTER', got {key!r}")
+        raise ButtonConfigError(f"a key is a code or a name such as 'KEY_ENTER', got {key!r}")
     if isinstance(key, int):
         if not 0 <= key <= 0x2FF:  # KEY_MAX
-            raise ConfigError(f"key code {key} is out of range 0..767")
+            raise ButtonConfigError(f"key code {key} is out of range 0..767")
         return key
     if key.isdigit():
         return _key_code(int(key))
     ecodes: Any = require("evdev").ecodes
     code = ecodes.ecodes.get(key.upper())
     if not isinstance(code, int) or not (key.upper().startswith(("KEY_", "BTN_"))):
-        raise ConfigError(
+        raise ButtonConfigError(
             f"unknown key name {key!r} (use KEY_* / BTN_* names from linux/input-event-codes.h)"
         )
     return code

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smdbus.button._controller import Controller
-from smdbus.button._errors import ConfigError, SourceUnavailable
+from smdbus.button._errors import ButtonConfigError, SourceUnavailable
 from smdbus.button._events import Edge
 from smdbus.button.sources._optional import require
 
@@ -48,13 +48,15 @@ class LineSpec:
 
     def __post_init__(self) -> None:
         if self.bias not in BIASES:
-            raise ConfigError(f"line {self.line!r}: bias {self.bias!r} is not one of {BIASES}")
+            raise ButtonConfigError(
+                f"line {self.line!r}: bias {self.bias!r} is not one of {BIASES}"
+            )
         if isinstance(self.line, bool) or not isinstance(self.line, int | str):
-            raise ConfigError(f"a line is an offset or a name, got {self.line!r}")
+            raise ButtonConfigError(f"a line is an offset or a name, got {self.line!r}")
         if isinstance(self.line, int) and not 0 <= self.line <= LINE_MAX:
-            raise ConfigError(f"line offset {self.line} is not 0..{LINE_MAX}")
+            raise ButtonConfigError(f"line offset {self.line} is not 0..{LINE_MAX}")
         if not 0 <= self.debounce_ms <= DEBOUNCE_MAX_MS:  # NaN fails too
-            raise ConfigError(
+            raise ButtonConfigError(
                 f"line {self.line!r}: debounce_ms must be 0..{DEBOUNCE_MAX_MS:g}, "
                 f"got {self.debounce_ms!r}"
             )
@@ -87,12 +89,12 @@ class GpiodSource:
         self.controller = controller
         self.consumer = consumer
         if not self.lines:
-            raise ConfigError("a gpiod source needs at least one line")
+            raise ButtonConfigError("a gpiod source needs at least one line")
         seen: set[int | str] = set()
         self._by_line: dict[int | str, int] = {}
         for spec in self.lines:
             if spec.line in seen:
-                raise ConfigError(f"line {spec.line!r} is listed twice")
+                raise ButtonConfigError(f"line {spec.line!r} is listed twice")
             seen.add(spec.line)
             self._by_line[spec.line] = controller.index(spec.button)
         self._offsets: dict[int, int] = {
@@ -146,7 +148,7 @@ class GpiodSource:
         index = self._offsets.get(event.line_offset)
         if index is None:
             if any(isinstance(line, str) for line in self._by_line) and self._request is None:
-                raise ConfigError(
+                raise ButtonConfigError(
                     f"edge on offset {event.line_offset}: lines given by name are only "
                     "known after open()"
                 )
