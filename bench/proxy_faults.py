@@ -53,7 +53,7 @@ from smdbus.wire._control import GREETING
 FLOOD = int(user_class(0))
 PACED = int(user_class(1))
 _SEQ = struct.Struct(">IQ")  # paced payload: seq, send time (ns)
-_CONTROL_MAX_BODY = 0xFFFF - 32  # control replies are JSON, larger than SMD bodies
+_CONTROL_MAX_PAYLOAD = 0xFFFF - 32  # control replies are JSON, larger than SMD bodies
 
 
 def _open(address: str, mask: int, streamtype: str = "_lws_smd") -> socket.socket:
@@ -110,11 +110,11 @@ def _paced_subscriber(address: str, count: int, seconds: float, ready: Any, out:
         now = time.monotonic_ns()
         for event in decoder.feed(data):
             if isinstance(event, RxPayload):
-                _, sent = _SEQ.unpack_from(event.body)
+                _, sent = _SEQ.unpack_from(event.payload)
                 arrivals.append(now)
                 latencies.append(now - sent)
                 sends.append(sent)
-                admitted.append(event.timestamp * 1000)
+                admitted.append(event.timestamp_us * 1000)
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     send_gaps = [b - a for a, b in itertools.pairwise(sends)]
     admit_gaps = [b - a for a, b in itertools.pairwise(admitted)]
@@ -169,7 +169,7 @@ def _flood_sink(address: str, flooders: int, ready: Any, stop: Any, out: Any) ->
         first = first or last
         for event in decoder.feed(data):
             if isinstance(event, RxPayload):
-                counts[event.body[0]] += 1
+                counts[event.payload[0]] += 1
     out.put(("flood", {"counts": counts, "seconds": (last - first) / 1e9}))
 
 
@@ -196,7 +196,7 @@ def _asker(address: str, queries: int, rounds: int, leaves: bool, go: Any, out: 
             time.sleep(0.5)
             continue
         sock.settimeout(5)
-        decoder = Decoder(Role.CLIENT, max_body=_CONTROL_MAX_BODY)
+        decoder = Decoder(Role.CLIENT, max_payload=_CONTROL_MAX_PAYLOAD)
         ends = 0
         while ends < queries:
             try:
@@ -207,7 +207,7 @@ def _asker(address: str, queries: int, rounds: int, leaves: bool, go: Any, out: 
                 break
             for event in decoder.feed(data):
                 if isinstance(event, RxPayload):
-                    reply = json.loads(event.body)
+                    reply = json.loads(event.payload)
                     replies += 1
                     errors += "error" in reply
                     ends += bool(reply.get("end"))
@@ -219,7 +219,7 @@ def _stats(address: str) -> dict[str, Any]:
     sock = _open(address, 0, CONTROL_STREAMTYPE)
     sock.sendall(tx(0, 0, b'{"op":"stats"}'))
     sock.settimeout(5)
-    decoder = Decoder(Role.CLIENT, max_body=_CONTROL_MAX_BODY)
+    decoder = Decoder(Role.CLIENT, max_payload=_CONTROL_MAX_PAYLOAD)
     while True:
         data = sock.recv(1 << 16)
         if not data:
@@ -227,7 +227,7 @@ def _stats(address: str) -> dict[str, Any]:
         for event in decoder.feed(data):
             if isinstance(event, RxPayload):
                 sock.close()
-                stats: dict[str, Any] = json.loads(event.body).get("stats", {})
+                stats: dict[str, Any] = json.loads(event.payload).get("stats", {})
                 return stats
 
 

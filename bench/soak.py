@@ -763,11 +763,11 @@ def _query_stats(address: str) -> dict[str, Any]:
     from smdbus.wire import WireStream
 
     async def ask() -> dict[str, Any]:
-        s = await WireStream.connect(address, 0, streamtype="_smdbus_ctl", max_body=0xFFFF - 32)
+        s = await WireStream.connect(address, 0, streamtype="_smdbus_ctl", max_payload=0xFFFF - 32)
         try:
             await s.send(1, b'{"op":"stats"}')
             msg = await asyncio.wait_for(s.receive(), 3.0)
-            reply: dict[str, Any] = json.loads(msg.body)
+            reply: dict[str, Any] = json.loads(msg.payload)
             return dict(reply.get("stats", {}))
         finally:
             await s.close()

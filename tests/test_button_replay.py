@@ -152,12 +152,12 @@ async def test_send_publishes_through_the_wire() -> None:
     assert stdout.decode().splitlines()[0] == "   20 ms  bc/btn  down"
     assert "sent 3 events to @" in stderr.decode()
     assert [(s.name, s.mask) for s in proxy.streamtypes] == [("_lws_smd", 0)]
-    assert [(p.cls, p.body) for p in proxy.payloads] == [
+    assert [(p.cls, p.payload) for p in proxy.payloads] == [
         (1, b'{"type":"button","src":"bc/btn","event":"down"}'),
         (1, b'{"type":"button","src":"bc/btn","event":"up"}'),
         (1, b'{"type":"button","src":"bc/btn","event":"click"}'),
     ]
-    assert all(p.timestamp > 0 for p in proxy.payloads)
+    assert all(p.timestamp_us > 0 for p in proxy.payloads)
     assert proxy.clean_end, "the publisher should end with EOF, not a reset"
 
 

@@ -21,8 +21,8 @@ from smdbus.client import (
     BufferFull,
     Client,
     ClientClosed,
+    ClientState,
     ProxyUnavailable,
-    State,
     connect,
 )
 from smdbus.errors import PayloadTooLarge
@@ -129,7 +129,7 @@ async def test_streamtype_first_and_payload_layout() -> None:
         first = proxy.events[0]
         assert first == StreamType("_lws_smd", 0x0C, os.getpid(), 1)
         (tx,) = proxy.payloads()
-        assert (tx.cls, tx.timestamp, tx.body, tx.flags) == (4, 1234, b'{"x":0}', 3)
+        assert (tx.cls, tx.timestamp_us, tx.payload, tx.flags) == (4, 1234, b'{"x":0}', 3)
         now_us = time.monotonic_ns() // 1000
         assert 0 <= now_us - tx.time_us < 5_000_000
         await client.close()
@@ -141,7 +141,7 @@ async def test_no_payload_before_create_result() -> None:
         client = await connect(address, Class.NETWORK, wait=False)
         client.send(Class.NETWORK, b"early")
         await proxy.wait_for(lambda: proxy.events)
-        assert client.state is State.CREATING
+        assert client.state is ClientState.CREATING
         await client.close()  # the hang-up comes after anything a wrong client wrote
         await proxy.wait_for(lambda: proxy.hung_up == 1)
         assert [type(e) for e in proxy.events] == [StreamType]
@@ -151,7 +151,7 @@ async def test_no_payload_before_create_result() -> None:
         await proxy.wait_for(lambda: proxy.events)
         proxy.writers[1].write(GREETING)
         await proxy.wait_for(lambda: proxy.payloads())
-        assert proxy.payloads()[0].body == b"early"
+        assert proxy.payloads()[0].payload == b"early"
         await client.close()
 
 
@@ -241,7 +241,7 @@ async def test_outage_buffer_bound_and_delivery_after_reconnect() -> None:
     assert client.stats().refused == 1
     async with proxy:
         await proxy.wait_for(lambda: len(proxy.payloads()) == 5)
-        assert [p.body for p in proxy.payloads()] == [b"0", b"1", b"2", b"3", b"4"]
+        assert [p.payload for p in proxy.payloads()] == [b"0", b"1", b"2", b"3", b"4"]
     await client.close()
 
 
@@ -266,7 +266,7 @@ async def test_lone_send_is_written_at_once_and_a_burst_is_batched() -> None:
         await asyncio.sleep(0)
         assert client.stats().sent == 51
         await proxy.wait_for(lambda: len(proxy.payloads()) == 51)
-        assert [p.body for p in proxy.payloads()] == [b"lone", *(b"%d" % i for i in range(50))]
+        assert [p.payload for p in proxy.payloads()] == [b"lone", *(b"%d" % i for i in range(50))]
         await client.close()
 
 

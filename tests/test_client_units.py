@@ -35,7 +35,7 @@ def test_partial_write_then_rewind_resends_the_cut_frame_whole() -> None:
     assert ob.count == 2
     ob.rewind()  # connection died with frame 1 cut
     events = list(Decoder(Role.PROXY).feed(bytes(ob.data())))
-    assert [e.timestamp for e in events if isinstance(e, TxPayload)] == [1, 2]
+    assert [e.timestamp_us for e in events if isinstance(e, TxPayload)] == [1, 2]
 
 
 def test_everything_written_at_once() -> None:
@@ -63,11 +63,13 @@ def test_any_write_pattern_delivers_each_frame_once(sizes: list[int], data: st.D
         if data.draw(st.booleans()):  # the connection dies: only whole frames counted
             dec = Decoder(Role.PROXY)
             whole = [e for e in dec.feed(bytes(conn)) if isinstance(e, TxPayload)]
-            wire += b"".join(tx_payload_frame(e.cls, e.timestamp, e.body, 0) for e in whole)
+            wire += b"".join(tx_payload_frame(e.cls, e.timestamp_us, e.payload, 0) for e in whole)
             conn.clear()
             ob.rewind()
     wire += conn
-    got = [e.timestamp for e in Decoder(Role.PROXY).feed(bytes(wire)) if isinstance(e, TxPayload)]
+    got = [
+        e.timestamp_us for e in Decoder(Role.PROXY).feed(bytes(wire)) if isinstance(e, TxPayload)
+    ]
     assert got == list(range(len(sizes)))
 
 
@@ -86,7 +88,9 @@ def test_long_run_of_partial_writes_keeps_count_keys_and_order() -> None:
         keys += ob.written(len(chunk))
         counts.append(ob.count)
     assert counts == sorted(counts, reverse=True) and ob.nbytes == 0
-    got = [e.timestamp for e in Decoder(Role.PROXY).feed(bytes(sent)) if isinstance(e, TxPayload)]
+    got = [
+        e.timestamp_us for e in Decoder(Role.PROXY).feed(bytes(sent)) if isinstance(e, TxPayload)
+    ]
     assert got == list(range(n))
     assert keys == [(4, b"body-%d" % i, False) for i in range(0, n, 7)]
     ob.put(frame(n))  # and it goes on after being emptied

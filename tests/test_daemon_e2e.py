@@ -614,7 +614,7 @@ s.sendall(encode_all([StreamType(SMD_STREAMTYPE, Class.NETWORK)]) + burst)
 decoder = Decoder(Role.CLIENT)
 while data := s.recv(65536):  # each CPD result: ask again at once, 100 times
     for ev in decoder.feed(data):
-        if isinstance(ev, RxPayload) and b'"type":"cpd"' in ev.body:
+        if isinstance(ev, RxPayload) and b'"type":"cpd"' in ev.payload:
             s.sendall(burst)
 """
 

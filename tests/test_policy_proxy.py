@@ -176,7 +176,7 @@ async def test_nobody_cannot_inject_system_classes_and_is_counted(
                 (METRICS, b"sentinel"),
             )
             msg = await asyncio.wait_for(root.receive(), WAIT)
-            assert (msg.cls, msg.body) == (METRICS, b"sentinel")  # the first and only
+            assert (msg.cls, msg.payload) == (METRICS, b"sentinel")  # the first and only
             assert await nobody.message() == (METRICS, b"sentinel")  # it was not cut off
             conn = _conn(proxy, 65534)
             comm = Path(f"/proc/{nobody.proc.pid}/comm").read_text().strip()
@@ -256,16 +256,16 @@ async def test_a_flooding_uid_is_held_to_its_quota_and_loses_nothing() -> None:
         sub = await WireStream.connect(address, USER0)
         async with cpeer(address, 0) as nobody:
             nobody.send(*[(USER0, b"n%d" % i) for i in range(30)])
-            got = [(await asyncio.wait_for(sub.receive(), WAIT)).body for _ in range(10)]
+            got = [(await asyncio.wait_for(sub.receive(), WAIT)).payload for _ in range(10)]
             conn = _conn(proxy, 65534)
             await until(lambda: conn.held == "quota")
             assert conn.published == 10
             async with await WireStream.connect(address, 0) as root:
                 await root.send(USER0, b"root")
-            assert (await asyncio.wait_for(sub.receive(), WAIT)).body == b"root"
+            assert (await asyncio.wait_for(sub.receive(), WAIT)).payload == b"root"
             for _ in range(2):
                 clock.now += 1.0  # 100 tokens, of which the burst (10) is kept
-                got += [(await asyncio.wait_for(sub.receive(), WAIT)).body for _ in range(10)]
+                got += [(await asyncio.wait_for(sub.receive(), WAIT)).payload for _ in range(10)]
             assert got == [b"n%d" % i for i in range(30)]
             await until(lambda: conn.held == "quota" or conn.pending is None)
             assert conn.published == 30 and conn.dropped == 0
@@ -282,7 +282,7 @@ async def test_reload_changes_what_an_open_connection_may_do() -> None:
         async with cpeer(address, ALL_CLASSES) as nobody:
             conn = _conn(proxy, 65534)
             nobody.send((STATE, b"before"), (METRICS, b"sentinel 1"))
-            assert (await asyncio.wait_for(sub.receive(), WAIT)).body == b"sentinel 1"
+            assert (await asyncio.wait_for(sub.receive(), WAIT)).payload == b"sentinel 1"
             proxy.set_access(
                 access(
                     {
@@ -295,8 +295,8 @@ async def test_reload_changes_what_an_open_connection_may_do() -> None:
             )
             assert conn.mask == ALL_CLASSES & ~user_class(1)  # moved to its new group
             nobody.send((STATE, b"after"), (METRICS, b"sentinel 2"))
-            assert (await asyncio.wait_for(sub.receive(), WAIT)).body == b"after"
-            assert (await asyncio.wait_for(sub.receive(), WAIT)).body == b"sentinel 2"
+            assert (await asyncio.wait_for(sub.receive(), WAIT)).payload == b"after"
+            assert (await asyncio.wait_for(sub.receive(), WAIT)).payload == b"sentinel 2"
             assert _conn(proxy, 65534) is conn and conn.state == "smd"
             assert proxy.counters["refused_policy"] == 1
         await sub.close()
@@ -325,7 +325,7 @@ async def test_a_uid_past_its_connection_and_outbound_quotas() -> None:
             await root.send(USER0, b"sentinel")
         async with asyncio.timeout(WAIT):
             async for msg in sub:
-                if msg.body == b"sentinel":
+                if msg.payload == b"sentinel":
                     break
         await sub.close()
         assert stuck.proc.returncode is None  # it is the proxy that hung up
@@ -366,7 +366,7 @@ async def test_daemon_reloads_access_on_sighup_without_dropping(tmp_path: Path) 
         sub = await WireStream.connect(address, NET | METRICS)
         async with cpeer(address, 0) as nobody:
             nobody.send((NET, b"forged"), (METRICS, b"sentinel 1"))
-            assert (await asyncio.wait_for(sub.receive(), WAIT)).body == b"sentinel 1"
+            assert (await asyncio.wait_for(sub.receive(), WAIT)).payload == b"sentinel 1"
             await logged("NETWORK message dropped")
             (dropdir / "10-net.toml").write_text(
                 '[[rule]]\nclasses = "NETWORK"\nsend = ["65534"]\n'
@@ -374,7 +374,7 @@ async def test_daemon_reloads_access_on_sighup_without_dropping(tmp_path: Path) 
             daemon.send_signal(signal.SIGHUP)
             await logged("access rules reloaded (1 rules, 0 skipped)")
             nobody.send((NET, b"granted"))
-            assert (await asyncio.wait_for(sub.receive(), WAIT)).body == b"granted"
+            assert (await asyncio.wait_for(sub.receive(), WAIT)).payload == b"granted"
             (dropdir / "20-bad.toml").write_text('[[rule]]\nclasses = "NETWROK"\nsend = []\n')
             daemon.send_signal(signal.SIGHUP)
             await logged("access reload failed")
@@ -382,7 +382,7 @@ async def test_daemon_reloads_access_on_sighup_without_dropping(tmp_path: Path) 
             assert f"{dropdir}/20-bad.toml: rule[0].classes: unknown class 'NETWROK'" in text
             assert "keeping the rules in force" in text
             nobody.send((NET, b"still granted"))
-            assert (await asyncio.wait_for(sub.receive(), WAIT)).body == b"still granted"
+            assert (await asyncio.wait_for(sub.receive(), WAIT)).payload == b"still granted"
             assert nobody.proc.returncode is None  # never dropped
         await sub.close()
     finally:

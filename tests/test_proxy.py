@@ -112,9 +112,9 @@ async def test_golden_handshake_and_own_message_back(proxy: Proxy) -> None:
     after = time.monotonic_ns() // 1000
     [msg] = decode(raw, Role.CLIENT)
     assert isinstance(msg, RxPayload)
-    assert (msg.cls, msg.body, msg.flags, msg.latency_us) == (4, BODY, 3, 0)
+    assert (msg.cls, msg.payload, msg.flags, msg.latency_us) == (4, BODY, 3, 0)
     # stamped at the proxy with real monotonic time (the sender left it 0)
-    assert before <= msg.timestamp <= msg.time_us <= after
+    assert before <= msg.timestamp_us <= msg.time_us <= after
     assert raw[:7] == bytes.fromhex("55003900000003") and raw[7:11] == bytes(4)
     [peer] = proxy.peers()
     assert (peer.pid, peer.uid, peer.client_pid, peer.mask) == (
@@ -135,7 +135,7 @@ async def test_mask_zero_quirk_taken_literally(proxy: Proxy) -> None:
     await sender.send(4, b"network")
     await sender.send(1 << 24, b"user0")
     msg = await quirk.message()
-    assert (msg.cls, msg.body) == (1 << 24, b"user0")
+    assert (msg.cls, msg.payload) == (1 << 24, b"user0")
     assert proxy.peers()[0].mask == 0x1DCD6500 and proxy.peers()[0].mask_names == "0x1dcd6500"
     await sender.close()
     quirk.close()
@@ -148,11 +148,11 @@ async def test_delivery_follows_masks_in_queue_order(proxy: Proxy) -> None:
     for i in range(100):
         pub.write(tx_payload_frame(2 if i % 3 else 4, 0, b"%d" % i))
     got_both = [await both.message() for _ in range(100)]
-    assert [m.body for m in got_both] == [b"%d" % i for i in range(100)]
+    assert [m.payload for m in got_both] == [b"%d" % i for i in range(100)]
     got_net = [await net.message() for _ in range(34)]
-    assert [m.body for m in got_net] == [b"%d" % i for i in range(0, 100, 3)]
+    assert [m.payload for m in got_net] == [b"%d" % i for i in range(0, 100, 3)]
     assert all(m.cls == 4 for m in got_net)
-    ts = [m.timestamp for m in got_both]
+    ts = [m.timestamp_us for m in got_both]
     assert ts == sorted(ts)
     for c in (net, both, pub):
         c.close()
@@ -187,7 +187,7 @@ async def test_bad_frames_close_only_that_connection(
     assert proxy.counters["protocol_errors"] == 1
     # the other connection is undisturbed
     good.write(tx_payload_frame(4, 0, b"still here"))
-    assert (await good.message()).body == b"still here"
+    assert (await good.message()).payload == b"still here"
     good.close()
 
 
@@ -218,7 +218,7 @@ async def test_accepted_and_ignored_frames(proxy: Proxy) -> None:
         c.write(encode(event))
     c.write(b"\xb3\x00\x00")  # link validity probe
     c.write(tx_payload_frame(4, 0, b"after"))
-    assert (await c.message()).body == b"after"
+    assert (await c.message()).payload == b"after"
     c.close()
 
 
@@ -300,7 +300,7 @@ async def test_full_bus_queue_pauses_the_publisher_without_loss() -> None:
         sub = await (await Raw.open(p.address)).joined(4)
         pub = await (await Raw.open(p.address)).joined(0)
         pub.write(b"".join(tx_payload_frame(4, 0, b"%d" % i) for i in range(2000)))
-        got = [(await sub.message()).body for _ in range(2000)]
+        got = [(await sub.message()).payload for _ in range(2000)]
         assert got == [b"%d" % i for i in range(2000)]
         assert p.counters["held_queue"] > 100
         assert p.counters["published"] == 2000
@@ -321,7 +321,7 @@ async def test_slow_reader_holds_publisher_then_catches_up() -> None:
             await asyncio.sleep(0.005)
         assert p.congested_mask == 4 and p.counters["held_congestion"] >= 1
         assert p.peers()[0].buffered < settings.max_buffer
-        got = [(await sub.message()).body for _ in range(n)]
+        got = [(await sub.message()).payload for _ in range(n)]
         assert got == [b"%d" % i for i in range(n)]
         await writer
         assert p.counters["slow_disconnects"] == p.counters["stall_disconnects"] == 0
@@ -466,7 +466,7 @@ def test_fanout_group_shares_frames_and_a_late_joiner_gets_only_later_ones() -> 
     group.flush()
 
     def bodies(out: _Sink) -> list[bytes]:
-        return [e.body for e in decode(bytes(out.data), Role.CLIENT) if isinstance(e, RxPayload)]
+        return [e.payload for e in decode(bytes(out.data), Role.CLIENT) if isinstance(e, RxPayload)]
 
     assert bodies(a_out) == [b"early", b"late"]
     assert bodies(b_out) == [b"late"], "nothing delivered before it joined"
@@ -485,7 +485,7 @@ async def test_close_delivers_what_was_sent_before_it_then_hangs_up() -> None:
     await p.close()  # no loop pass in between: the message is still queued on the bus
     rest = await c.closed_by_proxy()
     [msg] = decode(rest, Role.CLIENT)
-    assert isinstance(msg, RxPayload) and msg.body == b'{"state":"DESTROYING"}'
+    assert isinstance(msg, RxPayload) and msg.payload == b'{"state":"DESTROYING"}'
     c.close()
 
 
@@ -499,7 +499,7 @@ async def test_inherited_socket_is_served_and_its_file_left_alone(tmp_path: Path
     await p.start()
     c = await (await Raw.open(path)).joined(int(Class.NETWORK))
     p.bus.send(Class.NETWORK, b"hello")
-    assert (await c.message()).body == b"hello"
+    assert (await c.message()).payload == b"hello"
     c.close()
     await p.close()
     assert os.path.exists(path)

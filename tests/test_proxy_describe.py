@@ -28,7 +28,7 @@ from smdbus.commands._peers import format_table, query_peers
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.proxy._control import DESCRIBE_BURST, DESCRIBE_RATE
 from smdbus.wire import (
-    CONTROL_MAX_BODY,
+    CONTROL_MAX_PAYLOAD,
     CONTROL_STREAMTYPE,
     MAX_LABEL,
     WireStream,
@@ -45,11 +45,11 @@ def _address() -> str:
 
 async def _ask(address: str, query: bytes) -> dict[str, Any]:
     stream = await WireStream.connect(
-        address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+        address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
     )
     try:
         await stream.send(0, query)
-        answer: dict[str, Any] = json.loads((await stream.receive()).body)
+        answer: dict[str, Any] = json.loads((await stream.receive()).payload)
         return answer
     finally:
         await stream.close()
@@ -144,17 +144,17 @@ async def test_a_client_labels_its_stream_peers_shows_it_escaped_and_it_survives
 
 ASKER = """
 import asyncio, json, sys
-from smdbus.wire._control import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, describe_query
+from smdbus.wire._control import CONTROL_MAX_PAYLOAD, CONTROL_STREAMTYPE, describe_query
 from smdbus.wire._stream import WireStream
 
 async def main(address, ident):
     stream = await WireStream.connect(
-        address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+        address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
     )
     answers = []
     for query in (describe_query("forged", ident), describe_query("forged")):
         await stream.send(0, query)
-        answers.append(json.loads((await stream.receive()).body))
+        answers.append(json.loads((await stream.receive()).payload))
     print(json.dumps(answers), flush=True)
     await stream.close()
 
@@ -215,7 +215,7 @@ async def test_a_label_is_bounded_rate_limited_and_kept_when_its_connection_clos
             not_text = await _ask(address, b'{"op":"describe","label":7}')
             assert "label must be a string" in not_text["error"]
             stream = await WireStream.connect(
-                address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+                address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
             )
             answers = []
             for i in range(DESCRIBE_BURST + 1):  # the clock stands still: no token comes back
@@ -224,7 +224,7 @@ async def test_a_label_is_bounded_rate_limited_and_kept_when_its_connection_clos
                     f"{i:03d}" + "y" * (MAX_LABEL - 3),
                 ):
                     await stream.send(0, describe_query(label))  # the same twice: one change
-                    answers.append(json.loads((await stream.receive()).body))
+                    answers.append(json.loads((await stream.receive()).payload))
             await stream.close()
             assert all(a == {"described": [mine["id"]], "end": True} for a in answers[:-2])
             assert "changed label over" in answers[-2]["error"]

@@ -54,7 +54,7 @@ def _frozen() -> float:
 
 
 async def _take(sub: WireStream, n: int) -> list[bytes]:
-    return [(await asyncio.wait_for(sub.receive(), 5)).body[:6] for _ in range(n)]
+    return [(await asyncio.wait_for(sub.receive(), 5)).payload[:6] for _ in range(n)]
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -267,11 +267,11 @@ PEERS = tx_payload_frame(0, 0, b'{"op":"peers"}')
 async def _replies(sock: socket.socket) -> list[dict[str, Any]]:
     """Every reply until the proxy hangs up."""
     loop = asyncio.get_running_loop()
-    decoder = Decoder(Role.CLIENT, max_body=0xFFFF - 32)
+    decoder = Decoder(Role.CLIENT, max_payload=0xFFFF - 32)
     out: list[dict[str, Any]] = []
     sock.setblocking(False)
     while data := await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 5):
-        out += [json.loads(e.body) for e in decoder.feed(data) if isinstance(e, RxPayload)]
+        out += [json.loads(e.payload) for e in decoder.feed(data) if isinstance(e, RxPayload)]
     return out
 
 
@@ -325,17 +325,17 @@ async def test_publisher_flows_while_a_query_waits_for_its_asker() -> None:
         pub = await WireStream.connect(proxy.address, 0)
         for i in range(100):
             await pub.send(USER0, b"%06d" % i)
-            assert (await asyncio.wait_for(sub.receive(), 5)).body == b"%06d" % i
+            assert (await asyncio.wait_for(sub.receive(), 5)).payload == b"%06d" % i
         assert proxy.stats()["queries"] == 1, "still waiting for its asker"
         assert proxy.counters["control_records"] == records, "and no work done meanwhile"
-        decoder = Decoder(Role.CLIENT, max_body=0xFFFF - 32)
+        decoder = Decoder(Role.CLIENT, max_payload=0xFFFF - 32)
         loop = asyncio.get_running_loop()
         asker.setblocking(False)
         end: dict[str, Any] = {}
         while not end:
             data = await asyncio.wait_for(loop.sock_recv(asker, 1 << 16), 5)
             for e in decoder.feed(data):
-                if isinstance(e, RxPayload) and "count" in (reply := json.loads(e.body)):
+                if isinstance(e, RxPayload) and "count" in (reply := json.loads(e.payload)):
                     end = reply
         assert end["count"] >= n and proxy.stats()["queries"] == 0
         asker.close()

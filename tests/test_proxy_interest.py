@@ -14,7 +14,7 @@ from smdbus.classes import Class
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.wire import WireStream, create_result_frame
 from smdbus.wire._control import (
-    CONTROL_MAX_BODY,
+    CONTROL_MAX_PAYLOAD,
     CONTROL_STREAMTYPE,
     PROXY_MARK,
     WATCH_QUERY,
@@ -31,14 +31,14 @@ async def proxy() -> AsyncIterator[Proxy]:
 
 async def watch(proxy: Proxy) -> WireStream:
     w = await WireStream.connect(
-        proxy.address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+        proxy.address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
     )
     await w.send(0, WATCH_QUERY)
     return w
 
 
 async def told(w: WireStream) -> int | None:
-    return parse_interest((await asyncio.wait_for(w.receive(), 2)).body)
+    return parse_interest((await asyncio.wait_for(w.receive(), 2)).payload)
 
 
 async def test_watchers_are_told_the_union_now_and_on_every_change(proxy: Proxy) -> None:

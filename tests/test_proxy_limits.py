@@ -195,7 +195,7 @@ async def test_another_uid_fills_its_cap_and_the_shared_slots_root_still_connect
         sub = await WireStream.connect(p.address, 4)
         pub = await WireStream.connect(p.address, 0)
         await pub.send(4, b"root still here")
-        assert (await asyncio.wait_for(sub.receive(), 2)).body == b"root still here"
+        assert (await asyncio.wait_for(sub.receive(), 2)).payload == b"root still here"
         peers, summary = await query_peers(p.address)
         assert sorted(x["uid"] for x in peers).count(65534) == 6
         assert summary["stats"]["refused_per_uid"] == 2
@@ -406,7 +406,7 @@ async def test_outbound_budget_drops_the_stalled_holding_most(budget_proxy: Prox
         decoder.feed(await asyncio.wait_for(good_r.read(1 << 16), 10))
         for ev in decoder.events():
             if isinstance(ev, RxPayload):
-                assert ev.body.startswith(b"%d:" % got)
+                assert ev.payload.startswith(b"%d:" % got)
                 got += 1
     await writer
     watcher.cancel()

@@ -20,7 +20,7 @@ import smdbus.proxy._monitor as monitor_module
 from smdbus.classes import ALL_CLASSES
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.wire import (
-    CONTROL_MAX_BODY,
+    CONTROL_MAX_PAYLOAD,
     CONTROL_STREAMTYPE,
     WireStream,
     create_result_frame,
@@ -49,15 +49,15 @@ pytestmark = pytest.mark.skipif(
 
 async def _monitor(address: str, mask: int = ALL_CLASSES) -> tuple[WireStream, int]:
     stream = await WireStream.connect(
-        address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+        address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
     )
     await stream.send(0, monitor_query(mask))
-    first = json.loads((await asyncio.wait_for(stream.receive(), WAIT)).body)
+    first = json.loads((await asyncio.wait_for(stream.receive(), WAIT)).payload)
     return stream, first["monitor"]
 
 
 async def _record(stream: WireStream) -> dict[str, Any]:
-    msg = json.loads((await asyncio.wait_for(stream.receive(), WAIT)).body)["msg"]
+    msg = json.loads((await asyncio.wait_for(stream.receive(), WAIT)).payload)["msg"]
     assert isinstance(msg, dict)
     return msg
 

@@ -35,7 +35,7 @@ async def main(role, address, mask, n, tag, members):
             if i == 0:
                 first = prev = now
             gap, prev = max(gap, now - prev), now
-            if int(m.body.split(b":")[1]) != i:
+            if int(m.payload.split(b":")[1]) != i:
                 in_order = False
         out = {"count": n, "first": first, "last": prev, "in_order": in_order, "max_gap": gap}
         print(json.dumps(out), flush=True)
@@ -60,7 +60,7 @@ async def main(role, address, mask, n, tag, members):
         seen = {}
         for _ in range(n * members):
             m = await s.receive()
-            who, seq = m.body.split(b":")
+            who, seq = m.payload.split(b":")
             if int(seq) != seen.get(who.decode(), 0):
                 raise SystemExit(f"out of order from {who!r}: {seq!r}")
             seen[who.decode()] = int(seq) + 1

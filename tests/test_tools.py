@@ -240,9 +240,9 @@ def test_payload_limits_say_which_applies() -> None:
     from smdbus import Bus, Class, Client, PayloadTooLarge
     from smdbus.bus import MAX_PAYLOAD
     from smdbus.errors import IN_PROCESS_LIMIT, WIRE_LIMIT
-    from smdbus.wire import MAX_BODY
+    from smdbus.wire import WIRE_MAX_PAYLOAD
 
-    assert (IN_PROCESS_LIMIT, WIRE_LIMIT) == (MAX_PAYLOAD, MAX_BODY) == (384, 383)
+    assert (IN_PROCESS_LIMIT, WIRE_LIMIT) == (MAX_PAYLOAD, WIRE_MAX_PAYLOAD) == (384, 383)
     bus = Bus()
     bus.register(Class.NETWORK, lambda *a: None)
     assert bus.send(Class.NETWORK, bytes(384))

@@ -91,11 +91,11 @@ def test_our_proxy_is_recognised_and_batched_copies_are_whole(
                 for e in decoder.feed(data):
                     if type(e) is TxPayload:
                         got.append(e)
-                        peer.sendall(rx_payload_frame(e.cls, 0, e.body))
+                        peer.sendall(rx_payload_frame(e.cls, 0, e.payload))
             done.set()
 
         threading.Thread(target=echo, daemon=True).start()
         assert s.publish(1, b"hello", 50, timeout=5) == 0
         assert done.wait(5)
-    assert [(e.cls, e.body) for e in got] == [(1, b"hello")] * 50
+    assert [(e.cls, e.payload) for e in got] == [(1, b"hello")] * 50
     peers[0].close()

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smdbus.wire import (
-    MAX_BODY,
+    WIRE_MAX_PAYLOAD,
     ClientBoundEvent,
     ConnState,
     CreateResult,
@@ -50,7 +50,7 @@ BAD_TO_PROXY: list[tuple[str, bytes, Problem]] = [
     ("txcr of 5 bytes", b"\xaf\x00\x05" + bytes(5), Problem.BAD_LENGTH),
     ("payload shorter than headers", b"\xad\x00\x10" + bytes(16), Problem.SHORT_BODY),
     ("streamtype without name", b"\xaa\x00\x09\x01" + bytes(8), Problem.SHORT_BODY),
-    ("body of 384", tx_payload_frame(4, 0, bytes(MAX_BODY + 1)), Problem.BODY_TOO_LARGE),
+    ("body of 384", tx_payload_frame(4, 0, bytes(WIRE_MAX_PAYLOAD + 1)), Problem.PAYLOAD_TOO_LARGE),
     ("streamtype version 2", b"\xaa\x00\x0a\x02" + bytes(8) + b"x", Problem.BAD_VERSION),
     ("streamtype name not utf-8", b"\xaa\x00\x0a\x01" + bytes(8) + b"\xff", Problem.BAD_NAME),
     ("metadata name overruns", b"\xae\x00\x02\x05x", Problem.BAD_LENGTH),
@@ -104,8 +104,8 @@ def test_frame_limit_is_checked_on_the_header_alone() -> None:
 
 def test_body_limit_is_a_setting() -> None:
     frame = tx_payload_frame(4, 0, bytes(20))
-    assert isinstance(decode(frame, Role.PROXY, max_body=19)[0], DecodeError)
-    assert decode(frame, Role.PROXY, max_body=20) == [TxPayload(4, 0, bytes(20))]
+    assert isinstance(decode(frame, Role.PROXY, max_payload=19)[0], DecodeError)
+    assert decode(frame, Role.PROXY, max_payload=20) == [TxPayload(4, 0, bytes(20))]
 
 
 def test_builders_refuse_values_out_of_range() -> None:
@@ -155,7 +155,7 @@ u32 = st.integers(0, 2**32 - 1)
 u64 = st.integers(0, 2**64 - 1)
 s32 = st.integers(-(2**31), 2**31 - 1)
 names = st.text(min_size=1, max_size=20).filter(lambda s: 0 < len(s.encode()) < 200)
-bodies = st.binary(max_size=MAX_BODY)
+bodies = st.binary(max_size=WIRE_MAX_PAYLOAD)
 
 to_proxy: st.SearchStrategy[ProxyBoundEvent] = st.one_of(
     st.builds(StreamType, names, u32, u32, st.just(1)),
@@ -263,7 +263,7 @@ def _dispatch_all(role: Role, data: bytes, cuts: list[int]) -> list[Event]:
 
 def _without_ss_header(events: list[Event]) -> list[Event]:
     """dispatch hands over class, timestamp and body; the rest is left at its default."""
-    return [type(e)(e.cls, e.timestamp, e.body) if isinstance(e, TxPayload | RxPayload) else e
+    return [type(e)(e.cls, e.timestamp_us, e.payload) if isinstance(e, TxPayload | RxPayload) else e
             for e in events]  # fmt: skip
 
 
@@ -319,25 +319,25 @@ def test_dispatch_limit_hold_mask_stop_and_interruption() -> None:
 
 
 def test_dispatch_leaves_malformed_and_oversize_frames_to_next_event() -> None:
-    decoder = Decoder(Role.PROXY, max_body=10)
+    decoder = Decoder(Role.PROXY, max_payload=10)
     decoder.feed(tx_payload_frame(4, 0, b"ok") + tx_payload_frame(4, 0, bytes(11)))
     seen: list[bytes] = []
     assert decoder.dispatch(lambda c, t, b: seen.append(b)) == 1 and seen == [b"ok"]
     assert decoder.dispatch(lambda c, t, b: seen.append(b)) == 0
     error = decoder.next_event()
-    assert isinstance(error, DecodeError) and error.problem is Problem.BODY_TOO_LARGE
+    assert isinstance(error, DecodeError) and error.problem is Problem.PAYLOAD_TOO_LARGE
 
 
-def test_dispatch_bodies_hands_class_and_body_only() -> None:
+def test_dispatch_payloads_hands_class_and_payload_only() -> None:
     stream = encode_all([TxPayload(4, 99, b"a"), TxPayload(2, 98, b"b"), OnwardConnect()])
     decoder = Decoder(Role.PROXY)
     decoder.feed(stream)
     sent: list[tuple[int, bytes]] = []
-    assert decoder.dispatch_bodies(lambda c, b: sent.append((c, b)), hold_mask=2) == 1
+    assert decoder.dispatch_payloads(lambda c, b: sent.append((c, b)), hold_mask=2) == 1
     assert sent == [(4, b"a")]
-    assert decoder.dispatch_bodies(lambda c, b: sent.append((c, b))) == 1
+    assert decoder.dispatch_payloads(lambda c, b: sent.append((c, b))) == 1
     assert sent[-1] == (2, b"b") and decoder.dispatched == 1
-    assert decoder.dispatch_bodies(lambda c, b: sent.append((c, b))) == 0
+    assert decoder.dispatch_payloads(lambda c, b: sent.append((c, b))) == 0
     assert decoder.next_event() == OnwardConnect()
 
 

@@ -12,7 +12,7 @@ class SmdError(Exception):
 IN_PROCESS_LIMIT = 384
 """lws_smd's payload limit in one process (``LWS_SMD_MAX_PAYLOAD``; ``smdbus.bus.MAX_PAYLOAD``)."""
 WIRE_LIMIT = 383
-"""The C proxy's limit for a body on the ``_lws_smd`` wire, one less (``smdbus.wire.MAX_BODY``)."""
+"""The C proxy's limit for a payload on the ``_lws_smd`` wire, one less (``WIRE_MAX_PAYLOAD``)."""
 
 
 def _which_limit(limit: int) -> str:

@@ -60,7 +60,7 @@ class BridgedClient(Protocol):
 
     def send_bridged(self, cls: int, ts: int, payload: bytes) -> bool: ...
 
-    def is_echo(self, cls: int, body: bytes) -> bool: ...
+    def is_echo(self, cls: int, payload: bytes) -> bool: ...
 
     def resume_input(self) -> None: ...
 
@@ -101,12 +101,12 @@ class Bridge:
         if heard:  # else nobody listens at the proxy: refused there, as lws_smd does
             self.forwarded_out += 1
 
-    def _from_proxy(self, cls: int, ts: int, body: bytes) -> bool:
+    def _from_proxy(self, cls: int, ts: int, payload: bytes) -> bool:
         """A message from the proxy: into the local bus unless it is our echo."""
-        if self.client.is_echo(cls, body):
+        if self.client.is_echo(cls, payload):
             return True
         try:
-            self.bus.forward(cls, ts, body, exclude=self.participant)
+            self.bus.forward(cls, ts, payload, exclude=self.participant)
         except QueueFull:
             if not self._waiting_room:
                 self._waiting_room = True

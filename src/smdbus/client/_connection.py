@@ -84,11 +84,11 @@ from smdbus.errors import PayloadTooLarge
 from smdbus.wire import (
     DEFAULT_ADDRESS,
     FLAGS_WHOLE,
-    MAX_BODY,
     MAX_LABEL,
     PAYLOAD_HEAD,
     PAYLOAD_OVERHEAD,
     SMD_STREAMTYPE,
+    WIRE_MAX_PAYLOAD,
     CreateResult,
     FrameType,
     RemoteProtocolError,
@@ -492,8 +492,8 @@ class Client:
         if state is _CLOSED:
             raise ClientClosed(f"client is closed; message of class {format_mask(cls)} refused")
         size = len(payload)
-        if size > MAX_BODY:
-            raise PayloadTooLarge(cls, size, MAX_BODY)
+        if size > WIRE_MAX_PAYLOAD:
+            raise PayloadTooLarge(cls, size, WIRE_MAX_PAYLOAD)
         if not 0 < cls < 1 << 64:
             raise ValueError(f"class must be a non-empty 64-bit mask, got {cls:#x}")
         interest = self._interest
@@ -697,9 +697,9 @@ class Client:
             self.resume_input()
         return msg
 
-    def _to_inbox(self, cls: int, ts: int, body: bytes) -> bool:
+    def _to_inbox(self, cls: int, ts: int, payload: bytes) -> bool:
         inbox = self._inbox
-        inbox.append(_new(Message, (cls, ts, body)))  # Message(...) without its Python __new__
+        inbox.append(_new(Message, (cls, ts, payload)))  # Message(...) without its Python __new__
         w = self._inbox_waiter
         if w is not None:
             self._inbox_waiter = None
@@ -707,9 +707,9 @@ class Client:
                 w.set_result(None)
         return len(inbox) < self.max_inbox
 
-    def _to_callback(self, cls: int, ts: int, body: bytes) -> bool:
+    def _to_callback(self, cls: int, ts: int, payload: bytes) -> bool:
         try:
-            self._on_message(cls, ts, body)  # type: ignore[misc]
+            self._on_message(cls, ts, payload)  # type: ignore[misc]
         except NotNow:
             raise
         except Exception:
@@ -771,12 +771,12 @@ class Client:
         link.conn.receive_data(data)
         self._pump()
 
-    def _check_confirm(self, cls: int, ts: int, body: bytes) -> bool:
+    def _check_confirm(self, cls: int, ts: int, payload: bytes) -> bool:
         """The sink while confirmations are awaited: count our own echo, then deliver."""
         confirm = self._confirm
-        if confirm.is_echo((cls, body)) and not confirm and self._drain_waiters:
+        if confirm.is_echo((cls, payload)) and not confirm and self._drain_waiters:
             self._wake_drain()
-        return self._sink(cls, ts, body)
+        return self._sink(cls, ts, payload)
 
     def _pump(self) -> None:
         """Offer held, backlogged and decoded messages to the sink until it says stop."""
@@ -850,11 +850,11 @@ class Client:
                 self._received += 1  # dispatch takes these; only a leftover lands here
                 try:
                     fn = self._check_confirm if confirm else sink
-                    if not fn(ev.cls, ev.timestamp, ev.body):
+                    if not fn(ev.cls, ev.timestamp_us, ev.payload):
                         self.pause_input()
                         return
                 except NotNow:
-                    self._held = (ev.cls, ev.timestamp, ev.body)
+                    self._held = (ev.cls, ev.timestamp_us, ev.payload)
                     self.pause_input()
                     return
             elif type(ev) is CreateResult:
@@ -1120,7 +1120,7 @@ class Client:
             return
         for ev in link.conn.decoder.events():
             if type(ev) is RxPayload:
-                self._backlog.append((ev.cls, ev.timestamp, ev.body))
+                self._backlog.append((ev.cls, ev.timestamp_us, ev.payload))
 
     # -- bridging ----------------------------------------------------------
 
@@ -1137,9 +1137,9 @@ class Client:
         """Send a local bus message on, expecting its echo if our mask matches it."""
         return self._send(cls, payload, ts, True)
 
-    def is_echo(self, cls: int, body: bytes) -> bool:
+    def is_echo(self, cls: int, payload: bytes) -> bool:
         """Whether a message from the proxy is the echo of one the bridge sent (used up)."""
-        return self._echo.is_echo((cls, body))
+        return self._echo.is_echo((cls, payload))
 
     # -- introspection -------------------------------------------------------
 

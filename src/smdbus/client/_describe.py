@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable
 
 from smdbus._escape import printable
-from smdbus.wire import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, describe_query, format_address
+from smdbus.wire import CONTROL_MAX_PAYLOAD, CONTROL_STREAMTYPE, describe_query, format_address
 
 log = logging.getLogger("smdbus.client")
 
@@ -44,7 +44,7 @@ async def keep_described(
 
     try:
         stream = await WireStream.connect(
-            address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+            address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
         )
     except ConnectionError as exc:
         log.debug("cannot describe this client to %s: %s", format_address(address), exc)
@@ -53,7 +53,7 @@ async def keep_described(
         while True:
             changed.clear()
             await stream.send(0, describe_query(label_of()))
-            answer = json.loads((await stream.receive()).body)
+            answer = json.loads((await stream.receive()).payload)
             if isinstance(answer, dict) and "error" in answer:
                 log.debug("the proxy refused this client's label: %s", printable(str(answer)))
                 with contextlib.suppress(TimeoutError):

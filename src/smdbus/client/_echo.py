@@ -7,7 +7,7 @@ locally; when the proxy echoes it back, forwarding it into the local bus
 again would deliver it twice. So the bridge remembers what it sent.
 
 The rule: every message the bridge wrote to the proxy whose class is in the
-connection's mask is *expected back*, keyed by ``(class, body)``. The first
+connection's mask is *expected back*, keyed by ``(class, payload)``. The first
 message from the proxy with an expected key is taken as the echo and is not
 forwarded; the expectation is used up.
 

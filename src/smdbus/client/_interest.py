@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 
 from smdbus.wire import (
-    CONTROL_MAX_BODY,
+    CONTROL_MAX_PAYLOAD,
     CONTROL_STREAMTYPE,
     WATCH_QUERY,
     format_address,
@@ -46,7 +46,7 @@ async def watch_interest(
 
     try:
         stream = await WireStream.connect(
-            address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+            address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
         )
     except ConnectionError as exc:
         log.debug("no interest watch on %s: %s", format_address(address), exc)
@@ -55,10 +55,10 @@ async def watch_interest(
     try:
         await stream.send(0, WATCH_QUERY)
         async for msg in stream:
-            mask = parse_interest(msg.body)
+            mask = parse_interest(msg.payload)
             if mask is not None:
                 if on_denied is not None:
-                    on_denied(parse_denied(msg.body))
+                    on_denied(parse_denied(msg.payload))
                 on_mask(mask)
     except ConnectionError as exc:
         log.debug("interest watch on %s ended: %s", format_address(address), exc)

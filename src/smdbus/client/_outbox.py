@@ -31,9 +31,9 @@ from smdbus.wire import PAYLOAD_CLASS
 _unpack_class = PAYLOAD_CLASS.unpack_from
 
 EchoKey: TypeAlias = tuple[int, bytes]
-"""``(class, body)``: what identifies our own message when the proxy echoes it."""
+"""``(class, payload)``: what identifies our own message when the proxy echoes it."""
 OutboxKey: TypeAlias = tuple[int, bytes, bool]
-"""``(class, body, bridged)``: an echo key, and whether the bridge sent it."""
+"""``(class, payload, bridged)``: an echo key, and whether the bridge sent it."""
 
 
 class Outbox:

@@ -63,8 +63,8 @@ from smdbus.client._outbox import Outbox
 from smdbus.errors import PayloadTooLarge
 from smdbus.wire import (
     DEFAULT_ADDRESS,
-    MAX_BODY,
     SMD_STREAMTYPE,
+    WIRE_MAX_PAYLOAD,
     CreateResult,
     DecodeError,
     Decoder,
@@ -210,8 +210,8 @@ class PolledClient:
         cls = int(cls)
         if self._state is ClientState.CLOSED:
             raise ClientClosed(f"client is closed; message of class {format_mask(cls)} refused")
-        if len(payload) > MAX_BODY:
-            raise PayloadTooLarge(cls, len(payload), MAX_BODY)
+        if len(payload) > WIRE_MAX_PAYLOAD:
+            raise PayloadTooLarge(cls, len(payload), WIRE_MAX_PAYLOAD)
         if not 0 < cls < 1 << 64:
             raise ValueError(f"class must be a non-empty 64-bit mask, got {cls:#x}")
         now = self._clock()

@@ -54,10 +54,10 @@ class ThreadedClient:
     async def _bridge(self, bus: Bus, export_mask: int | None) -> Bridge:
         return self.client.bridge(bus, export_mask)
 
-    def _to_queue(self, cls: int, ts: int, body: bytes) -> bool:
+    def _to_queue(self, cls: int, ts: int, payload: bytes) -> bool:
         with self._cond:
             q = self._queue
-            q.append(Message(cls, ts, body))
+            q.append(Message(cls, ts, payload))
             self._cond.notify()
             return len(q) < self.client.max_inbox
 

@@ -47,7 +47,7 @@ from smdbus._escape import printable
 from smdbus.classes import ALL_CLASSES, Class, class_names, parse_mask
 from smdbus.commands._options import add_socket, examples, positive_float, positive_int
 from smdbus.wire import (
-    CONTROL_MAX_BODY,
+    CONTROL_MAX_PAYLOAD,
     CONTROL_STREAMTYPE,
     RxPayload,
     WireStream,
@@ -215,12 +215,12 @@ def _wall(timestamp_us: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(time.time() - age)
 
 
-def shown_text(body: bytes) -> tuple[str, bool]:
+def shown_text(payload: bytes) -> tuple[str, bool]:
     """The payload as a line shows it, and whether it is text (else ``<n bytes> hex``)."""
     try:
-        text = body.decode()
+        text = payload.decode()
     except UnicodeDecodeError:
-        return f"<{len(body)} bytes> {body.hex()}", False
+        return f"<{len(payload)} bytes> {payload.hex()}", False
     return printable(text), True
 
 
@@ -255,12 +255,12 @@ def format_line(
     msg: RxPayload, *, pretty: bool = False, colour: bool = False, sender: Sender | None = None
 ) -> str:
     """``HH:MM:SS.ffffff  CLASSES       [sender] payload`` (the payload as sent, escaped)."""
-    when = _wall(msg.timestamp).strftime("%H:%M:%S.%f")
+    when = _wall(msg.timestamp_us).strftime("%H:%M:%S.%f")
     names = "|".join(class_names(msg.cls)) or "0"
-    shown, is_text = shown_text(msg.body)
+    shown, is_text = shown_text(msg.payload)
     if pretty and is_text:
         try:
-            obj = json.loads(msg.body)
+            obj = json.loads(msg.payload)
         except ValueError:
             pass
         else:
@@ -276,15 +276,15 @@ def format_line(
 def format_json(msg: RxPayload, sender: Sender | None = None) -> str:
     """One JSON object: time, timestamp_us, class, classes, payload (text) or payload_hex."""
     record: dict[str, Any] = {
-        "time": _wall(msg.timestamp).isoformat(timespec="microseconds"),
-        "timestamp_us": msg.timestamp,
+        "time": _wall(msg.timestamp_us).isoformat(timespec="microseconds"),
+        "timestamp_us": msg.timestamp_us,
         "class": msg.cls,
         "classes": class_names(msg.cls),
     }
     try:
-        record["payload"] = msg.body.decode()
+        record["payload"] = msg.payload.decode()
     except UnicodeDecodeError:
-        record["payload_hex"] = msg.body.hex()
+        record["payload_hex"] = msg.payload.hex()
     if sender is not None:
         record["sender"] = sender
     return json.dumps(record, separators=(",", ":"))  # ASCII: escapes reach no terminal raw
@@ -296,11 +296,11 @@ def make_filter(
     """The ``--grep``/``--field`` test of one message (all must hold)."""
 
     def keep(msg: RxPayload) -> bool:
-        if grep is not None and not grep.search(shown_text(msg.body)[0]):
+        if grep is not None and not grep.search(shown_text(msg.payload)[0]):
             return False
         if fields:
             try:
-                obj = json.loads(msg.body)
+                obj = json.loads(msg.payload)
             except ValueError:
                 return False
             return all(f.matches(obj) for f in fields)
@@ -343,7 +343,7 @@ async def _monitor_senders(
     """:func:`_monitor` through our proxy's control stream, which names each sender."""
     try:
         stream = await WireStream.connect(
-            address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+            address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
         )
     except ConnectionRefusedError:
         raise SenderUnavailable(
@@ -353,7 +353,7 @@ async def _monitor_senders(
     async with asyncio.timeout(timeout), stream:
         await stream.send(0, monitor_query(mask))
         async for reply in stream:
-            obj = json.loads(reply.body)
+            obj = json.loads(reply.payload)
             if "error" in obj:
                 raise SenderUnavailable(f"the proxy refused: {printable(str(obj['error']))}")
             record = obj.get("msg")

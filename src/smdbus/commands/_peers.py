@@ -21,7 +21,7 @@ import json
 
 from smdbus._escape import printable
 from smdbus.commands._options import add_socket, examples
-from smdbus.wire import CONTROL_MAX_BODY, CONTROL_STREAMTYPE, BlockingStream
+from smdbus.wire import CONTROL_MAX_PAYLOAD, CONTROL_STREAMTYPE, BlockingStream
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -93,14 +93,14 @@ def ask_peers(
     """The proxy's peer records and its final summary (``stats``), without asyncio."""
     peers: list[dict[str, Any]] = []
     with BlockingStream.connect(
-        address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+        address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
     ) as stream:
         stream.send(0, _query(closed))
         while True:
             msg = stream.receive(timeout)
             if msg is None:
                 raise ConnectionError(f"no answer from the proxy within {timeout:g} s")
-            summary = _take(msg.body, peers)
+            summary = _take(msg.payload, peers)
             if summary is not None:
                 return peers, summary
 
@@ -114,14 +114,14 @@ async def query_peers(
     from smdbus.wire import WireStream
 
     stream = await WireStream.connect(
-        address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+        address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
     )
     peers: list[dict[str, Any]] = []
     try:
         await stream.send(0, _query(closed))
         while True:
             msg = await asyncio.wait_for(stream.receive(), timeout)
-            summary = _take(msg.body, peers)
+            summary = _take(msg.payload, peers)
             if summary is not None:
                 return peers, summary
     except TimeoutError:
@@ -134,9 +134,9 @@ def _query(closed: bool) -> bytes:
     return json.dumps({"op": "peers", "closed": closed}).encode()
 
 
-def _take(body: bytes, peers: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _take(payload: bytes, peers: list[dict[str, Any]]) -> dict[str, Any] | None:
     """One reply: a peer record goes to ``peers``; the final summary is returned."""
-    reply = json.loads(body)
+    reply = json.loads(payload)
     if "error" in reply:
         raise ConnectionError(f"proxy refused the query: {printable(str(reply['error']))}")
     if "peer" in reply:

@@ -27,10 +27,10 @@ import sys
 from smdbus.classes import parse_mask
 from smdbus.commands._options import add_socket, examples, positive_float, positive_int
 from smdbus.wire import (
-    CONTROL_MAX_BODY,
+    CONTROL_MAX_PAYLOAD,
     CONTROL_STREAMTYPE,
-    MAX_BODY,
     WATCH_QUERY,
+    WIRE_MAX_PAYLOAD,
     BlockingStream,
     parse_denied,
 )
@@ -53,7 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "payload",
         metavar="PAYLOAD",
-        help=f"the message body, at most {MAX_BODY} bytes (the wire's limit); - reads stdin",
+        help=f"at most {WIRE_MAX_PAYLOAD} bytes (the wire's limit); - reads stdin",
     )
     add_socket(parser)
     parser.add_argument(
@@ -70,28 +70,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser,
         "smd send INTERACTION '{\"hello\":1}'",
         'smd send NETWORK \'{"trigger":"cpdcheck","src":"me"}\'   ask for a CPD check',
-        "smd send user0 - < payload.bin                   the body from stdin",
+        "smd send user0 - < payload.bin                   the payload from stdin",
         "smd send --socket /run/smd/proxy.sock METRICS '{\"n\":1}' --count 10",
     )
 
 
 def too_large(size: int) -> str:
-    """The error for a body over the wire's limit, saying which limit that is."""
+    """The error for a payload over the wire's limit, saying which limit that is."""
     from smdbus.bus import MAX_PAYLOAD  # the bus is not on the way of a send that fits
 
     return (
-        f"payload of {size} bytes is over the wire's limit of {MAX_BODY} bytes "
+        f"payload of {size} bytes is over the wire's limit of {WIRE_MAX_PAYLOAD} bytes "
         f"(libwebsockets' proxy protocol; a bus in one process takes {MAX_PAYLOAD})"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    body = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
-    if len(body) > MAX_BODY:
-        print(f"smd send: {too_large(len(body))}", file=sys.stderr)
+    payload = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
+    if len(payload) > WIRE_MAX_PAYLOAD:
+        print(f"smd send: {too_large(len(payload))}", file=sys.stderr)
         return 2
     try:
-        missing = _send(args.socket, args.cls, body, args.count, args.timeout)
+        missing = _send(args.socket, args.cls, payload, args.count, args.timeout)
     except PermissionError as exc:  # SendRefused (connecting wraps its own errors)
         print(f"smd send: {exc}", file=sys.stderr)
         return 1
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _send(address: str, cls: int, body: bytes, count: int, timeout: float) -> int:
+def _send(address: str, cls: int, payload: bytes, count: int, timeout: float) -> int:
     """Send ``count`` copies; how many did not come back within ``timeout``."""
     # Listening to the class is what brings our messages back; other senders' messages
     # of the class are read and dropped, so they never hold up our confirmations.
@@ -115,14 +115,14 @@ def _send(address: str, cls: int, body: bytes, count: int, timeout: float) -> in
             from smdbus.client import SendRefused  # the client's words; only here
 
             raise SendRefused(cls, denied)
-        return stream.publish(cls, body, count, timeout)
+        return stream.publish(cls, payload, count, timeout)
 
 
 def _denied(address: str, timeout: float) -> int:
     """The classes our proxy's policy does not let this user send (0 when it does not say)."""
     with BlockingStream.connect(
-        address, 0, streamtype=CONTROL_STREAMTYPE, max_body=CONTROL_MAX_BODY
+        address, 0, streamtype=CONTROL_STREAMTYPE, max_payload=CONTROL_MAX_PAYLOAD
     ) as control:
         control.send(0, WATCH_QUERY)
         reply = control.receive(timeout)  # the first answer comes at once
-    return 0 if reply is None else parse_denied(reply.body)
+    return 0 if reply is None else parse_denied(reply.payload)

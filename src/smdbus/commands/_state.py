@@ -115,7 +115,11 @@ def state_command(
                 msg = stream.receive(wait)
             except ConnectionResetError:
                 return reporter.hung_up()
-            status = reporter.timed_out() if msg is None else reporter.take(msg.timestamp, msg.body)
+            status = (
+                reporter.timed_out()
+                if msg is None
+                else reporter.take(msg.timestamp_us, msg.payload)
+            )
             if status is not None:
                 return status
 

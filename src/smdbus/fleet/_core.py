@@ -33,7 +33,7 @@ from smdbus.fleet._loops import DownlinkMemory
 from smdbus.fleet._ratelimit import TokenBucket
 from smdbus.fleet._topics import Topics, origin_of
 from smdbus.system import is_query
-from smdbus.wire import MAX_BODY
+from smdbus.wire import WIRE_MAX_PAYLOAD
 
 ORIGIN_PROPERTY = "smd-origin"
 """The MQTT 5 user property naming the device a message came from."""
@@ -129,8 +129,8 @@ class BridgeCore:
         bucket = self._buckets.get(cls)
         if bucket is None:
             return self._refuse("class", f"{topic!r}: class not on the downlink allow-list")
-        if len(payload) > MAX_BODY:
-            return self._refuse("size", f"{topic!r}: {len(payload)} bytes, over {MAX_BODY}")
+        if len(payload) > WIRE_MAX_PAYLOAD:
+            return self._refuse("size", f"{topic!r}: {len(payload)} bytes, over {WIRE_MAX_PAYLOAD}")
         if origin == self.cfg.device_id or origin_of(payload) == self.cfg.device_id:
             return self._refuse("own", f"{topic!r}: this device's own message came back")
         if not bucket.take():

@@ -11,7 +11,7 @@ the room each): a connection that reads input while others wait joins the
 end of that line instead of taking the room.
 
 Input is taken on the wire decoder's hot path
-(:meth:`Decoder.dispatch_bodies`): while the bus has room and no class is
+(:meth:`Decoder.dispatch_payloads`): while the bus has room and no class is
 held back, each TX_PAYLOAD goes straight to ``bus.send`` with no event
 object; how much room there is is looked up once per read, so a full queue
 is met by pausing, never by an exception per message. Other frames come out
@@ -147,7 +147,7 @@ class Host(Owner, Protocol):
     def leave(self, conn: Connection, group: Group) -> None: ...
     def forget(self, conn: Connection) -> None: ...
     def descriptor_freed(self) -> None: ...
-    def control_query(self, conn: Connection, body: bytes) -> None: ...
+    def control_query(self, conn: Connection, payload: bytes) -> None: ...
     def room(self, conn: Connection) -> int: ...
     def wait_for_room(self, conn: Connection) -> None: ...
     def published_now(self, n: int = 1) -> None: ...
@@ -166,7 +166,9 @@ class Connection(asyncio.Protocol):
         self.id = ident
         self.transport: asyncio.Transport | None = None
         self.fd = -1  # the socket's, for writes the transport has nothing queued before
-        self.stream = Stream(Role.PROXY, max_frame=settings.max_frame, max_body=settings.max_body)
+        self.stream = Stream(
+            Role.PROXY, max_frame=settings.max_frame, max_payload=settings.max_payload
+        )
         self.streamtype = ""  # with the stream's state, what it is: see ``state``
         self.mask = 0
         self.client_pid = 0
@@ -177,7 +179,7 @@ class Connection(asyncio.Protocol):
         self.group: Group | None = None
         # publishing
         self.published = 0
-        self.pending: tuple[int, bytes] | None = None  # (class, body) taken but not published
+        self.pending: tuple[int, bytes] | None = None  # (class, payload) taken but not published
         self.held: str | None = None  # "queue", "congestion" or "quota" while not publishing
         self.reading_paused = False
         # delivering
@@ -369,17 +371,17 @@ class Connection(asyncio.Protocol):
                         # a class held back or refused stops it; the slow path below decides
                         held = proxy.congested_mask | self.denied
                         # the decoder's bulk path itself: the stream is OPEN (smd)
-                        n = decoder.dispatch_bodies(send, room, held)
+                        n = decoder.dispatch_payloads(send, room, held)
                     except (QueueFull, PayloadTooLarge) as exc:
                         # QueueFull: another thread filled a shared bus meanwhile;
                         # PayloadTooLarge: a shared bus with a smaller limit
                         if decoder.dispatched > 1:
                             self._published(decoder.dispatched - 1)
-                        cls, _, body = decoder.interrupted or (0, 0, b"")
+                        cls, _, payload = decoder.interrupted or (0, 0, b"")
                         if isinstance(exc, PayloadTooLarge):
                             self.fail(f"message refused by the bus: {exc}")
                             return
-                        self._hold((cls, body), "queue")
+                        self._hold((cls, payload), "queue")
                         proxy.wait_for_room(self)
                         return
                     if n:
@@ -393,7 +395,7 @@ class Connection(asyncio.Protocol):
                 break
             if smd and type(event) is TxPayload:
                 # what dispatch left: a class held back or refused, no room, no quota
-                self.pending = (event.cls, event.body)
+                self.pending = (event.cls, event.payload)
             else:
                 self._handle(event)
                 if self.held is not None:  # a control query in progress: read on after it
@@ -402,7 +404,7 @@ class Connection(asyncio.Protocol):
             self.reading_paused = False
             self.transport.resume_reading()
 
-    def _publish(self, cls: int, body: bytes) -> bool:
+    def _publish(self, cls: int, payload: bytes) -> bool:
         """Publish the message in hand, or hold it (and stop reading) until it may go."""
         proxy = self.proxy
         if cls & self.denied:  # the policy's: it reaches nobody (counted, logged)
@@ -410,18 +412,18 @@ class Connection(asyncio.Protocol):
             proxy.access.refuse(self, cls)
             return True
         if cls & proxy.congested_mask:
-            self._hold((cls, body), "congestion")
+            self._hold((cls, payload), "congestion")
             proxy.hold_for_congestion(self)
             return False
         try:
             full = proxy.room(self) <= 0  # the queue is full, or others wait for their turn
             if not full and proxy.access.publish_allowance(self, 1) <= 0:
-                self._hold((cls, body), "quota")  # its uid's publish rate: held, never dropped
+                self._hold((cls, payload), "quota")  # its uid's publish rate: held, never dropped
                 assert proxy.loop is not None
                 proxy.loop.call_later(proxy.access.quota_wait(self), self.resume)
                 return False
             if not full:
-                proxy.monitors.send_for(self)(cls, body)
+                proxy.monitors.send_for(self)(cls, payload)
         except QueueFull:  # another thread filled a shared bus meanwhile
             full = True
         except PayloadTooLarge as exc:
@@ -429,7 +431,7 @@ class Connection(asyncio.Protocol):
             self.fail(f"message refused by the bus: {exc}")
             return False
         if full:
-            self._hold((cls, body), "queue")
+            self._hold((cls, payload), "queue")
             proxy.wait_for_room(self)
             return False
         self.pending = None
@@ -478,7 +480,7 @@ class Connection(asyncio.Protocol):
                 f"{printable(self.streamtype, limit=NAME_SHOWN)}"
             )
         elif type(event) is TxPayload:  # on the control stream
-            self.proxy.control_query(self, event.body)
+            self.proxy.control_query(self, event.payload)
         # ONWARD_CONNECT, TXCR_UPDATE, TIMEOUT_UPDATE, PAYLOAD_LENGTH_HINT and
         # LINK_VALIDITY_PROBE mean nothing for SMD: accepted and ignored.
 

@@ -124,7 +124,7 @@ class Control:
 
     # -- a query arrives -----------------------------------------------------
 
-    def query(self, conn: Connection, body: bytes) -> None:
+    def query(self, conn: Connection, payload: bytes) -> None:
         """Answer (or start answering) one query read from ``conn``."""
         proxy = self.proxy
         settings = proxy.settings
@@ -147,10 +147,10 @@ class Control:
             return
         proxy.count("control_queries")
         try:
-            query = json.loads(body)
+            query = json.loads(payload)
             op = query["op"]
         except (ValueError, KeyError, TypeError):
-            self._reply(conn, {"error": f"not a query: {body[:80]!r}", "end": True})
+            self._reply(conn, {"error": f"not a query: {payload[:80]!r}", "end": True})
             return
         if op == "peers":
             self._queries.append(_PeersQuery(conn, bool(query.get("closed", True))))

@@ -67,14 +67,14 @@ class InterestWatch:
         self._scheduled = False
         mask = self.bus.union_mask
         now = time.monotonic_ns() // 1000
-        bodies: dict[int, bytes] = {}  # by denied mask: one body for most
+        payloads: dict[int, bytes] = {}  # by denied mask: one payload for most
         for conn, told in list(self._told.items()):
             if told != mask:
-                body = bodies.get(conn.denied)
-                if body is None:
-                    body = bodies[conn.denied] = interest_reply(mask, conn.denied)
+                payload = payloads.get(conn.denied)
+                if payload is None:
+                    payload = payloads[conn.denied] = interest_reply(mask, conn.denied)
                 self._told[conn] = mask
-                conn.on_message(0, now, body)
+                conn.on_message(0, now, payload)
 
     def retell(self) -> None:
         """The policy changed: tell every watcher again (what it may send may have changed)."""

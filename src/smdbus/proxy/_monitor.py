@@ -1,7 +1,7 @@
 """Who sent each message: taps on the proxy's bus that learn the publishing connection.
 
 The ``_lws_smd`` wire carries no sender, and the bus does not keep one: a
-message is ``(class, timestamp, payload)``. Inside the proxy the sender is
+message is ``(class, timestamp_us, payload)``. Inside the proxy the sender is
 known at the moment a connection's message goes onto the bus, so this module
 attributes it there, for the tools that want it: ``{"op":"monitor"}`` on the
 control stream (``smd monitor --sender``) and the web view's sequence view.
@@ -20,7 +20,7 @@ Rules:
   no record was sent in-process (``"local"``: the daemon and its
   participants); one queued before its class was tapped is ``"unknown"``. CPython
   shares one object for every 0- and 1-byte ``bytes``: should an in-process
-  participant queue the same 0- or 1-byte body between a connection's
+  participant queue the same 0- or 1-byte payload between a connection's
   sending and its delivery, the two may swap senders (longer bodies are
   distinct objects).
 - **Bounded.** Records exist only for queued messages in the tapped classes
@@ -120,17 +120,17 @@ class Monitors:
             return self.proxy.bus.send
         return partial(self._send, conn)
 
-    def _send(self, conn: Connection, cls: int, body: bytes) -> bool:
+    def _send(self, conn: Connection, cls: int, payload: bytes) -> bool:
         if not cls & self.mask:
-            return self.proxy.bus.send(cls, body)
-        if type(body) is not bytes:
-            body = bytes(body)  # the object the bus will queue, and deliver
-        if not self.proxy.bus.send(cls, body):
+            return self.proxy.bus.send(cls, payload)
+        if type(payload) is not bytes:
+            payload = bytes(payload)  # the object the bus will queue, and deliver
+        if not self.proxy.bus.send(cls, payload):
             return False
-        key = id(body)
+        key = id(payload)
         record = self._senders.get(key)
         if record is None:
-            self._senders[key] = (body, deque((conn,)))
+            self._senders[key] = (payload, deque((conn,)))
         else:
             record[1].append(conn)
         return True
@@ -231,12 +231,12 @@ class Monitors:
         self, tap: Tap, cls: int, timestamp_us: int, payload: bytes, sender: Sender
     ) -> None:
         """One message for a control-stream monitor: a JSON record, written at the pass end."""
-        body = control_reply(
+        reply = control_reply(
             {"msg": {"cls": cls, "ts": timestamp_us, "hex": payload.hex(), "from": sender}}
         )
         if not tap.frames:
             self._dirty.append(tap)
-        tap.frames.append(rx_frame(0, timestamp_us, body))
+        tap.frames.append(rx_frame(0, timestamp_us, reply))
         if not self._flush_scheduled and self.proxy.loop is not None:
             self._flush_scheduled = True
             self.proxy.loop.call_soon(self._flush)

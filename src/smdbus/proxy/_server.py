@@ -185,12 +185,12 @@ class Proxy:
         self.settings = settings or ProxySettings()
         self._inherited = sock
         self._also = list(also)  # more listening sockets (systemd's), served the same way
-        # Its own bus carries no more than the wire's body limit (383, one below
+        # Its own bus carries no more than the wire's payload limit (383, one below
         # the in-process 384): a larger message could not reach any client.
         self.bus = (
             bus
             if bus is not None
-            else Bus(queue_depth=self.settings.queue_depth, max_payload=self.settings.max_body)
+            else Bus(queue_depth=self.settings.queue_depth, max_payload=self.settings.max_payload)
         )
         self.clock = clock
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -827,6 +827,6 @@ class Proxy:
             "log_suppressed": self.logs.suppressed,
         }
 
-    def control_query(self, conn: Connection, body: bytes) -> None:
+    def control_query(self, conn: Connection, payload: bytes) -> None:
         """A query on the control stream (:mod:`smdbus.proxy._control`)."""
-        self.control.query(conn, body)
+        self.control.query(conn, payload)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smdbus.wire import CONTROL_STREAMTYPE, DEFAULT_ADDRESS, MAX_BODY
+from smdbus.wire import CONTROL_STREAMTYPE, DEFAULT_ADDRESS, WIRE_MAX_PAYLOAD
 
 __all__ = ["CONTROL_STREAMTYPE", "ProxySettings"]
 
@@ -66,8 +66,8 @@ class ProxySettings:
     """Connections one uid other than root and the proxy's own may hold at once."""
     max_frame: int = 1024
     """Largest len field accepted in a frame (a TX_PAYLOAD of a 383-byte body is 415)."""
-    max_body: int = MAX_BODY
-    """Largest SMD body (383, as the C proxy): a larger one closes that connection."""
+    max_payload: int = WIRE_MAX_PAYLOAD
+    """Largest SMD payload (383, as the C proxy): a larger one closes that connection."""
     first_frame_timeout: float = 3.0
     """A connection that has not sent STREAMTYPE by then is closed (C: 3 s)."""
 
@@ -97,7 +97,7 @@ class ProxySettings:
             ("reserved_connections", self.reserved_connections >= 0),
             ("max_connections_per_uid", self.max_connections_per_uid >= 1),
             ("max_frame", 32 <= self.max_frame <= 0xFFFF),
-            ("max_body", 0 <= self.max_body <= 0xFFFF - 32),
+            ("max_payload", 0 <= self.max_payload <= 0xFFFF - 32),
             ("first_frame_timeout", self.first_frame_timeout > 0),
             ("queue_depth", self.queue_depth >= 1),
             ("high_water", self.high_water >= 1),

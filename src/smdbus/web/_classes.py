@@ -91,7 +91,7 @@ class ClassTable:
                     "rate": row.history[-1] if row.history else row.count - row.mark,
                     "spark": list(row.history),
                     "age": round(max(0.0, now - row.last_at), 3),
-                    "ts": row.last_us,
+                    "timestamp_us": row.last_us,
                     **describe(row.last),
                 }
             )

@@ -89,7 +89,7 @@ class BusView:
         ident = self.ring.last_id + 1
         record = {
             "id": ident,
-            "t": timestamp_us,
+            "timestamp_us": timestamp_us,
             "wall": round(timestamp_us / 1e6 + self.wall_offset, 6),
             "cls": cls,
             "class": class_label(cls),

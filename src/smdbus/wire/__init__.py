@@ -24,7 +24,7 @@ Typical use on the proxy side::
 from smdbus._lazy import lazy_names
 from smdbus.wire._address import DEFAULT_ADDRESS, format_address, is_abstract, parse_address
 from smdbus.wire._control import (
-    CONTROL_MAX_BODY,
+    CONTROL_MAX_PAYLOAD,
     CONTROL_STREAMTYPE,
     GREETING_EVENTS,
     MAX_LABEL,
@@ -66,13 +66,13 @@ from smdbus.wire._events import (
 )
 from smdbus.wire._frames import (
     MASK_ZERO_QUIRK,
-    MAX_BODY,
     MAX_FRAME_LEN,
     PAYLOAD_CLASS,
     PAYLOAD_HEAD,
     PAYLOAD_OVERHEAD,
     PROTOCOL_VERSION,
     SMD_STREAMTYPE,
+    WIRE_MAX_PAYLOAD,
     FrameType,
     conn_state_frame,
     create_result_frame,
@@ -105,7 +105,7 @@ _HOME = {
 }
 
 __all__ = [
-    "CONTROL_MAX_BODY",
+    "CONTROL_MAX_PAYLOAD",
     "CONTROL_STREAMTYPE",
     "DEFAULT_ADDRESS",
     "FLAGS_WHOLE",
@@ -113,7 +113,6 @@ __all__ = [
     "FLAG_SOM",
     "GREETING_EVENTS",
     "MASK_ZERO_QUIRK",
-    "MAX_BODY",
     "MAX_FRAME_LEN",
     "MAX_LABEL",
     "PAYLOAD_CLASS",
@@ -123,6 +122,7 @@ __all__ = [
     "SMD_STREAMTYPE",
     "TRANSITIONS",
     "WATCH_QUERY",
+    "WIRE_MAX_PAYLOAD",
     "BlockingStream",
     "ClientBoundEvent",
     "ConnState",

@@ -31,7 +31,7 @@ Rules:
   whose mask matches, the sender included; that echo is the only
   confirmation the wire has. :meth:`~BlockingStream.publish` reads while it
   writes (a sender that stops reading would be dropped as a stalled
-  subscriber) and counts a message of the class with the same body as
+  subscriber) and counts a message of the class with the same payload as
   confirmed, at most one per frame already written, as the client's
   :class:`~smdbus.client._echo.EchoFilter` does.
 - **Everything is bounded in time.** Waiting for the answer, for an echo or
@@ -53,7 +53,7 @@ from smdbus.wire._address import DEFAULT_ADDRESS, format_address, parse_address
 from smdbus.wire._control import is_our_proxy
 from smdbus.wire._decoder import Role
 from smdbus.wire._events import CreateResult, RxPayload, StreamType, TxPayload
-from smdbus.wire._frames import MAX_BODY, SMD_STREAMTYPE
+from smdbus.wire._frames import SMD_STREAMTYPE, WIRE_MAX_PAYLOAD
 from smdbus.wire._protocol import Connection, ProtocolError, StreamState
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -124,7 +124,7 @@ class BlockingStream:
         *,
         streamtype: str = SMD_STREAMTYPE,
         timeout: float = 3.0,
-        max_body: int = MAX_BODY,
+        max_payload: int = WIRE_MAX_PAYLOAD,
         clock: Callable[[], float] = time.monotonic,
     ) -> BlockingStream:
         """Connect, create the stream and wait for the proxy's CREATE_RESULT.
@@ -143,7 +143,7 @@ class BlockingStream:
         except OSError as exc:
             sock.close()
             raise ConnectionError(f"cannot connect to the proxy at {shown}: {exc}") from None
-        stream = cls(sock, Connection(Role.CLIENT, max_body=max_body), address, clock)
+        stream = cls(sock, Connection(Role.CLIENT, max_payload=max_payload), address, clock)
         try:
             stream._write(stream._conn.send(StreamType(streamtype, mask, os.getpid())), deadline)
             stream._created(deadline)
@@ -214,10 +214,10 @@ class BlockingStream:
 
     # -- messages ----------------------------------------------------------------
 
-    def send(self, cls: int, body: bytes, timeout: float = 3.0) -> None:
+    def send(self, cls: int, payload: bytes, timeout: float = 3.0) -> None:
         """Send one message (TX_PAYLOAD); ConnectionError if the socket takes it not in time."""
         try:
-            self._write(self._conn.send(TxPayload(cls, 0, body)), self._clock() + timeout)
+            self._write(self._conn.send(TxPayload(cls, 0, payload)), self._clock() + timeout)
         except TimeoutError:
             raise ConnectionError(
                 f"the proxy at {format_address(self.address)} took nothing for {timeout:g} s"
@@ -238,7 +238,7 @@ class BlockingStream:
             elif type(event) is RxPayload:
                 return event
 
-    def publish(self, cls: int, body: bytes, count: int, timeout: float) -> int:
+    def publish(self, cls: int, payload: bytes, count: int, timeout: float) -> int:
         """Send ``count`` copies and wait for their echoes; how many did not come back.
 
         The stream's mask must include ``cls`` (else nothing comes back). Waits up to
@@ -246,8 +246,8 @@ class BlockingStream:
         the proxy takes nothing for ``timeout`` s (see the module doc). A proxy that
         hangs up ends it too: what did not come back is the answer.
         """
-        frame = self._conn.send(TxPayload(cls, 0, body))  # the state is checked once
-        echoes = _Echoes(cls, body, len(frame))
+        frame = self._conn.send(TxPayload(cls, 0, payload))  # the state is checked once
+        echoes = _Echoes(cls, payload, len(frame))
         try:
             self._write_copies(frame, count, timeout, echoes)
             deadline = self._clock() + timeout
@@ -304,7 +304,7 @@ class BlockingStream:
             if (
                 type(event) is RxPayload
                 and event.cls == echoes.cls
-                and event.body == echoes.body
+                and event.payload == echoes.payload
                 and echoes.confirmed < echoes.written()
             ):
                 echoes.confirmed += 1
@@ -327,11 +327,11 @@ class BlockingStream:
 class _Echoes:
     """What :meth:`BlockingStream.publish` has written and seen come back."""
 
-    __slots__ = ("body", "cls", "confirmed", "sent", "size")
+    __slots__ = ("cls", "confirmed", "payload", "sent", "size")
 
-    def __init__(self, cls: int, body: bytes, size: int) -> None:
+    def __init__(self, cls: int, payload: bytes, size: int) -> None:
         self.cls = cls
-        self.body = body
+        self.payload = payload
         self.size = size
         self.sent = 0
         """Bytes of frames the kernel took."""

@@ -68,8 +68,8 @@ CONNSTATE CREATING, CONNECTING, CONNECTED (the C client needs that order)."""
 GREETING = encode_all(GREETING_EVENTS)
 """:data:`GREETING_EVENTS` as bytes (39)."""
 
-CONTROL_MAX_BODY = 0xFFFF - 32
-"""Largest reply body on the control stream (the frame's len field is a u16)."""
+CONTROL_MAX_PAYLOAD = 0xFFFF - 32
+"""Largest reply payload on the control stream (the frame's len field is a u16)."""
 
 WATCH_QUERY = b'{"op":"watch"}'
 """Ask for the proxy's union mask, now and on every change."""

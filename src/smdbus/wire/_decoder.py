@@ -48,7 +48,6 @@ from smdbus.wire._events import (
     TxPayload,
 )
 from smdbus.wire._frames import (
-    MAX_BODY,
     MAX_FRAME_LEN,
     PAYLOAD_HEAD,
     PAYLOAD_HEAD_AFTER_LEN,
@@ -56,6 +55,7 @@ from smdbus.wire._frames import (
     PROTOCOL_VERSION,
     TO_CLIENT,
     TO_PROXY,
+    WIRE_MAX_PAYLOAD,
     FrameType,
 )
 
@@ -83,9 +83,9 @@ _unpack_type_len_cls = struct.Struct(">BH16xQ").unpack_from
 assert struct.calcsize(">BH16xQQ") == _WHOLE_HEAD
 
 Sink = Callable[[int, int, bytes], object]
-"""``sink(cls, timestamp, body)``: where :meth:`Decoder.dispatch` hands each message."""
+"""``sink(cls, timestamp_us, payload)``: where :meth:`Decoder.dispatch` hands each message."""
 Publish = Callable[[int, bytes], object]
-"""``send(cls, body)``: where :meth:`Decoder.dispatch_bodies` hands each message."""
+"""``send(cls, payload)``: where :meth:`Decoder.dispatch_payloads` hands each message."""
 _FIXED_LEN = {
     FrameType.ONWARD_CONNECT: 0,
     FrameType.DESTROYING: 0,
@@ -115,7 +115,7 @@ class Decoder:
     """Incremental decoder of one direction of the ``_lws_smd`` wire.
 
     ``max_frame`` bounds the len field of any frame (checked on the header,
-    before the body is buffered); ``max_body`` bounds the SMD body inside a
+    before the body is buffered); ``max_payload`` bounds the SMD payload inside a
     payload frame (383 in the C proxy).
     """
 
@@ -124,8 +124,8 @@ class Decoder:
         "_buf",
         "_error",
         "_failed",
-        "_max_body",
         "_max_frame",
+        "_max_payload",
         "_max_payload_len",
         "_payload_cls",
         "_payload_type",
@@ -138,12 +138,12 @@ class Decoder:
     )
 
     def __init__(
-        self, role: Role, *, max_frame: int = MAX_FRAME_LEN, max_body: int = MAX_BODY
+        self, role: Role, *, max_frame: int = MAX_FRAME_LEN, max_payload: int = WIRE_MAX_PAYLOAD
     ) -> None:
         self.role = role
         self._max_frame = max_frame
-        self._max_body = max_body
-        self._max_payload_len = min(max_frame, PAYLOAD_OVERHEAD + max_body)
+        self._max_payload = max_payload
+        self._max_payload_len = min(max_frame, PAYLOAD_OVERHEAD + max_payload)
         if role is Role.PROXY:
             self._payload_type = int(FrameType.TX_PAYLOAD)
             self._payload_cls: type[TxPayload] | type[RxPayload] = TxPayload
@@ -218,10 +218,10 @@ class Decoder:
             # hot path: one SMD message
             if end > len(buf):
                 return None
-            flags, latency, time_us, cls, timestamp = _unpack_payload_head(buf, pos + 3)
+            flags, latency, time_us, cls, timestamp_us = _unpack_payload_head(buf, pos + 3)
             self._pos = end
-            body = buf[pos + 35 : end]
-            return _new(self._payload_cls, (cls, timestamp, body, flags, latency, time_us))
+            payload = buf[pos + 35 : end]
+            return _new(self._payload_cls, (cls, timestamp_us, payload, flags, latency, time_us))
         return self._other(ftype, length, pos, end)
 
     def dispatch(
@@ -231,7 +231,7 @@ class Decoder:
         hold_mask: int = 0,
         stop_on_false: bool = False,
     ) -> int:
-        """Hand the buffered payload frames to ``sink(cls, timestamp, body)``, making no events.
+        """Hand the buffered payload frames to ``sink(cls, timestamp_us, payload)``, no events.
 
         The hot path of both ends: one ``unpack_from`` per frame and a call,
         nothing else. It stops, leaving the rest for :meth:`next_event`, before
@@ -256,7 +256,7 @@ class Decoder:
         longest = self._max_payload_len
         n = 0
         cls = ts = 0
-        body = b""
+        payload = b""
         try:
             while n != limit and size - pos >= _WHOLE_HEAD:
                 ftype, length, cls, ts = _unpack_type_len_cls_ts(buf, pos)
@@ -269,21 +269,21 @@ class Decoder:
                     or cls & hold_mask
                 ):
                     break
-                body = buf[pos + _WHOLE_HEAD : end]
+                payload = buf[pos + _WHOLE_HEAD : end]
                 self._pos = pos = end
                 n += 1
-                if sink(cls, ts, body) is False and stop_on_false:
+                if sink(cls, ts, payload) is False and stop_on_false:
                     self.stopped_by_sink = True
                     break
         except BaseException:
-            self.interrupted = (cls, ts, body)
+            self.interrupted = (cls, ts, payload)
             self.dispatched = n
             raise
         self.dispatched = n
         return n
 
     def collect(self, append: Callable[[Any], object], kind: type[Any], limit: int = -1) -> int:
-        """:meth:`dispatch` into a container: ``append(kind(cls, timestamp, body))`` per message.
+        """:meth:`dispatch` into a container: ``append(kind(cls, timestamp_us, payload))`` each.
 
         ``kind`` is a 3-field tuple type (a ``NamedTuple``), built with
         ``tuple.__new__`` and ``append`` is a C method (``deque.append``), so no
@@ -308,8 +308,8 @@ class Decoder:
         self.dispatched = n
         return n
 
-    def dispatch_bodies(self, send: Publish, limit: int = -1, hold_mask: int = 0) -> int:
-        """:meth:`dispatch` for a receiver that ignores the sender's timestamp: ``send(cls, body)``.
+    def dispatch_payloads(self, send: Publish, limit: int = -1, hold_mask: int = 0) -> int:
+        """:meth:`dispatch` for a receiver that ignores the timestamp: ``send(cls, payload)``.
 
         The proxy's hot path (it stamps messages with its own clock, as C does),
         so ``send`` can be ``Bus.send`` itself with no wrapper call per message.
@@ -321,7 +321,7 @@ class Decoder:
         longest = self._max_payload_len
         n = 0
         cls = 0
-        body = b""
+        payload = b""
         try:
             while n != limit and size - pos >= _WHOLE_HEAD:
                 ftype, length, cls = _unpack_type_len_cls(buf, pos)
@@ -334,12 +334,12 @@ class Decoder:
                     or cls & hold_mask
                 ):
                     break
-                body = buf[pos + _WHOLE_HEAD : end]
+                payload = buf[pos + _WHOLE_HEAD : end]
                 self._pos = pos = end
                 n += 1
-                send(cls, body)
+                send(cls, payload)
         except BaseException:
-            self.interrupted = (cls, 0, body)
+            self.interrupted = (cls, 0, payload)
             self.dispatched = n
             raise
         self.dispatched = n
@@ -370,11 +370,11 @@ class Decoder:
                     f"{_name(ftype)} of {length} bytes is shorter than the "
                     f"{PAYLOAD_OVERHEAD}-byte payload and SMD headers",
                 )
-            if length - PAYLOAD_OVERHEAD > self._max_body:
+            if length - PAYLOAD_OVERHEAD > self._max_payload:
                 return (
-                    Problem.BODY_TOO_LARGE,
-                    f"{_name(ftype)} carries an SMD body of {length - PAYLOAD_OVERHEAD} bytes, "
-                    f"over the limit of {self._max_body}",
+                    Problem.PAYLOAD_TOO_LARGE,
+                    f"{_name(ftype)} carries an SMD payload of {length - PAYLOAD_OVERHEAD} bytes, "
+                    f"over the limit of {self._max_payload}",
                 )
         fixed = _FIXED_LEN.get(ftype)  # type: ignore[call-overload]
         if fixed is not None and length != fixed:

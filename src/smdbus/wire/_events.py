@@ -81,14 +81,14 @@ class Destroying(NamedTuple):
 class TxPayload(NamedTuple):
     """0xAD: one SMD message from a client.
 
-    ``cls``/``timestamp``/``body`` are the SMD message inside the payload;
+    ``cls``/``timestamp_us``/``payload`` are the SMD message inside the frame;
     ``latency_us`` ("µs since tx was requested") and ``time_us`` (the client's
     clock when it wrote the frame) are the Secure Streams header.
     """
 
     cls: int
-    timestamp: int
-    body: bytes
+    timestamp_us: int
+    payload: bytes
     flags: int = FLAGS_WHOLE
     latency_us: int = 0
     time_us: int = 0
@@ -131,13 +131,13 @@ class LinkValidityProbe(NamedTuple):
 class RxPayload(NamedTuple):
     """0x55: one SMD message delivered to a client.
 
-    ``timestamp`` is when the message was created at the proxy (monotonic µs);
+    ``timestamp_us`` is when the message was created at the proxy (monotonic µs);
     ``time_us`` is the proxy's clock when it wrote the frame.
     """
 
     cls: int
-    timestamp: int
-    body: bytes
+    timestamp_us: int
+    payload: bytes
     flags: int = FLAGS_WHOLE
     latency_us: int = 0
     time_us: int = 0
@@ -191,7 +191,7 @@ class Problem(enum.StrEnum):
     WRONG_DIRECTION = "wrong-direction"
     BAD_LENGTH = "bad-length"
     SHORT_BODY = "short-body"
-    BODY_TOO_LARGE = "body-too-large"
+    PAYLOAD_TOO_LARGE = "payload-too-large"
     FRAME_TOO_LARGE = "frame-too-large"
     BAD_VERSION = "bad-version"
     BAD_NAME = "bad-name"

@@ -4,7 +4,7 @@ Every frame is ``type u8 | len u16 | body`` with ``len`` counting the body
 only; all integers are big-endian. The payload frames (TX_PAYLOAD client→proxy,
 RX_PAYLOAD proxy→client) carry a 16-byte Secure Streams header
 (``flags u32 | latency u32 | time u64``) and then an SMD message
-(``class u64 | timestamp u64 | body``). See ``docs/wire.md``.
+(``class u64 | timestamp_us u64 | payload``). See ``docs/wire.md``.
 
 The builders here never raise for well-typed input within the limits; a
 value out of range (a body over 65 535 bytes, a negative class) raises
@@ -77,8 +77,8 @@ SMD_STREAMTYPE = "_lws_smd"
 PROTOCOL_VERSION = 1
 """The only serialization version the C proxy accepts."""
 
-MAX_BODY = 383
-"""Largest SMD body the C proxy carries (a larger one wedges its stream)."""
+WIRE_MAX_PAYLOAD = 383
+"""Largest SMD payload the C proxy carries (a larger one wedges its stream)."""
 
 MAX_FRAME_LEN = 0xFFFF
 """The len field is a u16: the largest body any frame can have."""
@@ -123,8 +123,8 @@ _TX_PAYLOAD = int(FrameType.TX_PAYLOAD)
 
 def rx_payload_frame(
     cls: int,
-    timestamp: int,
-    body: bytes,
+    timestamp_us: int,
+    payload: bytes,
     time_us: int = 0,
     flags: int = FLAGS_WHOLE,
     latency_us: int = 0,
@@ -132,16 +132,22 @@ def rx_payload_frame(
     """RX_PAYLOAD (proxy→client) for one SMD message: the proxy's hot path."""
     return (
         _pack_payload(
-            _RX_PAYLOAD, PAYLOAD_OVERHEAD + len(body), flags, latency_us, time_us, cls, timestamp
+            _RX_PAYLOAD,
+            PAYLOAD_OVERHEAD + len(payload),
+            flags,
+            latency_us,
+            time_us,
+            cls,
+            timestamp_us,
         )
-        + body
+        + payload
     )
 
 
 def tx_payload_frame(
     cls: int,
-    timestamp: int,
-    body: bytes,
+    timestamp_us: int,
+    payload: bytes,
     time_us: int = 0,
     flags: int = FLAGS_WHOLE,
     latency_us: int = 0,
@@ -149,9 +155,15 @@ def tx_payload_frame(
     """TX_PAYLOAD (client→proxy) for one SMD message: the client's hot path."""
     return (
         _pack_payload(
-            _TX_PAYLOAD, PAYLOAD_OVERHEAD + len(body), flags, latency_us, time_us, cls, timestamp
+            _TX_PAYLOAD,
+            PAYLOAD_OVERHEAD + len(payload),
+            flags,
+            latency_us,
+            time_us,
+            cls,
+            timestamp_us,
         )
-        + body
+        + payload
     )
 
 
@@ -194,7 +206,7 @@ _ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
     OnwardConnect: lambda e: _frame(FrameType.ONWARD_CONNECT, b""),
     Destroying: lambda e: _frame(FrameType.DESTROYING, b""),
     TxPayload: lambda e: tx_payload_frame(
-        e.cls, e.timestamp, e.body, e.time_us, e.flags, e.latency_us
+        e.cls, e.timestamp_us, e.payload, e.time_us, e.flags, e.latency_us
     ),
     TxMetadata: lambda e: _frame(FrameType.TX_METADATA, _metadata_body(e.name, e.value)),
     TxCreditUpdate: lambda e: _frame(FrameType.TX_TXCR_UPDATE, _S32.pack(e.credit)),
@@ -202,7 +214,7 @@ _ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
     PayloadLengthHint: lambda e: _frame(FrameType.PAYLOAD_LENGTH_HINT, _U32.pack(e.length)),
     LinkValidityProbe: lambda e: _frame(FrameType.LINK_VALIDITY_PROBE, e.body),
     RxPayload: lambda e: rx_payload_frame(
-        e.cls, e.timestamp, e.body, e.time_us, e.flags, e.latency_us
+        e.cls, e.timestamp_us, e.payload, e.time_us, e.flags, e.latency_us
     ),
     CreateResult: lambda e: create_result_frame(e.result, e.buflen, e.rideshare),
     ConnState: lambda e: conn_state_frame(e.state, e.ordinal),

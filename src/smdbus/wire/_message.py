@@ -1,4 +1,4 @@
-"""The SMD message as it travels inside a payload frame: ``class u64 | timestamp u64 | body``.
+"""The SMD message as it travels inside a payload frame: ``class u64 | timestamp_us u64 | payload``.
 
 Kept apart from the frame code because other transports (a log, a test
 fixture) carry the same 16-byte header without the Secure Streams framing.
@@ -16,26 +16,26 @@ else:
 
 
 class SmdMessage(NamedTuple):
-    """One SMD message: a class bit set, a monotonic µs timestamp, and the body."""
+    """One SMD message: a class bit set, a monotonic µs timestamp, and the payload."""
 
     cls: int
-    timestamp: int
-    body: bytes
+    timestamp_us: int
+    payload: bytes
 
 
-def pack_message(cls: int, timestamp: int, body: bytes) -> bytes:
+def pack_message(cls: int, timestamp_us: int, payload: bytes) -> bytes:
     """The wire form of an SMD message (both integers MSB-first)."""
-    return SMD_HEAD.pack(cls, timestamp) + body
+    return SMD_HEAD.pack(cls, timestamp_us) + payload
 
 
-def unpack_message(payload: bytes) -> SmdMessage:
-    """Split a payload into class, timestamp and body.
+def unpack_message(data: bytes) -> SmdMessage:
+    """Split a frame's data into class, timestamp and payload.
 
-    Raises ``ValueError`` when the payload is shorter than the 16-byte header.
+    Raises ``ValueError`` when the data is shorter than the 16-byte header.
     """
-    if len(payload) < SMD_HEAD.size:
+    if len(data) < SMD_HEAD.size:
         raise ValueError(
-            f"SMD message of {len(payload)} bytes is shorter than its {SMD_HEAD.size}-byte header"
+            f"SMD message of {len(data)} bytes is shorter than its {SMD_HEAD.size}-byte header"
         )
-    cls, timestamp = SMD_HEAD.unpack_from(payload)
-    return SmdMessage(cls, timestamp, bytes(payload[SMD_HEAD.size :]))
+    cls, timestamp_us = SMD_HEAD.unpack_from(data)
+    return SmdMessage(cls, timestamp_us, bytes(data[SMD_HEAD.size :]))

@@ -36,7 +36,7 @@ The hot path: once :attr:`Connection.state` is ``OPEN`` payload frames are
 legal in both directions, so the owner may move them in bulk with
 :meth:`Connection.dispatch` / :meth:`Connection.collect` (no event object per
 message), or with the decoder's own bulk paths once it has checked that the
-state is OPEN (the proxy's :meth:`Decoder.dispatch_bodies`, straight into
+state is OPEN (the proxy's :meth:`Decoder.dispatch_payloads`, straight into
 ``bus.send``), and build them with the ``*_payload_frame`` builders: the state
 is checked once per pass instead of once per message.
 """
@@ -66,7 +66,7 @@ from smdbus.wire._events import (
     TxMetadata,
     TxPayload,
 )
-from smdbus.wire._frames import MAX_BODY, MAX_FRAME_LEN, encode
+from smdbus.wire._frames import MAX_FRAME_LEN, WIRE_MAX_PAYLOAD, encode
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (smd send loads this)
 if TYPE_CHECKING:
@@ -165,19 +165,19 @@ def _label(event: object) -> str:
 class Connection:
     """One ``_lws_smd`` stream seen from one end (``role``), sans I/O.
 
-    ``max_frame`` and ``max_body`` bound what the peer may send (see
+    ``max_frame`` and ``max_payload`` bound what the peer may send (see
     :class:`~smdbus.wire._decoder.Decoder`).
     """
 
     __slots__ = ("decoder", "peer", "role", "state")
 
     def __init__(
-        self, role: Role, *, max_frame: int = MAX_FRAME_LEN, max_body: int = MAX_BODY
+        self, role: Role, *, max_frame: int = MAX_FRAME_LEN, max_payload: int = WIRE_MAX_PAYLOAD
     ) -> None:
         self.role = role
         self.peer = Role.PROXY if role is Role.CLIENT else Role.CLIENT
         self.state = StreamState.IDLE
-        self.decoder = Decoder(role, max_frame=max_frame, max_body=max_body)
+        self.decoder = Decoder(role, max_frame=max_frame, max_payload=max_payload)
         """The parser of what the peer sends (its bulk paths serve :meth:`dispatch`)."""
 
     def __repr__(self) -> str:
@@ -220,7 +220,7 @@ class Connection:
         return event
 
     def dispatch(self, sink: Sink, limit: int = -1, stop_on_false: bool = False) -> int:
-        """Hand the peer's buffered payloads to ``sink(cls, timestamp, body)``; OPEN only.
+        """Hand the peer's buffered payloads to ``sink(cls, timestamp_us, payload)``; OPEN only.
 
         The bulk path of :meth:`next_event` (see :meth:`Decoder.dispatch`): it
         stops before anything that is not a whole payload frame, which then

@@ -17,7 +17,7 @@ from smdbus.wire._address import DEFAULT_ADDRESS, format_address, parse_address
 from smdbus.wire._blocking import created, next_event
 from smdbus.wire._decoder import Role
 from smdbus.wire._events import RxPayload, StreamType, TxPayload
-from smdbus.wire._frames import MAX_BODY, SMD_STREAMTYPE
+from smdbus.wire._frames import SMD_STREAMTYPE, WIRE_MAX_PAYLOAD
 from smdbus.wire._protocol import Connection
 
 
@@ -44,7 +44,7 @@ class WireStream:
         *,
         streamtype: str = SMD_STREAMTYPE,
         timeout: float = 3.0,
-        max_body: int = MAX_BODY,
+        max_payload: int = WIRE_MAX_PAYLOAD,
     ) -> WireStream:
         """Connect, create the stream and wait for the proxy's CREATE_RESULT.
 
@@ -59,7 +59,7 @@ class WireStream:
             )
         except (OSError, TimeoutError) as exc:
             raise ConnectionError(f"cannot connect to the proxy at {shown}: {exc}") from None
-        conn = Connection(Role.CLIENT, max_body=max_body)
+        conn = Connection(Role.CLIENT, max_payload=max_payload)
         stream = cls(reader, writer, conn, address)
         writer.write(conn.send(StreamType(streamtype, mask, os.getpid())))
         try:
@@ -88,14 +88,14 @@ class WireStream:
             raise ConnectionResetError(f"proxy at {format_address(self.address)} hung up")
         self._conn.receive_data(data)
 
-    async def send(self, cls: int, body: bytes, timestamp: int = 0) -> None:
+    async def send(self, cls: int, payload: bytes, timestamp_us: int = 0) -> None:
         """Send one message (TX_PAYLOAD) and wait until the socket took it."""
-        self.send_nowait(cls, body, timestamp)
+        self.send_nowait(cls, payload, timestamp_us)
         await self._writer.drain()
 
-    def send_nowait(self, cls: int, body: bytes, timestamp: int = 0) -> None:
+    def send_nowait(self, cls: int, payload: bytes, timestamp_us: int = 0) -> None:
         """Queue one message for writing; call :meth:`drain` now and then."""
-        self._writer.write(self._conn.send(TxPayload(cls, timestamp, body)))
+        self._writer.write(self._conn.send(TxPayload(cls, timestamp_us, payload)))
 
     async def drain(self) -> None:
         await self._writer.drain()
