@@ -312,7 +312,7 @@ async def test_a_uid_past_its_connection_and_outbound_quotas() -> None:
     async with running(proxy), cpeer(address, USER0, reading=False) as stuck:
         await until(lambda: any(c.state == "smd" for c in proxy.open_connections()))
         async with cpeer(address, 0), cpeer(address, 0, reading=False):
-            await until(lambda: proxy.counters["refused_quota"] == 1)  # the third, at accept
+            await until(lambda: proxy.counters["refused_per_uid"] == 1)  # the third, at accept
         assert len(proxy.open_connections()) == 1
         assert proxy.access.ledger.trips[(65534, "connections")] == 1
         sub = await WireStream.connect(address, USER0)

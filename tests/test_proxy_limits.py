@@ -30,6 +30,7 @@ import pytest
 import smdbus
 from smdbus._escape import printable
 from smdbus.commands._peers import format_table, query_peers
+from smdbus.policy import AccessPolicy, Limits, Quotas, default_rules
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.proxy._logs import BURST, PeerLog
 from smdbus.proxy._settings import connection_limit
@@ -94,23 +95,20 @@ def test_peer_log_is_a_token_bucket_per_kind_and_counts_what_it_leaves_out(
     assert not logs.info("quiet", "x") and logs.suppressed == 8
 
 
-def test_slots_per_uid_and_reserved() -> None:
-    slots = Slots(limit=6, reserved=2, per_uid=3, privileged={0, 990})
-    assert [slots.take(1000) for _ in range(3)] == [None] * 3
-    assert slots.take(1000) == (
-        "refused_per_uid",
-        "uid 1000 holds 3 connections (max_connections_per_uid 3)",
-    )
-    assert slots.take(1001) is None
+def test_slots_total_and_reserved() -> None:
+    """The slots count connections in all; per uid is the ledger's (one count, not two)."""
+    slots = Slots(limit=6, reserved=2, privileged={0, 990})
+    assert [slots.take(1000) for _ in range(4)] == [None] * 4  # no per-uid count here
     refused = slots.take(1002)  # 4 open: the last 2 are reserved
     assert refused is not None and refused[0] == "refused_max_connections"
     assert "reserved" in refused[1]
     assert slots.take(0) is None and slots.take(990) is None  # the reserved ones
     assert slots.take(0) == ("refused_max_connections", "6 connections open (max_connections)")
-    slots.give_back(1000)
-    assert slots.held(1000) == 2 and slots.open == 5
-    slots.give_back(4242)  # never held: nothing changes
+    slots.give_back()
     assert slots.open == 5
+    for _ in range(6):
+        slots.give_back()  # more than were taken: never below 0
+    assert slots.open == 0
 
 
 def test_connection_limit_leaves_descriptors_free() -> None:
@@ -199,7 +197,7 @@ async def test_another_uid_fills_its_cap_and_the_shared_slots_root_still_connect
         peers, summary = await query_peers(p.address)
         assert sorted(x["uid"] for x in peers).count(65534) == 6
         assert summary["stats"]["refused_per_uid"] == 2
-        assert "uid 65534 holds 6 connections (max_connections_per_uid 6)" in caplog.text
+        assert "uid 65534 holds 6 connections (quota 6)" in caplog.text
         await sub.close()
         await pub.close()
         await _release(nobody)
@@ -208,10 +206,24 @@ async def test_another_uid_fills_its_cap_and_the_shared_slots_root_still_connect
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run processes as another uid")
 async def test_a_standalone_proxys_per_uid_limit_is_its_setting_alone() -> None:
-    """Without a policy, ``max_connections_per_uid`` is the one per-uid limit: the default
-    policy's connection quota (128) used to cut in below a larger setting."""
+    """Without a policy, ``max_connections_per_uid`` is the one per-uid limit: it is the
+    default quota's connection count (which used to cut in at 128, below a larger setting)."""
     settings = ProxySettings(address=_address(), max_connections_per_uid=130)
     async with Proxy(settings) as p:
+        nobody, got = await _as_uid(65534, p.address, 131)
+        assert got["held"] == 130 and len(got["refused"]) == 1
+        assert p.counters["refused_per_uid"] == 1
+        await _release(nobody)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run processes as another uid")
+async def test_with_a_policy_its_quota_is_the_one_per_uid_limit() -> None:
+    """A policy's connection quota above ``max_connections_per_uid`` (128 by default) is the
+    limit: the proxy counts connections per uid once, in the ledger (the slots counted them
+    a second time and cut in at 128)."""
+    quotas = Quotas(default=Limits(connections=130))
+    policy = AccessPolicy(default_rules({0, os.getuid()}), quotas)
+    async with Proxy(ProxySettings(address=_address()), access=policy) as p:
         nobody, got = await _as_uid(65534, p.address, 131)
         assert got["held"] == 130 and len(got["refused"]) == 1
         assert p.counters["refused_per_uid"] == 1

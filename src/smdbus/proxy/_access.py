@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Protocol
 from smdbus._escape import printable
 from smdbus.classes import format_mask
 from smdbus.policy import (
-    PRIVILEGED_LIMITS,
     AccessPolicy,
     Identity,
     Ledger,
@@ -81,15 +80,20 @@ class Host(Owner, Protocol):
 class Access:
     """Identity, masks, refusals and quotas for one proxy's connections."""
 
-    def __init__(self, proxy: Host, policy: AccessPolicy | None, daemon_uid: int) -> None:
+    def __init__(
+        self,
+        proxy: Host,
+        policy: AccessPolicy | None,
+        daemon_uid: int,
+        per_uid: int = Limits.connections,
+    ) -> None:
         self.proxy = proxy
         self.daemon_uid = daemon_uid
         if policy is None:
-            # No policy given (a standalone proxy): its per-uid connection limit is the
-            # setting its slots enforce (max_connections_per_uid), so the default quota
-            # must not cap connections a second time, lower.
-            unlimited = replace(Limits(), connections=PRIVILEGED_LIMITS.connections)
-            policy = AccessPolicy(default_rules({0, daemon_uid}), Quotas(default=unlimited))
+            # No policy given (a standalone proxy): ``max_connections_per_uid`` (``per_uid``)
+            # is the default quota's connection count, the proxy's one per-uid limit.
+            limits = replace(Limits(), connections=per_uid)
+            policy = AccessPolicy(default_rules({0, daemon_uid}), Quotas(default=limits))
         self.policy = policy
         self.ledger = Ledger(self.policy.quotas, daemon_uid)
         self.by_class: Counter[str] = Counter()
@@ -103,8 +107,9 @@ class Access:
     def admit(self, who: Identity) -> str | None:
         """A new connection of ``who``: counted for its uid, or why its uid may not have one more.
 
-        Checked at accept, after the proxy's own slots (:mod:`smdbus.proxy._slots`),
-        which the caller gives back when this refuses.
+        The proxy's one count of connections per uid (the slots count only the total).
+        Checked at accept, after the proxy's slots (:mod:`smdbus.proxy._slots`), which
+        the caller gives back when this refuses.
         """
         return self.ledger.connect(who.uid, self.proxy.clock())
 

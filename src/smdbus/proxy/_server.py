@@ -19,7 +19,8 @@ Rules:
   holding most go first, then the largest); the reason is logged and counted,
   and what it had not been written counts as its ``dropped``.
 - Accepting is ours, not ``asyncio.Server``'s: each connection is checked
-  against its uid's slots (:mod:`smdbus.proxy._slots`) before it is served,
+  against the slots (:mod:`smdbus.proxy._slots`) and its uid's connection
+  quota (:mod:`smdbus.proxy._access`) before it is served,
   and refused with a CREATE_RESULT failure (answered once its STREAMTYPE is
   in, which is discarded); out of descriptors
   (EMFILE), accepting pauses (until a connection closes, or a backoff on the
@@ -86,7 +87,6 @@ COUNTERS = (
     "held_congestion",
     "held_quota",
     "refused_policy",
-    "refused_quota",
     "quota_disconnects",
     "stalled",
     "slow_disconnects",
@@ -206,7 +206,6 @@ class Proxy:
         self.slots = Slots(
             self.settings.max_connections,
             min(self.settings.reserved_connections, self.settings.max_connections // 2),
-            self.settings.max_connections_per_uid,
             {0, os.geteuid()},
         )
         self.logs = PeerLog(log, clock)
@@ -231,7 +230,12 @@ class Proxy:
         self.turn: Connection | None = None  # the publisher whose turn it is (in _admit)
         self.allowance = 0  # what it may still publish in its turn
         self.control = Control(self)
-        self.access = Access(self, access, os.getuid() if daemon_uid is None else daemon_uid)
+        self.access = Access(
+            self,
+            access,
+            os.getuid() if daemon_uid is None else daemon_uid,
+            self.settings.max_connections_per_uid,
+        )
         self._stall_timer: asyncio.TimerHandle | None = None
         # one RX frame built per message, shared by every group it goes to
         self.shared_frames = False  # more than one group: a message may reach several
@@ -454,10 +458,10 @@ class Proxy:
         uid = who.uid
         refused = self.slots.take(uid)
         if refused is None:
-            why = self.access.admit(who)  # the policy's per-uid connection quota
+            why = self.access.admit(who)  # the one per-uid connection count: the quota's
             if why is not None:
-                self.slots.give_back(uid)
-                refused = ("refused_quota", why)
+                self.slots.give_back()
+                refused = ("refused_per_uid", why)
         if refused is not None:
             counter, reason = refused
             self.count(counter)
@@ -536,7 +540,7 @@ class Proxy:
         """A connection has closed: keep its record, drop it from every set."""
         if self._connections.pop(conn.id, None) is None:
             return
-        self.slots.give_back(conn.uid)
+        self.slots.give_back()
         left = self.buffering.pop(conn, 0)
         self.outbound -= left
         self.access.queued(conn, -left)

@@ -63,7 +63,9 @@ class ProxySettings:
     """Of ``max_connections``, slots only root and the proxy's own uid may take
     (at most half of them: the others must keep some)."""
     max_connections_per_uid: int = 128
-    """Connections one uid other than root and the proxy's own may hold at once."""
+    """Connections one uid other than root and the proxy's own may hold at once, for a
+    proxy without an access policy (it becomes the default quota's ``connections``); with a
+    policy, the policy's quota is the one per-uid limit and this is not used."""
     max_frame: int = 1024
     """Largest len field accepted in a frame (a TX_PAYLOAD of a 383-byte body is 415)."""
     max_payload: int = WIRE_MAX_PAYLOAD

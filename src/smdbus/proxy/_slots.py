@@ -1,18 +1,21 @@
-"""Connection slots: who may open one more connection, and why not.
+"""Connection slots: whether the proxy has room for one more connection, and why not.
 
 Every connection holds a descriptor and some memory, and any local user who
-can reach the socket can open them. Without a rule per user, one user's
-idle connections lock out everybody, the system's own tools included
-(``smd peers``, ``smd state``). The rules, checked at accept, before any
-byte is read:
+can reach the socket can open them. Without a share kept back, users'
+idle connections lock out the system's own tools (``smd peers``, ``smd
+state``). The rules, checked at accept, before any byte is read:
 
 - ``limit`` connections in all (``max_connections``, lowered to what
   RLIMIT_NOFILE allows: :func:`smdbus.proxy._settings.connection_limit`).
 - The last ``reserved`` of them are for the *privileged* uids only: root
   and the proxy's own uid (the daemon's user, whose tools and services
   must always get in).
-- Every other uid holds at most ``per_uid`` at once. A connection whose uid
-  is unknown (no SO_PEERCRED) counts as one more such uid.
+
+What one uid may hold is not counted here: that is the policy's connection
+quota (:meth:`smdbus.policy.Ledger.connect`, through
+:meth:`smdbus.proxy._access.Access.admit`), the proxy's one count of
+connections per uid. A standalone proxy, which has no policy file, makes
+``max_connections_per_uid`` the default quota's ``connections``.
 
 Pure bookkeeping: the proxy asks :meth:`Slots.take` on accept and calls
 :meth:`Slots.give_back` when the connection is gone.
@@ -24,15 +27,13 @@ from collections.abc import Iterable
 
 
 class Slots:
-    """Open connections per uid, against the limits."""
+    """Open connections, against the total and the reserved share."""
 
-    def __init__(self, limit: int, reserved: int, per_uid: int, privileged: Iterable[int]) -> None:
+    def __init__(self, limit: int, reserved: int, privileged: Iterable[int]) -> None:
         self.limit = limit
         self.reserved = reserved
-        self.per_uid = per_uid
         self.privileged = frozenset(privileged)
         self.open = 0
-        self._by_uid: dict[int | None, int] = {}
 
     def refusal(self, uid: int | None) -> tuple[str, str] | None:
         """Why a connection from ``uid`` may not open now: (counter, reason), or None."""
@@ -47,12 +48,6 @@ class Slots:
                 f"{self.open} of {self.limit} connections open, the other {self.limit - self.open} "
                 "reserved for root and the proxy's uid (reserved_connections)",
             )
-        held = self._by_uid.get(uid, 0)
-        if held >= self.per_uid:
-            return (
-                "refused_per_uid",
-                f"uid {uid} holds {held} connections (max_connections_per_uid {self.per_uid})",
-            )
         return None
 
     def take(self, uid: int | None) -> tuple[str, str] | None:
@@ -60,19 +55,9 @@ class Slots:
         refused = self.refusal(uid)
         if refused is None:
             self.open += 1
-            self._by_uid[uid] = self._by_uid.get(uid, 0) + 1
         return refused
 
-    def give_back(self, uid: int | None) -> None:
-        """A connection of ``uid`` has closed."""
-        held = self._by_uid.get(uid, 0)
-        if held <= 0:
-            return
-        self.open -= 1
-        if held == 1:
-            del self._by_uid[uid]
-        else:
-            self._by_uid[uid] = held - 1
-
-    def held(self, uid: int | None) -> int:
-        return self._by_uid.get(uid, 0)
+    def give_back(self) -> None:
+        """A connection that took a slot has closed (or was refused after all)."""
+        if self.open > 0:
+            self.open -= 1
