@@ -1,13 +1,13 @@
 """The device daemon (``smd daemon``): the bus, its proxy and the system helpers in one process.
 
-``config`` reads the TOML file, ``sntp`` and ``timecheck`` make the clock
-valid, ``systemd`` speaks sd_notify and socket activation, ``gates`` (every boot gate) hold
-the boot for real work, ``signals`` keeps SIGHUP/SIGTERM from killing a
-daemon that is still starting, ``live`` draws the terminal view and ``app``
+``_config`` reads the TOML file, ``_sntp`` and ``_timecheck`` make the clock
+valid, ``_systemd`` speaks sd_notify and socket activation, ``_gates`` (every boot gate)
+hold the boot for real work, ``_signals`` keeps SIGHUP/SIGTERM from killing a
+daemon that is still starting, ``_live`` draws the terminal view and ``_app``
 composes it all. See docs/architecture.md.
 
 The names below are imported on first use: ``smd daemon`` catches its
-signals (``smdbus.daemon._signals``) before ``app`` pulls in asyncio and the network side.
+signals (``smdbus.daemon._signals``) before ``_app`` pulls in asyncio and the network side.
 """
 
 from __future__ import annotations
