@@ -130,18 +130,10 @@ def rx_payload_frame(
     latency_us: int = 0,
 ) -> bytes:
     """RX_PAYLOAD (proxy→client) for one SMD message: the proxy's hot path."""
-    return (
-        _pack_payload(
-            _RX_PAYLOAD,
-            PAYLOAD_OVERHEAD + len(payload),
-            flags,
-            latency_us,
-            time_us,
-            cls,
-            timestamp_us,
-        )
-        + payload
+    head = _pack_payload(
+        _RX_PAYLOAD, PAYLOAD_OVERHEAD + len(payload), flags, latency_us, time_us, cls, timestamp_us
     )
+    return head + payload
 
 
 def tx_payload_frame(
@@ -153,18 +145,10 @@ def tx_payload_frame(
     latency_us: int = 0,
 ) -> bytes:
     """TX_PAYLOAD (client→proxy) for one SMD message: the client's hot path."""
-    return (
-        _pack_payload(
-            _TX_PAYLOAD,
-            PAYLOAD_OVERHEAD + len(payload),
-            flags,
-            latency_us,
-            time_us,
-            cls,
-            timestamp_us,
-        )
-        + payload
+    head = _pack_payload(
+        _TX_PAYLOAD, PAYLOAD_OVERHEAD + len(payload), flags, latency_us, time_us, cls, timestamp_us
     )
+    return head + payload
 
 
 def _frame(ftype: int, body: bytes) -> bytes:
