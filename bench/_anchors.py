@@ -1,8 +1,14 @@
-"""The anchors measured beside smdbus: a ZeroMQ XSUB/XPUB proxy and mosquitto.
+"""The anchors measured beside smdbus: a ZeroMQ XSUB/XPUB proxy, mosquitto, and a floor.
 
-Both are set up to be lossless, as smdbus is: ZeroMQ with every high-water
-mark at 0 (unbounded), mosquitto with ``max_queued_messages 0``. Clients are
-Python (pyzmq, paho-mqtt 2.x) like ours.
+ZeroMQ and mosquitto are set up to be lossless, as smdbus is: ZeroMQ with every
+high-water mark at 0 (unbounded), mosquitto with ``max_queued_messages 0``.
+Clients are Python (pyzmq, paho-mqtt 2.x) like ours.
+
+The floor (issue 17, goal 5) is what two process hops cost on this machine in
+Python with nothing else: an asyncio relay that copies each read of the
+publisher to every subscriber (no parsing, no bus, no bounds), and blocking
+clients (a length-prefixed frame per ``send``; a ``recv`` loop that splits
+them). A broker cannot be faster than this in Python on the same loop.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -206,3 +214,117 @@ class Mosquitto:
         c.on_message = on_message
         c.connect(self.path)
         c.loop_forever()
+
+
+class Floor:
+    """A minimal asyncio relay in its own process; blocking Python clients."""
+
+    name = "floor"
+
+    def __init__(self) -> None:
+        self.address = "\0" + _unique("smdbench-floor")
+        self._proc: Any = None
+
+    def start(self) -> None:
+        self._proc = MP.Process(target=_floor_relay, args=(self.address,), daemon=True)
+        self._proc.start()
+        for _ in range(500):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.address)
+                s.sendall(b"X")  # neither role: the relay forgets it
+                return
+            except OSError:
+                time.sleep(0.01)
+            finally:
+                s.close()
+        raise RuntimeError("the floor relay did not listen")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join()
+
+    def broker_pid(self) -> int:
+        return int(self._proc.pid)
+
+    def _connect(self, role: bytes) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.address)
+        s.sendall(role)
+        return s
+
+    def run_publisher(self, plan: Plan) -> None:
+        sock = self._connect(b"P")
+        head = _FLOOR_HEAD.pack
+
+        class Pub:
+            def send(self, payload: bytes) -> None:
+                sock.sendall(head(len(payload)) + payload)
+
+            def flush(self) -> None:
+                pass
+
+            def close(self) -> None:
+                sock.close()
+
+        publish_sync(plan, Pub())
+
+    def run_subscriber(self, index: int, plan: Plan) -> None:
+        sock = self._connect(b"S")
+        feed = Tally(index, plan).feed
+        unpack = _FLOOR_HEAD.unpack_from
+        buf = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            buf = buf + data if buf else data
+            pos, size = 0, len(buf)
+            while size - pos >= 2:
+                (n,) = unpack(buf, pos)
+                if size - pos - 2 < n:
+                    break
+                if not feed(buf[pos + 2 : pos + 2 + n]):
+                    sock.close()
+                    return
+                pos += 2 + n
+            buf = buf[pos:]
+
+
+_FLOOR_HEAD = struct.Struct(">H")
+
+
+def _floor_relay(address: str) -> None:
+    """The relay: a connection says ``P`` (publisher) or ``S`` (subscriber) first."""
+    import asyncio
+
+    subscribers: list[asyncio.Transport] = []
+
+    class Peer(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.role = b""
+            self.transport: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            if not self.role:
+                self.role, data = data[:1], data[1:]
+                if self.role == b"S":
+                    subscribers.append(self.transport)
+            if self.role == b"P":
+                for t in subscribers:
+                    t.write(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.transport in subscribers:
+                subscribers.remove(self.transport)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_unix_server(Peer, address)
+        await loop.create_future()
+
+    asyncio.run(main())

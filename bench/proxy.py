@@ -1,7 +1,7 @@
-"""Benchmark: the smdbus proxy against ZeroMQ and mosquitto, in one run, on this machine.
+"""Benchmark: the smdbus proxy against ZeroMQ, mosquitto and a floor, in one run.
 
     .venv/bin/python bench/proxy.py [--messages 50000] [--repeat 3] [--receive iter]
-                                    [--policy 20] [--monitor] [--json]
+                                    [--policy 20] [--monitor] [--loop uvloop] [--json]
 
 What is measured (Python clients everywhere, every client its own process):
 
@@ -16,13 +16,22 @@ What is measured (Python clients everywhere, every client its own process):
 
 Our subscribers take messages with ``on_message`` (the client's documented
 fast path, as the mosquitto anchor's paho callback); ``--receive iter`` uses
-``async for`` instead (a ``Message`` and a coroutine step per message).
+``async for`` instead (a ``Message`` and a coroutine step per message). The
+row ``smdbus-lean`` is the same proxy with blocking clients on the lean
+receive path (``BlockingStream.dispatch``: no asyncio, no object per message)
+and ``BlockingStream.send``, as the floor's clients are blocking.
 
 Anchors: ZeroMQ ``zmq.proxy(XSUB, XPUB)`` over ``ipc://`` with high-water
-marks 0, and mosquitto on a Unix socket with ``max_queued_messages 0``.
-Figures are medians over ``--repeat`` runs; ratios are against ZeroMQ in
-the same run. Goals (issue 3): >= 2x ZeroMQ msgs/s, p50 <= 80 us,
-p99 <= 300 us, 1 000 subscribers in <= 64 MiB and <= 20 ms.
+marks 0, mosquitto on a Unix socket with ``max_queued_messages 0``, and the
+floor: a minimal asyncio relay with blocking Python clients (``_anchors.Floor``).
+Figures are medians over ``--repeat`` runs; ratios are against the anchor in
+the same run. The broker's CPU per message is its processes' on-CPU time
+(``/proc/PID/task/*/schedstat``, nanoseconds, every thread: ZeroMQ's I/O
+threads included) over the throughput runs and, separately, the paced runs.
+
+Goals (issue 17), printed with "met" / "not met": the proxy's CPU per message
+<= ZeroMQ's at full speed and at 1 000 msgs/s; throughput 1 -> 4 >= 1.0x
+ZeroMQ, lossless; at 1 000 msgs/s p50 <= 1.3x and p99 <= 1.5x the floor's.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ import sys
 import time
 from typing import Any
 
-from _anchors import Mosquitto, ZeroMQ
+from _anchors import Floor, Mosquitto, ZeroMQ
 from _anchors_harness import (
     MP,
     Plan,
@@ -49,6 +58,7 @@ from _anchors_harness import (
     median,
     percentile,
     publish_async,
+    publish_sync,
     run_once,
 )
 from smdbus.classes import user_class
@@ -60,6 +70,9 @@ from smdbus.proxy import Proxy, ProxySettings
 from smdbus.wire import parse_address
 sys.path.insert(0, sys.argv[3])
 from proxy import bench_access
+if sys.argv[5] == "uvloop":
+    import uvloop
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 async def main():
     settings = ProxySettings(address=parse_address(sys.argv[1]), max_connections=4096)
     access = bench_access(int(sys.argv[2]))
@@ -107,11 +120,20 @@ class SmdBus:
 
     name = "smdbus"
 
-    def __init__(self, receive: str = "callback", policy: int = 0, monitor: bool = False) -> None:
+    def __init__(
+        self,
+        receive: str = "callback",
+        policy: int = 0,
+        monitor: bool = False,
+        loop: str = "asyncio",
+    ) -> None:
         self.address = f"@smdbench-{os.getpid()}-{time.monotonic_ns()}"
         self.receive = receive
         self.policy = policy
         self.monitor = monitor
+        self.loop = loop
+        if receive == "lean":
+            self.name = "smdbus-lean"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -125,6 +147,7 @@ class SmdBus:
                 str(self.policy),
                 here,
                 str(int(self.monitor)),
+                self.loop,
             ]
         )
         deadline = time.monotonic() + 10
@@ -143,6 +166,24 @@ class SmdBus:
         return self._proc.pid
 
     def run_publisher(self, plan: Plan) -> None:
+        if self.receive == "lean":
+            from smdbus.wire.blocking import BlockingStream
+
+            stream = BlockingStream.connect(self.address, 0)
+
+            class Pub:
+                def send(self, payload: bytes) -> None:
+                    stream.send(CLS, payload, 30.0)
+
+                def flush(self) -> None:
+                    pass
+
+                def close(self) -> None:
+                    stream.close()
+
+            publish_sync(plan, Pub())
+            return
+
         from smdbus.client import connect
 
         async def main() -> None:
@@ -153,6 +194,21 @@ class SmdBus:
         asyncio.run(main())
 
     def run_subscriber(self, index: int, plan: Plan) -> None:
+        if self.receive == "lean":  # blocking, BlockingStream.dispatch: the lean receive path
+            from smdbus.wire.blocking import BlockingStream
+
+            tally = Tally(index, plan)
+            more = [True]
+
+            def sink(cls: int, ts: int, payload: bytes) -> None:
+                if not tally.feed(payload):
+                    more[0] = False
+
+            with BlockingStream.connect(self.address, CLS) as stream:
+                while more[0]:
+                    stream.dispatch(sink, None)
+            return
+
         from smdbus.client import connect
 
         async def main() -> None:
@@ -289,15 +345,23 @@ def fanout(subscribers: int = 1000, processes: int = 4, probes: int = 5) -> dict
 
 
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """On-CPU seconds of a process's live threads so far (``schedstat``: nanoseconds).
+
+    /proc/PID/stat counts in 10 ms ticks, coarse beside a paced run's ~0.2 s.
+    """
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
 
 
 def measure(
     system: System, args: argparse.Namespace
-) -> tuple[list[RunResult], list[RunResult], float]:
+) -> tuple[list[RunResult], list[RunResult], float, float]:
     system.start()
     try:
         cpu = _cpu_s(system.broker_pid())
@@ -315,6 +379,7 @@ def measure(
         # the broker's CPU per message of the throughput runs: less at the mercy of
         # other load on the machine than msgs/s (what the proxy does, not when)
         cpu_us = (_cpu_s(system.broker_pid()) - cpu) * 1e6 / (args.messages * len(tput))
+        cpu = _cpu_s(system.broker_pid())
         lat = [
             run_once(
                 system,
@@ -326,12 +391,19 @@ def measure(
             )
             for _ in range(args.repeat)
         ]
+        # at 1 000 msgs/s the CPU per message is mostly per-wake-up cost: system calls
+        # and loop passes (what issue 17's "one loop pass per read" is about)
+        cpu_paced_us = (
+            (_cpu_s(system.broker_pid()) - cpu) * 1e6 / (args.latency_messages * len(lat))
+        )
     finally:
         system.stop()
-    return tput, lat, cpu_us
+    return tput, lat, cpu_us, cpu_paced_us
 
 
-def summarize(tput: list[RunResult], lat: list[RunResult], cpu_us: float) -> dict[str, Any]:
+def summarize(
+    tput: list[RunResult], lat: list[RunResult], cpu_us: float, cpu_paced_us: float
+) -> dict[str, Any]:
     errors = [r.error for r in tput + lat if r.error]
     ok_t = [r for r in tput if r.error is None]
     ok_l = [r for r in lat if r.error is None]
@@ -341,6 +413,7 @@ def summarize(tput: list[RunResult], lat: list[RunResult], cpu_us: float) -> dic
         "p50_us": median([percentile(r.latencies_ns, 50) / 1000 for r in ok_l]),
         "p99_us": median([percentile(r.latencies_ns, 99) / 1000 for r in ok_l]),
         "broker_cpu_us_per_msg": cpu_us,
+        "broker_cpu_us_per_msg_paced": cpu_paced_us,
         "out_of_order": sum(r.disorder for r in ok_t + ok_l),
         "runs": {"throughput": [r.msgs_per_s for r in ok_t]},
         "errors": errors,
@@ -358,7 +431,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
     ap.add_argument("--fanout", type=int, default=1000, help="subscribers for fan-out; 0 skips")
     ap.add_argument(
-        "--only", default="smdbus,zeromq,mosquitto", help="systems to run, comma-separated"
+        "--only",
+        default="smdbus,smdbus-lean,floor,zeromq,mosquitto",
+        help="systems to run, comma-separated",
+    )
+    ap.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the smdbus proxy's event loop (uvloop: the `fast` extra)",
     )
     ap.add_argument(
         "--receive",
@@ -388,7 +469,11 @@ def main(argv: list[str] | None = None) -> int:
     wanted = args.only.split(",")
     systems: list[System] = []
     if "smdbus" in wanted:
-        systems.append(SmdBus(args.receive, args.policy, args.monitor))
+        systems.append(SmdBus(args.receive, args.policy, args.monitor, args.loop))
+    if "smdbus-lean" in wanted:
+        systems.append(SmdBus("lean", args.policy, args.monitor, args.loop))
+    if "floor" in wanted:
+        systems.append(Floor())
     if "zeromq" in wanted:
         systems.append(ZeroMQ())
     if "mosquitto" in wanted:
@@ -410,14 +495,14 @@ def main(argv: list[str] | None = None) -> int:
             "smdbus_receive": args.receive,
             "smdbus_policy_rules": args.policy,
             "smdbus_monitor": args.monitor,
+            "smdbus_loop": args.loop,
         },
         "systems": {},
     }
     for system in systems:
         if not args.json:
             print(f"measuring {system.name} ...", flush=True)
-        tput, lat, cpu_us = measure(system, args)
-        results["systems"][system.name] = summarize(tput, lat, cpu_us)
+        results["systems"][system.name] = summarize(*measure(system, args))
     zmq = results["systems"].get("zeromq")
     if zmq and zmq["msgs_per_s"] == zmq["msgs_per_s"]:
         for s in results["systems"].values():
@@ -426,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             print(f"fan-out to {args.fanout} subscribers ...", flush=True)
         results["fanout"] = fanout(args.fanout)
+    results["goals"] = goals(results["systems"])
 
     if args.json:
         print(json.dumps(results, indent=2))
@@ -433,15 +519,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{args.subscribers} subscribers, {args.size}-byte messages, medians of {args.repeat}")
     print(
-        f"{'system':<10} {'msgs/s':>10} {'deliv/s':>10} {'vs zmq':>7} "
-        f"{'p50 us':>8} {'p99 us':>8} {'cpu us':>7}  (latency at {args.rate:g} msgs/s; "
-        "cpu: the broker's per message)"
+        f"{'system':<12} {'msgs/s':>10} {'deliv/s':>10} {'vs zmq':>7} "
+        f"{'p50 us':>8} {'p99 us':>8} {'cpu us':>7} {'cpu paced':>9}  (latency and cpu paced "
+        f"at {args.rate:g} msgs/s; cpu: the broker's per message)"
     )
     for name, s in results["systems"].items():
         print(
-            f"{name:<10} {s['msgs_per_s']:>10.0f} {s['deliveries_per_s']:>10.0f} "
+            f"{name:<12} {s['msgs_per_s']:>10.0f} {s['deliveries_per_s']:>10.0f} "
             f"{s.get('vs_zeromq', float('nan')):>7.2f} {s['p50_us']:>8.0f} {s['p99_us']:>8.0f} "
-            f"{s['broker_cpu_us_per_msg']:>7.2f}"
+            f"{s['broker_cpu_us_per_msg']:>7.2f} {s['broker_cpu_us_per_msg_paced']:>9.1f}"
         )
         for e in s["errors"]:
             print(f"   error: {e}")
@@ -454,7 +540,67 @@ def main(argv: list[str] | None = None) -> int:
             f"one message reaches all in {f['reach_all_ms_median']:.1f} ms "
             f"(median of 5, max {f['reach_all_ms_max']:.1f})"
         )
+    if results["goals"]:
+        print("\ngoals (issue 17), ratios in this run:")
+        for g in results["goals"]:
+            verdict = "met" if g["met"] else "not met"
+            print(f"  {g['goal']:<58} {g['ratio']:>6.2f}  {verdict}")
     return 0
+
+
+GOALS = (
+    # (goal, system, figure, anchor, limit, at most?)
+    (
+        "proxy CPU/msg at full speed <= ZeroMQ",
+        "smdbus",
+        "broker_cpu_us_per_msg",
+        "zeromq",
+        1.0,
+        True,
+    ),
+    (
+        "proxy CPU/msg at 1 000 msgs/s <= ZeroMQ",
+        "smdbus",
+        "broker_cpu_us_per_msg_paced",
+        "zeromq",
+        1.0,
+        True,
+    ),
+    ("throughput 1 -> 4 >= 1.0x ZeroMQ, lossless", "smdbus", "msgs_per_s", "zeromq", 1.0, False),
+    ("p50 at 1 000 msgs/s <= 1.3x floor (asyncio clients)", "smdbus", "p50_us", "floor", 1.3, True),
+    ("p99 at 1 000 msgs/s <= 1.5x floor (asyncio clients)", "smdbus", "p99_us", "floor", 1.5, True),
+    (
+        "p50 at 1 000 msgs/s <= 1.3x floor (lean clients)",
+        "smdbus-lean",
+        "p50_us",
+        "floor",
+        1.3,
+        True,
+    ),
+    (
+        "p99 at 1 000 msgs/s <= 1.5x floor (lean clients)",
+        "smdbus-lean",
+        "p99_us",
+        "floor",
+        1.5,
+        True,
+    ),
+)
+
+
+def goals(systems: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal whose systems ran: its ratio in this run and whether it is met."""
+    out = []
+    for goal, name, figure, anchor, limit, at_most in GOALS:
+        if name not in systems or anchor not in systems:
+            continue
+        s = systems[name]
+        ratio = s[figure] / systems[anchor][figure]
+        met = ratio <= limit if at_most else ratio >= limit
+        if figure == "msgs_per_s":  # lossless: every run complete and in order
+            met = met and not s["errors"] and not s["out_of_order"]
+        out.append({"goal": goal, "ratio": ratio, "limit": limit, "met": bool(met)})
+    return out
 
 
 if __name__ == "__main__":
