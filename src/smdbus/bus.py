@@ -46,6 +46,16 @@ the host loop calls ``service``, which runs the very same ``_deliver``). Either
 way the wake-up happens once per batch (``_scheduled``), and everything else in
 this module is the same code, so the semantics cannot drift between loops.
 
+Delivering inline. A caller that is itself a callback of the bound asyncio loop,
+not of the bus (the proxy reading a socket), may take the wake-up on itself:
+:meth:`Bus.defer_delivery` marks delivery as scheduled, so its sends wake nobody,
+and :meth:`Bus.deliver_now`, before that callback returns, runs ``_deliver``.
+What it sent is then delivered in the same loop pass instead of the next one (a
+``call_soon`` costs the loop another pass: another ``epoll_wait`` per read).
+Sending still never delivers, and a callback of the bus that sends still does
+not recurse: ``_deliver`` refuses to re-enter, and the delivery running outside
+takes what was sent (it loops until the queue is empty).
+
 Bounds. Counters are kept per class value, and a peer picks the value (64 bits
 on the wire): every single-bit class below 2**64 has its own row, other values
 get rows up to ``MAX_CLASS_ROWS`` and are then counted together under
@@ -763,6 +773,29 @@ class Bus:
                 self._loop.call_soon_threadsafe(self._notify_idle)
             elif self._wakeup is not None:
                 self._wake_host()  # service() calls the waiters once the queue is empty
+
+    def defer_delivery(self) -> bool:
+        """Sends from now on wake nobody: the caller delivers them with :meth:`deliver_now`.
+
+        For a callback of the bus's own asyncio loop that sends and wants the
+        messages delivered before it returns, in the same loop pass (the proxy,
+        per read of a socket). It must call :meth:`deliver_now` (in a
+        ``finally``), or nothing queued is delivered until the next send that
+        finds delivery not scheduled. Returns False, changing nothing, when
+        the bus is not bound to an asyncio loop on this thread.
+        """
+        if self._loop is None or threading.get_ident() != self._loop_thread:
+            return False
+        self._scheduled = True
+        return True
+
+    def deliver_now(self) -> None:
+        """Deliver what is queued, here and now: the end of :meth:`defer_delivery`.
+
+        Within a delivery (a callback of the bus called it) it does nothing: the
+        delivery running takes everything queued before it ends.
+        """
+        self._deliver()
 
     async def drain(self) -> None:
         """Wait until every queued message has been delivered (or expired)."""

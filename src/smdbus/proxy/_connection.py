@@ -269,7 +269,14 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.stream.receive_data(data)  # nothing once closed
         if self.held is None:
-            self._process()
+            proxy = self.proxy
+            if proxy.read_begins():  # delivered and written before this callback returns
+                try:
+                    self._process()
+                finally:
+                    proxy.read_ends()
+            else:
+                self._process()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too

@@ -223,6 +223,7 @@ class Proxy:
         self._groups: dict[int, Group] = {}
         self._dirty: list[Group] = []
         self._flush_scheduled = False
+        self._inline = False  # within a read that delivers and flushes itself (read_begins)
         self._congested: set[Connection] = set()
         self._held: list[Connection] = []
         self.admission: Admission[Connection] = Admission(ADMISSION_QUANTUM)
@@ -588,7 +589,7 @@ class Proxy:
     def published_now(self, n: int = 1) -> None:
         """Messages went onto the bus from a connection: flush after their delivery."""
         self.counters["published"] += n
-        if not self._flush_scheduled and self.loop is not None:
+        if not self._flush_scheduled and not self._inline and self.loop is not None:
             # The bus scheduled its delivery already; this runs right after it,
             # in the same loop pass, so the frames go out without another pass.
             self._flush_scheduled = True
@@ -642,12 +643,43 @@ class Proxy:
         self._rx_frame = frame
         return frame
 
+    def read_begins(self) -> bool:
+        """A connection's read is about to publish: deliver and write it before the read ends.
+
+        One loop pass per read (issue 17): the bus does not schedule its
+        delivery nor the proxy its flush; :meth:`read_ends` runs both, in the
+        read's own callback. Returns False (the caller just processes) when a
+        read is already being handled so (a publisher resumed by the admission
+        within it) or the bus is not ours to deliver here (bound elsewhere).
+        """
+        if self._inline or not self.bus.defer_delivery():
+            return False
+        self._inline = True
+        return True
+
+    def read_ends(self) -> None:
+        """Deliver what the read published and write the frames it made: one write per member.
+
+        Publishers the admission resumes meanwhile (the queue emptied) publish
+        as at any other time: their messages go in the next loop pass.
+        """
+        try:
+            self.bus.deliver_now()
+            if self._dirty:
+                self._flush_all()
+        finally:
+            self._inline = False
+            if self.bus.queue_length and not self._flush_scheduled and self.loop is not None:
+                # what they published: the bus delivers it in the next pass, flushed after
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush_all)
+
     def mark_dirty(self, group: Group) -> None:
         """A group has frames to write: flush at the end of this loop pass."""
         if not self._dirty:  # the first of this pass
             self.pass_us = time.monotonic_ns() // 1000
         self._dirty.append(group)
-        if not self._flush_scheduled and self.loop is not None:
+        if not self._flush_scheduled and not self._inline and self.loop is not None:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush_all)
 
