@@ -102,6 +102,47 @@ async def test_delivery_is_never_inside_send_and_sender_gets_its_own() -> None:
     assert sent_from_callback == [True]
 
 
+async def test_deferred_delivery_runs_in_the_callers_own_callback() -> None:
+    """defer_delivery/deliver_now: the proxy's one loop pass per read (issue 17).
+
+    Sends after defer_delivery schedule nothing; deliver_now delivers them before
+    the caller returns, what callbacks send meanwhile included, without recursing.
+    """
+    got: list[bytes] = []
+    bus = Bus()
+
+    def echoing(cls: int, ts: int, payload: bytes) -> None:
+        got.append(payload)
+        if payload == b"ping":
+            bus.send(Class.INTERACTION, b"pong")
+            assert got[-1] == b"ping"  # still no delivery inside send
+            bus.deliver_now()  # within a delivery: nothing, the running one takes it
+            assert got[-1] == b"ping"
+
+    assert not bus.defer_delivery()  # not bound: nothing to take on
+    async with bus:
+        bus.register(Class.INTERACTION, echoing, name="echo")
+        loop = asyncio.get_running_loop()
+        ready = loop._ready  # type: ignore[attr-defined]  # asyncio's: callbacks due this pass
+        before = len(ready)
+        assert bus.defer_delivery()
+        bus.send(Class.INTERACTION, b"ping")
+        assert len(ready) == before  # the send scheduled no delivery of its own
+        assert got == []
+        bus.deliver_now()
+        assert got == [b"ping", b"pong"]
+        assert bus.queue_length == 0
+        # from another thread it refuses (the loop's thread delivers)
+        other: list[bool] = []
+        t = threading.Thread(target=lambda: other.append(bus.defer_delivery()))
+        t.start()
+        t.join()
+        assert other == [False]
+        bus.send(Class.INTERACTION, b"later")  # and sends wake the loop as before
+        await bus.drain()
+    assert got == [b"ping", b"pong", b"later"]
+
+
 async def test_multi_bit_class_matches_any_bit() -> None:
     log: Log = []
     bus = Bus()

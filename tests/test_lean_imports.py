@@ -46,7 +46,10 @@ def stop() -> Iterator[list[subprocess.Popen[bytes]]]:
 def test_the_proxy_loads_no_ssl(stop: list[subprocess.Popen[bytes]]) -> None:
     name = _name("proxy")
     proc = subprocess.Popen(
-        [SMD, "proxy", "--socket", "@" + name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        # asyncio's loop: uvloop (the `fast` extra, auto when installed) imports ssl itself
+        [SMD, "proxy", "--socket", "@" + name, "--loop", "asyncio"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     stop.append(proc)
     assert proc.stdout is not None
@@ -63,7 +66,7 @@ def test_the_daemon_loads_no_ssl(tmp_path: Path, stop: list[subprocess.Popen[byt
     config.write_text(f'[bus]\nsocket = "@{_name("bus")}"\n')
     env = dict(os.environ, NOTIFY_SOCKET="@" + notify.getsockname()[1:].decode())
     proc = subprocess.Popen(
-        [SMD, "daemon", "--config", str(config)],
+        [SMD, "daemon", "--config", str(config), "--loop", "asyncio"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -209,6 +209,24 @@ async def test_dump_sees_what_was_there_before(netns: str) -> None:
     assert len(monitor.table.routes) == 3  # local, prefix, default
 
 
+def test_the_monitor_reads_netlink_on_uvloop(netns: str) -> None:
+    """``smd daemon`` runs on uvloop when installed, and uvloop has no ``sock_recvfrom``."""
+    uvloop = pytest.importorskip("uvloop", reason="uvloop not installed (smdbus[fast])")
+    _ip("-n", netns, "addr", "add", "10.9.0.2/24", "dev", "d0")
+    _ip("-n", netns, "route", "add", "default", "via", "10.9.0.1")
+
+    async def main() -> RouteMonitor:
+        async with Bus() as bus:
+            monitor = RouteMonitor(bus, netns=netns)
+            await monitor.start()
+            await monitor.stop()
+        return monitor
+
+    monitor = uvloop.run(main())
+    assert monitor.dump_done and monitor.dump_error is None
+    assert [(r.gateway, r.is_default) for r in monitor.table.gateways()] == [("10.9.0.1", True)]
+
+
 async def test_coldplug_gate_holds_until_the_dump(netns: str) -> None:
     from smdbus.system import State, StateManager
 

@@ -31,6 +31,7 @@ from smdbus.wire import (
     tx_payload_frame,
 )
 from smdbus.wire._control import GREETING
+from test_proxy import open_unix
 
 USER0 = int(user_class(0))
 
@@ -70,6 +71,38 @@ def _of(proxy: Proxy, mask: int) -> list[PeerInfo]:
 
 def _held(proxy: Proxy, client_pid: int) -> str | None:
     return next((p.held for p in proxy.peers() if p.client_pid == client_pid), None)
+
+
+# -- issue 17: one loop pass per read ------------------------------------------
+
+
+async def test_a_read_is_delivered_and_written_within_its_own_callback(proxy: Proxy) -> None:
+    """What a read publishes reaches the subscribers' sockets before its callback returns.
+
+    Not in a loop pass scheduled after it: the bus delivers and the groups write
+    inside ``data_received`` (``Proxy.read_begins``/``read_ends``). The read is
+    driven by hand, so no loop pass runs between it and the look at the socket.
+    """
+    loop = asyncio.get_running_loop()
+    sub = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sub.setblocking(False)
+    await loop.sock_connect(sub, proxy.address)
+    await loop.sock_sendall(sub, stream_type_frame("_lws_smd", USER0, 4343))
+    greeting = b""
+    while len(greeting) < len(GREETING):
+        greeting += await loop.sock_recv(sub, len(GREETING) - len(greeting))
+    pub = await WireStream.connect(proxy.address, 0)
+    await _until(lambda: len([c for c in proxy.open_connections() if c.is_smd]) == 2)
+    [conn] = [c for c in proxy.open_connections() if c.is_smd and c.mask == 0]
+    conn.data_received(tx_payload_frame(USER0, 0, b"at once") * 2)
+    decoder = Decoder(Role.CLIENT)
+    decoder.feed(sub.recv(4096))  # raises BlockingIOError if nothing was written yet
+    got: list[bytes] = []
+    assert decoder.dispatch(lambda cls, ts, body: got.append(body)) == 2
+    assert got == [b"at once", b"at once"]
+    assert proxy.counters["published"] == 2
+    sub.close()
+    await pub.close()
 
 
 # -- 3: a publisher that hangs up keeps what it wrote -------------------------
@@ -246,7 +279,7 @@ def test_admission_fifo_and_fair_shares() -> None:
 async def _idle_connections(address: str, n: int) -> list[asyncio.StreamWriter]:
     writers = []
     for _ in range(n):
-        reader, writer = await asyncio.open_unix_connection(address)
+        reader, writer = await open_unix(address)
         writer.write(stream_type_frame("_lws_smd", 0, 7))
         await reader.readexactly(len(GREETING))
         writers.append(writer)

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smdbus.commands import _loop
 from smdbus.commands._failure import strip_errno
 from smdbus.commands._options import examples
 from smdbus.daemon import BOOT_STATES, LiveView, PendingSignals
@@ -60,6 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "the shipped unit: IFACE_COLDPLUG, so a boot without a network does not hold "
         "systemctl start)",
     )
+    _loop.add_loop(parser)
     examples(
         parser,
         "smd daemon --live --config deploy/demo.toml   watch a device boot, in this terminal",
@@ -90,8 +92,12 @@ def run(args: argparse.Namespace) -> int:
         if args.web:
             config = dataclasses.replace(config, web=dataclasses.replace(config.web, enabled=True))
         prepared = prepare(config)
+        factory, loop_name = _loop.loop_factory(args.loop)
     except DaemonConfigError as e:
         print(f"smd daemon: bad config: {e}", file=sys.stderr)
+        return 2
+    except _loop.LoopUnavailable as e:
+        print(f"smd daemon: {e}", file=sys.stderr)
         return 2
     except DaemonError as e:
         print(f"smd daemon: {strip_errno(str(e))}", file=sys.stderr)
@@ -101,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"smd daemon: {config.source}: ok (policy {policy.source}, release {policy.release})")
         return 0
     _set_log_level(config, args.verbose)
+    logging.getLogger("smdbus.daemon").debug("event loop: %s", loop_name)
     view: LiveView | None = None
     if args.live:
         view = _make_view(config)
@@ -117,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         _route_logs_to(view)
         view.banner(_banner(config, prepared.policy.source, prepared.policy.release))
     try:
-        return asyncio.run(_main(daemon, view))
+        return _loop.run(_main(daemon, view), factory)
     except DaemonError as e:
         if view is not None:
             view.close()

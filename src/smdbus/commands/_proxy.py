@@ -12,6 +12,7 @@ import grp
 import signal
 import sys
 
+from smdbus.commands import _loop
 from smdbus.commands._failure import strip_errno
 from smdbus.commands._options import add_socket, examples, positive_int
 from smdbus.proxy import Proxy, ProxySettings
@@ -113,6 +114,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="a subscriber reading nothing this long is disconnected",
     )
+    _loop.add_loop(parser)
     examples(
         parser,
         "smd proxy                                       the abstract socket C programs use",
@@ -143,11 +145,12 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args)
-    except ValueError as exc:
+        factory, loop_name = _loop.loop_factory(args.loop)
+    except (ValueError, _loop.LoopUnavailable) as exc:
         print(f"smd proxy: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(settings))
+        _loop.run(_serve(settings, loop_name), factory)
     except OSError as exc:
         text = strip_errno(str(exc))
         if not text.startswith("cannot"):
@@ -157,13 +160,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(settings: ProxySettings) -> None:
+async def _serve(settings: ProxySettings, loop_name: str) -> None:
     proxy = Proxy(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with proxy:
-        print(f"smd proxy: listening on {format_address(settings.address)}", flush=True)
+        print(
+            f"smd proxy: listening on {format_address(settings.address)} ({loop_name})",
+            flush=True,
+        )
         await stop.wait()
     print("smd proxy: stopped", flush=True)

@@ -8,7 +8,8 @@ kernel has, turns each notification datagram into one batch of events and
 publishes what the table decides on NETWORK.
 
 Everything runs on the asyncio loop that calls :meth:`RouteMonitor.start`
-(``loop.sock_recvfrom`` on non-blocking sockets), which should be the bus's
+(non-blocking sockets: ``recvfrom`` when ``add_reader`` says readable, which
+every loop has; uvloop has no ``sock_recvfrom``), which should be the bus's
 loop. With ``netns`` the sockets are opened inside that network namespace
 (``/run/netns/NAME``, as ``ip netns`` makes them) by a short-lived thread
 that enters it with ``setns(2)``: a socket stays in the namespace it was
@@ -37,7 +38,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from smdbus._announce import Announcer, Publisher
 from smdbus.classes import Class
@@ -269,9 +270,8 @@ class RouteMonitor:
 
     async def _recv(self, sock: socket.socket) -> bytes:
         """The next datagram from the kernel (others are dropped and counted)."""
-        loop = asyncio.get_running_loop()
         while True:
-            data, (port, _groups) = await loop.sock_recvfrom(sock, RECV_SIZE)
+            data, (port, _groups) = await _recvfrom(sock)
             if port == 0:
                 return data
             self.foreign += 1
@@ -374,3 +374,25 @@ async def dump_routes(netns: str | None = None) -> RouteTable:
     finally:
         monitor._close_socket()
     return monitor.table
+
+
+async def _recvfrom(sock: socket.socket) -> tuple[bytes, Any]:
+    """``sock.recvfrom`` once the loop says it is readable (``loop.sock_recvfrom`` on any loop)."""
+    while True:
+        try:
+            return sock.recvfrom(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            pass
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = sock.fileno()
+        loop.add_reader(fd, _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from types import TracebackType
 
 from smdbus.wire._address import DEFAULT_ADDRESS, format_address, parse_address
@@ -54,9 +55,7 @@ class WireStream:
         address = parse_address(address)  # "@name", "+@name" or a kernel address
         shown = format_address(address)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(address, limit=1 << 20), timeout
-            )
+            reader, writer = await asyncio.wait_for(_open(address), timeout)
         except (OSError, TimeoutError) as exc:
             raise ConnectionError(f"cannot connect to the proxy at {shown}: {exc}") from None
         conn = Connection(Role.CLIENT, max_payload=max_payload)
@@ -138,3 +137,19 @@ class WireStream:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+async def _open(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Streams on a socket connected here: any loop serves it.
+
+    ``asyncio.open_unix_connection(address)`` leaves the connect to the loop,
+    and uvloop's refuses an abstract address (EINVAL), the proxy's default.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, address)
+        return await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+    except BaseException:
+        sock.close()
+        raise

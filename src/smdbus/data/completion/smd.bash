@@ -25,6 +25,7 @@ _smd() {
         proxy:--max-outbound) return ;;
         proxy:--stall-grace) return ;;
         proxy:--stall-timeout) return ;;
+        proxy:--loop) COMPREPLY=($(compgen -W "auto asyncio uvloop" -- "$cur")); return ;;
         monitor:--class) return ;;
         monitor:--grep) return ;;
         monitor:--field) return ;;
@@ -59,6 +60,7 @@ _smd() {
         cpd:--timeout) return ;;
         daemon:--config|daemon:-c) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         daemon:--ready-at) COMPREPLY=($(compgen -W "PRE_PRIV_DROP INITIALIZED COLLECTING_STDIN IFACE_COLDPLUG DHCP CPD_PRE_TIME TIME_VALID CPD_POST_TIME POLICY_VALID REGISTERED AUTH1 AUTH2 ONE_TIME_UPDATES OPERATIONAL" -- "$cur")); return ;;
+        daemon:--loop) COMPREPLY=($(compgen -W "auto asyncio uvloop" -- "$cur")); return ;;
         bridge:--config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         bridge:--socket) return ;;
         bridge:--broker) return ;;
@@ -79,7 +81,7 @@ _smd() {
     case "$cmd" in
         "") opts="-h --help -v --verbose --version demo proxy monitor send peers state button-replay buttons routes cpd daemon bridge fleet web-url" ;;
         demo) opts="-h --help -v --verbose --pace" ;;
-        proxy) opts="-h --help -v --verbose --socket --mode --group --max-connections --reserved-connections --max-connections-per-uid --max-frame --first-frame-timeout --queue-depth --high-water --max-buffer --max-outbound --stall-grace --stall-timeout" ;;
+        proxy) opts="-h --help -v --verbose --socket --mode --group --max-connections --reserved-connections --max-connections-per-uid --max-frame --first-frame-timeout --queue-depth --high-water --max-buffer --max-outbound --stall-grace --stall-timeout --loop" ;;
         monitor) opts="-h --help -v --verbose --class --grep --field --json --pretty --color --sender --count --timeout --socket" ;;
         send) opts="-h --help -v --verbose --socket --count --timeout" ;;
         peers) opts="-h --help -v --verbose --socket --json --all" ;;
@@ -88,7 +90,7 @@ _smd() {
         buttons) opts="-h --help -v --verbose --config --evdev --gpiod --pattern --list --key --line --active-low --bias --grab --controller --regime --send --socket" ;;
         routes) opts="-h --help -v --verbose --json --netns --gateways" ;;
         cpd) opts="-h --help -v --verbose --policy --url --timeout --no-retry --json" ;;
-        daemon) opts="-h --help -v --verbose --config -c --live --web --check --print-config --ready-at" ;;
+        daemon) opts="-h --help -v --verbose --config -c --live --web --check --print-config --ready-at --loop" ;;
         bridge) opts="-h --help -v --verbose --config --socket --broker --device-id --prefix --outbox --status --json" ;;
         fleet) opts="-h --help -v --verbose --broker --protocol --prefix --ca --cert --key --username --password-file --wait --json" ;;
         web-url) opts="-h --help -v --verbose --config -c --token" ;;

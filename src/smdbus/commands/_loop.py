@@ -1,0 +1,75 @@
+"""Which event loop ``smd proxy`` and ``smd daemon`` run on: uvloop when installed, or asyncio's.
+
+Why: the proxy spends most of its time, at the rates a device sees, in the
+event loop itself (a wake-up, a read, four writes per message), and uvloop
+runs that loop in C. Measured with ``bench/proxy.py --loop uvloop`` beside
+``--loop asyncio`` (docs/performance.md): the proxy's CPU per message at
+1 000 msgs/s and its p50 fall; at full speed, where the time is the bus and
+the fan-out in Python, it changes little. It costs ~2 MiB of RSS, so it is an
+optional extra (``pip install 'smdbus[fast]'``), never required: the core
+runs on asyncio's own loop, and everything is tested on both.
+
+Rules:
+
+- ``--loop auto`` (the default, or ``SMD_LOOP`` in the environment) takes
+  uvloop if it imports, else asyncio's loop, silently: a missing speed-up is
+  not an error.
+- ``--loop asyncio`` never imports uvloop (a device short of memory, or a
+  suspicion that the loop is at fault).
+- ``--loop uvloop`` insists: without uvloop the command stops (exit 2)
+  before starting anything, saying how to install it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+CHOICES = ("auto", "asyncio", "uvloop")
+ENV = "SMD_LOOP"
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+class LoopUnavailable(RuntimeError):
+    """``--loop uvloop`` where uvloop is not installed."""
+
+
+def add_loop(parser: argparse.ArgumentParser) -> None:
+    """The ``--loop`` option of the long-running commands."""
+    default = os.environ.get(ENV, "auto")
+    if default not in CHOICES:
+        default = "auto"
+    parser.add_argument(
+        "--loop",
+        choices=CHOICES,
+        default=default,
+        help=f"event loop: uvloop if installed (auto), or insist on one "
+        f"(default {default}; ${ENV} sets it)",
+    )
+
+
+def loop_factory(choice: str) -> tuple[LoopFactory | None, str]:
+    """The loop factory for ``choice`` (None: asyncio's) and the loop's name, for the log."""
+    if choice == "asyncio":
+        return None, "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise LoopUnavailable(
+                "--loop uvloop: uvloop is not installed (pip install 'smdbus[fast]')"
+            ) from None
+        return None, "asyncio"
+    return uvloop.new_event_loop, "uvloop"
+
+
+def run(main: Coroutine[Any, Any, T], factory: LoopFactory | None) -> T:
+    """``asyncio.run(main)`` on the loop ``factory`` makes (None: asyncio's own)."""
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)

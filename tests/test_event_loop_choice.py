@@ -1,0 +1,112 @@
+"""Which loop ``smd proxy`` and ``smd daemon`` run on (smdbus.commands._loop), for real.
+
+The proxy says its loop on its first line; each case serves a publisher and a
+subscriber (blocking streams, the lean receive path) through it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from smdbus.classes import user_class
+from smdbus.commands import _loop
+from smdbus.wire.blocking import BlockingStream
+
+SMD = [sys.executable, "-m", "smdbus"]
+CLS = user_class(3)
+
+try:
+    import uvloop  # noqa: F401
+
+    HAVE_UVLOOP = True
+except ImportError:
+    HAVE_UVLOOP = False
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], str, str]:
+    addr = f"@smdbus-loop-{uuid.uuid4().hex[:10]}"
+    proc = subprocess.Popen(
+        [*SMD, "proxy", "--socket", addr, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, addr, proc.stdout.readline()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.terminate()
+        p.wait(5)
+
+
+def _exchange(addr: str) -> list[tuple[int, bytes]]:
+    """Three messages from one stream to another, taken on the lean receive path."""
+    got: list[tuple[int, bytes]] = []
+    with (
+        BlockingStream.connect(addr, CLS) as sub,
+        BlockingStream.connect(addr, 0) as pub,
+    ):
+        for i in range(3):
+            pub.send(CLS, b"m%d" % i)
+        while len(got) < 3:
+            n = sub.dispatch(lambda cls, ts, body: got.append((cls, body)), 5.0)
+            assert n, "nothing arrived within 5 s"
+    return got
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        "asyncio",
+        pytest.param(
+            "uvloop", marks=pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop not installed")
+        ),
+    ],
+)
+def test_the_proxy_runs_and_serves_on_the_loop_asked_for(
+    choice: str, procs: list[subprocess.Popen[str]]
+) -> None:
+    proc, addr, line = _start("--loop", choice)
+    procs.append(proc)
+    assert line.rstrip().endswith(f"({choice})"), line
+    assert _exchange(addr) == [(CLS, b"m0"), (CLS, b"m1"), (CLS, b"m2")]
+
+
+def test_auto_takes_uvloop_when_installed(procs: list[subprocess.Popen[str]]) -> None:
+    proc, _, line = _start()
+    procs.append(proc)
+    assert line.rstrip().endswith("(uvloop)" if HAVE_UVLOOP else "(asyncio)"), line
+
+
+def test_asking_for_uvloop_without_it_stops_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    with pytest.raises(_loop.LoopUnavailable, match=r"smdbus\[fast\]"):
+        _loop.loop_factory("uvloop")
+    assert _loop.loop_factory("auto") == (None, "asyncio")  # auto: silently asyncio's
+    assert _loop.loop_factory("asyncio") == (None, "asyncio")
+
+
+def test_smd_proxy_loop_uvloop_without_it_exits_2() -> None:
+    # a child in which uvloop cannot be imported, as where it is not installed
+    code = (
+        "import sys; sys.modules['uvloop'] = None; from smdbus.cli import main; "
+        "sys.exit(main(['proxy', '--socket', '@x', '--loop', 'uvloop']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 2, done
+    assert "uvloop is not installed" in done.stderr
