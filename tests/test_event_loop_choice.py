@@ -83,8 +83,13 @@ def test_the_proxy_runs_and_serves_on_the_loop_asked_for(
     assert _exchange(addr) == [(CLS, b"m0"), (CLS, b"m1"), (CLS, b"m2")]
 
 
-def test_auto_takes_uvloop_when_installed(procs: list[subprocess.Popen[str]]) -> None:
+def test_asyncio_by_default_and_auto_takes_uvloop_when_installed(
+    procs: list[subprocess.Popen[str]],
+) -> None:
     proc, _, line = _start()
+    procs.append(proc)
+    assert line.rstrip().endswith("(asyncio)"), line
+    proc, _, line = _start("--loop", "auto")
     procs.append(proc)
     assert line.rstrip().endswith("(uvloop)" if HAVE_UVLOOP else "(asyncio)"), line
 
