@@ -167,7 +167,7 @@ class SmdBus:
 
     def run_publisher(self, plan: Plan) -> None:
         if self.receive == "lean":
-            from smdbus.wire.blocking import BlockingStream
+            from smdbus.wire import BlockingStream
 
             stream = BlockingStream.connect(self.address, 0)
 
@@ -195,7 +195,7 @@ class SmdBus:
 
     def run_subscriber(self, index: int, plan: Plan) -> None:
         if self.receive == "lean":  # blocking, BlockingStream.dispatch: the lean receive path
-            from smdbus.wire.blocking import BlockingStream
+            from smdbus.wire import BlockingStream
 
             tally = Tally(index, plan)
             more = [True]

@@ -15,7 +15,7 @@ import pytest
 
 from smdbus.classes import user_class
 from smdbus.commands import _loop
-from smdbus.wire.blocking import BlockingStream
+from smdbus.wire import BlockingStream
 
 SMD = [sys.executable, "-m", "smdbus"]
 CLS = user_class(3)

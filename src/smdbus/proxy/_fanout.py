@@ -78,10 +78,10 @@ class Group:
         return f"<Group mask={self.mask:#x} members={len(self.members)}>"
 
     def on_message(self, cls: int, timestamp_us: int, payload: bytes) -> None:
-        """Bus callback: one frame for every member, written at the end of the loop pass.
+        """Bus callback: one frame for every member, written at the end of the read or pass.
 
         The frame's time field ("when the proxy wrote it") is read once per
-        pass (:attr:`Proxy.pass_us`): the frames of a pass go out together.
+        read, or pass (:attr:`Proxy.pass_us`): the frames of a read go out together.
         """
         proxy = self.proxy
         if not self.dirty:

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-    from smdbus.wire.decoder import Sink
+    from smdbus.wire._decoder import Sink
 
 _RECV_SIZE = 64 * 1024
 _BATCH = 16 * 1024
