@@ -9,10 +9,14 @@ the fan-out in Python, it changes little. It costs ~2 MiB of RSS, so it is an
 optional extra (``pip install 'smdbus[fast]'``), never required: the core
 runs on asyncio's own loop, and the proxy's tests run on both.
 
-Not the default yet: under ``bench/soak.py`` (fuzzers, flooders, stalled
-readers, a restart) the proxy on uvloop kept 4-8 client sockets open after
-every client had gone, where on asyncio's loop it returns to its baseline; until
-that is understood, a proxy that must not leak descriptors runs on asyncio's.
+Not the default yet: under ``bench/soak.py`` the proxy on uvloop kept 4-8
+client sockets open after every client had gone, where on asyncio's loop it
+returns to its baseline. Found so far: they are connections reading on
+through :class:`~smdbus.proxy._tail.Tail` after a failed write (flooders that
+receive their own class and never read); the reader added for the duplicated
+descriptor while uvloop closes the original never fires (the descriptor is
+readable: EOF or ECONNRESET is waiting), and adding it again later does. Until
+that is fixed, a proxy that must not leak descriptors runs on asyncio's.
 
 Rules:
 
