@@ -14,8 +14,9 @@ client sockets open after every client had gone, where on asyncio's loop it
 returns to its baseline. Found so far: they are connections reading on
 through :class:`~smdbus.proxy._tail.Tail` after a failed write (flooders that
 receive their own class and never read); the reader added for the duplicated
-descriptor while uvloop closes the original never fires (the descriptor is
-readable: EOF or ECONNRESET is waiting), and adding it again later does. Until
+descriptor while uvloop closes the original fires once or twice, then no more
+(the descriptor stays readable: data, EOF or ECONNRESET waiting), and adding it
+again later lets most of them finish. Until
 that is fixed, a proxy that must not leak descriptors runs on asyncio's.
 
 Rules:
