@@ -22,8 +22,8 @@ run: $(STAMP)
 test: $(STAMP) system-deps lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench setup.py
+	$(BIN)/ruff format --check src tests bench setup.py
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
@@ -60,7 +60,8 @@ install:
 dist: $(STAMP)
 	$(BIN)/python -m build --outdir dist
 
-# Optional: compile the bus's hot path with mypyc (imported in place of bus.py when present).
+# Optional: compile the hot path in place with mypyc, as a wheel build does (setup.py; the
+# extensions shadow the sources until `make clean`; SMDBUS_PURE=1 ignores them). docs/performance.md
 speedups: $(STAMP)
 	scripts/build-speedups.sh
 
@@ -69,4 +70,5 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/proxy.py
 
 clean:
-	rm -rf $(VENV) dist bench/build .mypy_cache .ruff_cache .pytest_cache src/build src/smdbus/*.so
+	rm -rf $(VENV) dist bench/build .mypy_cache .ruff_cache .pytest_cache src/build build src/smdbus__mypyc.*
+	find src -name '*.so' -delete

@@ -113,7 +113,8 @@ def test_builders_refuse_values_out_of_range() -> None:
         encode(StreamType("", 1))
     with pytest.raises(ValueError, match="cannot encode"):
         encode(TimeoutUpdate(-1))
-    with pytest.raises(TypeError, match="not a wire event"):
+    # compiled (mypyc), the argument's type check refuses it before the encoder table
+    with pytest.raises(TypeError, match=r"not a wire event|tuple object expected"):
         encode("hello")  # type: ignore[arg-type]
 
 

@@ -25,11 +25,21 @@ The names are imported on first use (PEP 562), not when the package is: the
 ``smd`` command starts in ``smdbus.cli`` and must take over Ctrl-C before
 anything heavy (asyncio, the client) is imported, and a subcommand should
 pay only for the modules it uses.
+
+``SMDBUS_PURE=1`` in the environment makes every module load from its Python
+source even where a compiled (mypyc) build of it is installed (:mod:`smdbus._pure`).
 """
 
 from __future__ import annotations
 
+import os
+
 from smdbus._lazy import lazy_names
+
+if os.environ.get("SMDBUS_PURE", "") not in ("", "0"):  # see smdbus._pure
+    from smdbus._pure import install
+
+    install()
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (7 ms)
 if TYPE_CHECKING:

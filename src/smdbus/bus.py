@@ -74,7 +74,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from smdbus._wakeup import Wakeup
 from smdbus.classes import class_names, format_mask
@@ -145,7 +145,7 @@ class Participant:
         return f"<Participant {self.name!r} mask={format_mask(self.mask)}>"
 
 
-_GONE = Participant(0, lambda cls, timestamp_us, payload: None, "(discarded)")
+_GONE: Final = Participant(0, lambda cls, timestamp_us, payload: None, "(discarded)")
 """Put in a queued record's ``exclude`` slot: nobody gets the message. Never registered."""
 _GONE.active = False
 

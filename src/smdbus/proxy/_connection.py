@@ -346,7 +346,7 @@ class Connection(asyncio.Protocol):
             "write failed",
             "%s: %s; delivery to it ended (%d messages dropped), reading its input to EOF",
             self.describe(),
-            self.write_failed,
+            self.close_reason,  # not write_failed: mypy narrowed that property to None above
             lost,
         )
 

@@ -19,18 +19,18 @@ frames delivered before it joined (the group is flushed first).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from smdbus.wire import FLAGS_WHOLE, PAYLOAD_HEAD, PAYLOAD_OVERHEAD, FrameType, rx_payload_frame
 
 if TYPE_CHECKING:
     from smdbus.bus import Participant
 
-_pack_head = PAYLOAD_HEAD.pack
-_monotonic_ns = time.monotonic_ns
+_pack_head: Final = PAYLOAD_HEAD.pack
+_monotonic_ns: Final = time.monotonic_ns
 # the wire's values as plain ints: Group.on_message packs them per message
-_RX_PAYLOAD = int(FrameType.RX_PAYLOAD)
-_WHOLE = int(FLAGS_WHOLE)
+_RX_PAYLOAD: Final = int(FrameType.RX_PAYLOAD)
+_WHOLE: Final = int(FLAGS_WHOLE)
 
 
 def rx_frame(cls: int, timestamp_us: int, payload: bytes, time_us: int | None = None) -> bytes:

@@ -61,7 +61,7 @@ from smdbus.wire._frames import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (smd send loads this)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 
 class Role(enum.Enum):
@@ -73,13 +73,13 @@ class Role(enum.Enum):
     """Decodes proxy→client frames."""
 
 
-_new = tuple.__new__
-_unpack_payload_head = PAYLOAD_HEAD_AFTER_LEN.unpack_from
-_WHOLE_HEAD = PAYLOAD_HEAD.size  # 35: frame header, Secure Streams header, SMD header
+_new: Final = tuple.__new__
+_unpack_payload_head: Final = PAYLOAD_HEAD_AFTER_LEN.unpack_from
+_WHOLE_HEAD: Final = PAYLOAD_HEAD.size  # 35: frame header, Secure Streams header, SMD header
 # The hot paths read only what they use: the Secure Streams fields are skipped as
 # padding, so no int objects are made for them (a third of the unpacking cost).
-_unpack_type_len_cls_ts = struct.Struct(">BH16xQQ").unpack_from
-_unpack_type_len_cls = struct.Struct(">BH16xQ").unpack_from
+_unpack_type_len_cls_ts: Final = struct.Struct(">BH16xQQ").unpack_from
+_unpack_type_len_cls: Final = struct.Struct(">BH16xQ").unpack_from
 assert struct.calcsize(">BH16xQQ") == _WHOLE_HEAD
 
 Sink = Callable[[int, int, bytes], object]

@@ -41,7 +41,7 @@ from smdbus.wire._events import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (smd send loads this)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 
 class FrameType(enum.IntEnum):
@@ -83,10 +83,10 @@ WIRE_MAX_PAYLOAD = 383
 MAX_FRAME_LEN = 0xFFFF
 """The len field is a u16: the largest body any frame can have."""
 
-HEADER_LEN = 3
+HEADER_LEN: Final = 3
 """type u8 + len u16."""
 
-PAYLOAD_OVERHEAD = 32
+PAYLOAD_OVERHEAD: Final = 32
 """Secure Streams header (16) + SMD message header (16) inside a payload frame."""
 
 MASK_ZERO_QUIRK = 500_000_000
@@ -98,7 +98,7 @@ the same, so the same C program sees the same messages on either proxy.
 """
 
 # header + Secure Streams payload header + SMD message header, one pack call
-PAYLOAD_HEAD = struct.Struct(">BHIIQQQ")
+PAYLOAD_HEAD: Final = struct.Struct(">BHIIQQQ")
 """type | len | flags | latency | time | class | timestamp (35 bytes)."""
 PAYLOAD_HEAD_AFTER_LEN = struct.Struct(">IIQQQ")
 """flags | latency | time | class | timestamp, read from just after the len."""
@@ -115,10 +115,10 @@ _CREATE_RESULT_HEAD = struct.Struct(">BHBI")
 _CONNSTATE = struct.Struct(">BHBI")
 _CONNSTATE_WIDE = struct.Struct(">BHII")
 
-_pack_payload = PAYLOAD_HEAD.pack
+_pack_payload: Final = PAYLOAD_HEAD.pack
 # plain ints: the payload builders pack them per message
-_RX_PAYLOAD = int(FrameType.RX_PAYLOAD)
-_TX_PAYLOAD = int(FrameType.TX_PAYLOAD)
+_RX_PAYLOAD: Final = int(FrameType.RX_PAYLOAD)
+_TX_PAYLOAD: Final = int(FrameType.TX_PAYLOAD)
 
 
 def rx_payload_frame(
