@@ -40,13 +40,18 @@ def test_the_example_config_is_the_daemons_defaults() -> None:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """``python -m build``: an sdist and a wheel (the build backend comes from the index)."""
+    """``python -m build``: an sdist and a wheel (the build backend comes from the index).
+
+    A pure wheel (``SMDBUS_PURE=1``): what is checked here is what the package carries
+    and how it installs; the compiled build has its own test (tests/test_compiled.py).
+    """
     out = tmp_path_factory.mktemp("dist")
     r = subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "SMDBUS_PURE": "1"},
     )
     if r.returncode != 0 and re.search(r"Could not find a version|connection|resolve", r.stdout):
         pytest.skip("python -m build could not fetch its build backend (no package index)")
@@ -62,6 +67,52 @@ def test_wheel_and_sdist_carry_units_config_manual_and_completions(dist: Path) -
     with tarfile.open(sdist) as tar:
         in_sdist = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     assert {f"src/{name}" for name in SHIPPED} <= in_sdist
+
+
+def test_the_sdist_installs_pure_python_where_nothing_compiles(dist: Path, tmp_path: Path) -> None:
+    """A device without a working C compiler (``CC=false``) still gets smdbus from the sdist:
+    setup.py's probe fails, so the wheel is pure Python and runs."""
+    (sdist,) = dist.glob("smdbus-*.tar.gz")
+    env = {k: v for k, v in os.environ.items() if k != "SMDBUS_PURE"} | {"CC": "false"}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-v",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path / "wheel"),
+            str(sdist),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "no working C compiler" in r.stdout + r.stderr
+    (wheel,) = (tmp_path / "wheel").glob("smdbus-*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as whl:
+        assert not [n for n in whl.namelist() if n.endswith(".so")]
+        whl.extractall(tmp_path / "site")
+    check = (
+        "import smdbus.bus as b; bus = b.Bus(); got = []\n"
+        "bus.register(1, lambda c, t, p: got.append(p)); bus.send(1, b'hi'); bus.service()\n"
+        "print(b.COMPILED, b.__file__, got)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(tmp_path / "site")},
+    )
+    assert run.stdout.split() == ["False", str(tmp_path / "site/smdbus/bus.py"), "[b'hi']"], (
+        run.stdout + run.stderr
+    )
 
 
 def _install(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
