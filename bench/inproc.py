@@ -311,7 +311,7 @@ def loop_turn_seconds(turns: int) -> float:
 
 
 def build_compiled(dest: Path = BUILD_DIR / "speedups") -> Path:
-    """The optional mypyc build of smdbus.bus (scripts/build-speedups.sh), in ``dest``."""
+    """The optional mypyc build of the hot path (scripts/build-speedups.sh), in ``dest``."""
     script = HERE.parent / "scripts" / "build-speedups.sh"
     done = subprocess.run([str(script), str(dest)], capture_output=True, text=True)
     if done.returncode != 0:
@@ -319,9 +319,16 @@ def build_compiled(dest: Path = BUILD_DIR / "speedups") -> Path:
     return dest
 
 
+def _compiled_here() -> bool:
+    import smdbus.bus
+
+    return smdbus.bus.COMPILED
+
+
 def run_compiled(build: Path, peers: int, messages: int, per_turn: int) -> Run:
     """One run of the smdbus workload in a child process importing the compiled bus."""
-    env = {**os.environ, "PYTHONPATH": str(build)}
+    env = {k: v for k, v in os.environ.items() if k != "SMDBUS_PURE"}
+    env["PYTHONPATH"] = str(build)
     cmd = [sys.executable, __file__, "--worker", str(peers), "--messages", str(messages)]
     cmd += ["--per-turn", str(per_turn)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -346,13 +353,21 @@ def _fmt_rate(x: float) -> str:
     return f"{x / 1e6:7.3f} M/s" if x >= 1e6 else f"{x / 1e3:7.1f} k/s"
 
 
+def _verdict(r: Run, c: Run) -> str:
+    """``0.85x C, goal >= 1.0x: not met`` (empty for a peer count without a goal)."""
+    goal = GOALS.get(r.peers)
+    if goal is None:
+        return ""
+    ratio = r.msgs_per_s / c.msgs_per_s
+    return f"{ratio:.2f}x C, goal >= {goal:.1f}x: {'met' if ratio >= goal else 'not met'}"
+
+
 def _row(label: str, r: Run, c: Run | None) -> str:
     ratio = "" if c is None else f"{r.msgs_per_s / c.msgs_per_s:6.2f}x"
-    goal = GOALS.get(r.peers)
     verdict = ""
-    if c is not None and goal is not None:
-        met = r.msgs_per_s / c.msgs_per_s >= goal
-        verdict = f"  (goal >= {goal:.1f}x: {'met' if met else 'NOT met'})"
+    if c is not None and r.peers in GOALS:
+        met = r.msgs_per_s / c.msgs_per_s >= GOALS[r.peers]
+        verdict = f"  (goal >= {GOALS[r.peers]:.1f}x: {'met' if met else 'NOT met'})"
     return (
         f"{r.peers:5d}  {label:<26} {_fmt_rate(r.msgs_per_s)} {_fmt_rate(r.deliveries_per_s)}"
         f"  {r.seconds:7.3f} s  {r.depth:5d}  {ratio}{verdict}"
@@ -379,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--no-compiled",
         action="store_true",
-        help="skip the optional mypyc build of the bus (scripts/build-speedups.sh)",
+        help="skip the optional mypyc build of the hot path (scripts/build-speedups.sh)",
     )
     ap.add_argument("--worker", type=int, metavar="PEERS", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -467,6 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "msgs_per_s": compiled.msgs_per_s,
                         "deliveries_per_s": compiled.deliveries_per_s,
                         "ratio": compiled.msgs_per_s / c.msgs_per_s,
+                        "goal_met": None
+                        if peers not in GOALS
+                        else compiled.msgs_per_s / c.msgs_per_s >= GOALS[peers],
                     },
                     "smdbus_matched_depth": None
                     if matched is None
@@ -489,14 +507,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{'peers':>5}  {'impl':<26} {'msgs':>11} {'deliveries':>11}  {'time':>9}  depth  smdbus/C"
     )
+    # the in-process rows run whatever this interpreter imports: pure from the
+    # development venv (an editable install), or an installed compiled wheel
+    pure_label = "mypyc" if _compiled_here() else "pure"
     for _peers, c, py, matched, compiled, sel in results:
         print(_row(f"C lws_smd {version}", c, None))
-        print(_row(f"smdbus ({args.per_turn}/turn)", py, c))
+        print(_row(f"smdbus {pure_label} ({args.per_turn}/turn)", py, c))
         print(_row(f"smdbus selectors ({args.per_turn}/turn)", sel, c))
         if compiled is not None:
             print(_row(f"smdbus mypyc ({args.per_turn}/turn)", compiled, c))
         if matched is not None:
             print(_row(f"smdbus ({c.depth}/turn, as C)", matched, c))
+    print()
+    print(f"goals (smdbus/C msgs/s, medians of {args.repeat}):")
+    for peers, c, py, _matched, compiled, _sel in results:
+        if peers not in GOALS:
+            continue
+        line = f"  {peers:2d} peer{'s' if peers > 1 else ' '}  {pure_label:<9} {_verdict(py, c)}"
+        if compiled is not None:
+            line += f";  mypyc {_verdict(compiled, c)}"
+        print(line)
     if args.split:
         print()
         print("where the time goes (ns; send = inside the sender: format + queue;")
