@@ -570,7 +570,7 @@ class Bus:
                                 continue
                             return
                         try:
-                            cb(cls, ts, payload)
+                            cb(mcls, ts, payload)  # mcls: boxed already (see _Message)
                         except Exception:
                             self._callback_failed(cb, fan, cls)
                         n += 1
@@ -587,7 +587,7 @@ class Bus:
                             return
                         for cb in cbs:
                             try:
-                                cb(cls, ts, payload)
+                                cb(mcls, ts, payload)
                             except Exception:
                                 self._callback_failed(cb, fan, cls)
                         n += 1
