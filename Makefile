@@ -22,8 +22,8 @@ run: $(STAMP)
 test: $(STAMP) system-deps lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench setup.py
-	$(BIN)/ruff format --check src tests bench setup.py
+	$(BIN)/ruff check src tests bench setup.py build_backend.py
+	$(BIN)/ruff format --check src tests bench setup.py build_backend.py
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

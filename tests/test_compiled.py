@@ -98,6 +98,21 @@ def _cache_dir() -> Path:
     return Path(base) if base else Path.home() / ".cache" / "smdbus" / "compiled"
 
 
+def _child(
+    args: list[str], *, path: Path | None = None, pure: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python args`` in the checkout: ``path`` first on PYTHONPATH, SMDBUS_PURE only if
+    ``pure`` (the caller's own setting of it is not inherited)."""
+    env = {k: v for k, v in os.environ.items() if k != "SMDBUS_PURE"}
+    if path is not None:
+        env["PYTHONPATH"] = str(path)
+    if pure:
+        env["SMDBUS_PURE"] = "1"
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900
+    )
+
+
 def _extensions() -> Path:
     """A directory with the compiled wheel's extension modules, from the cache or built now."""
     entry = _cache_dir() / _build_key()
@@ -105,15 +120,7 @@ def _extensions() -> Path:
         return entry
     entry.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=entry.parent) as scratch:
-        env = {k: v for k, v in os.environ.items() if k != "SMDBUS_PURE"}
-        build = subprocess.run(
-            [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", scratch],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=900,
-        )
+        build = _child(["-m", "build", "--wheel", "--no-isolation", "--outdir", scratch])
         assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
         (wheel,) = Path(scratch).glob("smdbus-*.whl")
         staged = Path(scratch) / "entry"
@@ -150,17 +157,11 @@ def compiled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _files(tree: Path, pure: bool) -> list[str]:
     """Where each compiled module is loaded from, in a child with ``tree`` first on the path."""
-    env = {k: v for k, v in os.environ.items() if k != "SMDBUS_PURE"}
-    env["PYTHONPATH"] = str(tree)
-    if pure:
-        env["SMDBUS_PURE"] = "1"
     names = [_dotted(p) for p in compiled_modules()]
     code = (
         "import importlib, sys\nfor n in sys.argv[1:]: print(importlib.import_module(n).__file__)"
     )
-    probe = subprocess.run(
-        [sys.executable, "-c", code, *names], capture_output=True, text=True, env=env, cwd=ROOT
-    )
+    probe = _child(["-c", code, *names], path=tree, pure=pure)
     assert probe.returncode == 0, probe.stderr
     return probe.stdout.split()
 
@@ -177,15 +178,8 @@ def test_every_listed_module_runs_compiled_and_smdbus_pure_takes_the_sources(
 
 
 def test_compiled_build_passes_the_bus_wire_and_proxy_tests(compiled_tree: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "SMDBUS_PURE"}
-    env["PYTHONPATH"] = str(compiled_tree)
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *HOT_PATH_TESTS],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=900,
+    run = _child(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", *HOT_PATH_TESTS], path=compiled_tree
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and " failed" not in run.stdout
