@@ -712,6 +712,15 @@ class Proxy:
             held, self._held = self._held, []
             for c in held:  # they wait for their turn like any held publisher
                 self.wait_for_room(c)
+        self._watch_stalls()
+
+    def _watch_stalls(self) -> None:
+        """While some subscriber is congested, a stall check is due (one timer at a time).
+
+        A method of its own, not an ``if`` at each caller: a caller that cleared the
+        timer and then called code that may set it again would have mypy narrow
+        ``_stall_timer`` to None, which a compiled build (mypyc) enforces at run time.
+        """
         if self._congested and self._stall_timer is None and self.loop is not None:
             self._stall_timer = self.loop.call_later(self._check_interval(), self._check_stalls)
 
@@ -752,8 +761,7 @@ class Proxy:
                 changed = True
         if changed:
             self._recompute_congestion()
-        if self._congested and self._stall_timer is None and self.loop is not None:
-            self._stall_timer = self.loop.call_later(self._check_interval(), self._check_stalls)
+        self._watch_stalls()
 
     # -- the outbound budget: memory bounded for all connections together ------
 
