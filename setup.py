@@ -45,6 +45,7 @@ COMPILED = [
     "src/smdbus/proxy/_admission.py",
     "src/smdbus/proxy/_flow.py",
     "src/smdbus/proxy/_server.py",
+    "src/smdbus/proxy/_monitor.py",
 ]
 """The hot path: the bus; the wire's decoder, frames and connection table; the proxy's
 connection, fan-out, publish allowance, admission, outflow and the server's pass. Not

@@ -80,6 +80,11 @@ def sender_of(conn: Connection) -> dict[str, Any]:
     return {"id": conn.id, "pid": who.pid, "uid": who.uid, "comm": who.comm}
 
 
+def _nothing(*message: object) -> None:
+    """A control-stream tap's callback until :meth:`Monitors.watch` gives it its own
+    (a function, not a lambda: mypyc emits C for a ``*args`` lambda that gcc rejects)."""
+
+
 class Tap:
     """One watcher of the bus with senders: a mask and a callback."""
 
@@ -156,7 +161,7 @@ class Monitors:
         old = self._by_conn.get(conn)
         if old is not None:
             self.untap(old)
-        tap = Tap(asked, lambda *m: None, conn)
+        tap = Tap(asked, _nothing, conn)
         tap.callback = partial(self._record, tap)
         tap.mask = self.proxy.access.effective(conn, asked)
         self._add(tap)
