@@ -48,9 +48,13 @@ COMPILED = [
     "src/smdbus/proxy/_monitor.py",
 ]
 """The hot path: the bus; the wire's decoder, frames and connection table; the proxy's
-connection, fan-out, publish allowance, admission, outflow and the server's pass. Not
-here: the proxy's monitor (mypy 2.4's mypyc emits C for one of its lambdas that gcc
-rejects). tests/test_compiled.py reads this list."""
+connection, fan-out, publish allowance, admission, outflow, server pass and monitor.
+tests/test_compiled.py reads this list and runs their tests against the build.
+
+Writing for them: mypyc checks at run time the types mypy inferred, so an attribute
+that mypy narrowed (``if self.x is None: ...``) and that a call made meanwhile changed
+raises ``TypeError`` when compiled where the pure module is right: read it through a
+method (docs/performance.md, "The compiled build")."""
 
 WHEEL_COMMANDS = {"bdist_wheel", "build_ext"}
 
