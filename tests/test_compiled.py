@@ -49,6 +49,11 @@ HOT_PATH_TESTS = [
 ]
 
 
+BUILD_INPUTS = ["pyproject.toml", "setup.py", "build_backend.py", "MANIFEST.in", "README.md", "src"]
+"""What a wheel is built from (the sdist's contents, less the tests)."""
+_NOT_SOURCES = shutil.ignore_patterns("*.so", "__pycache__", "*.egg-info", "build")
+
+
 def compiled_modules() -> list[Path]:
     """setup.py's ``COMPILED`` (read, not imported: setup.py runs setup() when imported)."""
     tree = ast.parse((ROOT / "setup.py").read_text())
@@ -121,7 +126,16 @@ def _extensions() -> Path:
         return entry
     entry.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=entry.parent) as scratch:
-        build = _child(["-m", "build", "--wheel", "--no-isolation", "--outdir", scratch])
+        # from a clean copy: setuptools puts whatever an earlier build left in the
+        # checkout's build/lib into the wheel (extensions of renamed modules included)
+        tree = Path(scratch) / "tree"
+        for name in BUILD_INPUTS:
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, tree / name, ignore=_NOT_SOURCES)
+            else:
+                (tree / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, tree / name)
+        build = _child(["-m", "build", "--wheel", "--no-isolation", "--outdir", scratch, str(tree)])
         assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
         (wheel,) = Path(scratch).glob("smdbus-*.whl")
         staged = Path(scratch) / "entry"

@@ -223,7 +223,7 @@ class Proxy:
         self._groups: dict[int, Group] = {}
         self._dirty: list[Group] = []
         self._flush_scheduled = False
-        self._inline = False  # within a read that delivers and flushes itself (read_begins)
+        self._in_read = False  # within a read that delivers and flushes itself (read_begins)
         self._congested: set[Connection] = set()
         self._held: list[Connection] = []
         self.admission: Admission[Connection] = Admission(ADMISSION_QUANTUM)
@@ -589,7 +589,7 @@ class Proxy:
     def published_now(self, n: int = 1) -> None:
         """Messages went onto the bus from a connection: flush after their delivery."""
         self.counters["published"] += n
-        if not self._flush_scheduled and not self._inline and self.loop is not None:
+        if not self._flush_scheduled and not self._in_read and self.loop is not None:
             # The bus scheduled its delivery already; this runs right after it,
             # in the same loop pass, so the frames go out without another pass.
             self._flush_scheduled = True
@@ -652,9 +652,9 @@ class Proxy:
         read is already being handled so (a publisher resumed by the admission
         within it) or the bus is not ours to deliver here (bound elsewhere).
         """
-        if self._inline or not self.bus.defer_delivery():
+        if self._in_read or not self.bus.defer_delivery():
             return False
-        self._inline = True
+        self._in_read = True
         return True
 
     def read_ends(self) -> None:
@@ -668,7 +668,7 @@ class Proxy:
             if self._dirty:
                 self._flush_all()
         finally:
-            self._inline = False
+            self._in_read = False
             if self.bus.queue_length and not self._flush_scheduled and self.loop is not None:
                 # what they published: the bus delivers it in the next pass, flushed after
                 self._flush_scheduled = True
@@ -679,7 +679,7 @@ class Proxy:
         if not self._dirty:  # the first of this pass
             self.pass_us = time.monotonic_ns() // 1000
         self._dirty.append(group)
-        if not self._flush_scheduled and not self._inline and self.loop is not None:
+        if not self._flush_scheduled and not self._in_read and self.loop is not None:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush_all)
 
