@@ -20,6 +20,7 @@ from smdbus.classes import user_class
 from smdbus.client import connect
 from smdbus.proxy import CONTROL_STREAMTYPE, PeerInfo, Proxy, ProxySettings
 from smdbus.proxy._admission import Admission
+from smdbus.proxy._connection import RECV_SIZE
 from smdbus.proxy._control import MAX_REFUSED, PEERS_PER_PASS
 from smdbus.wire import (
     MASK_ZERO_QUIRK,
@@ -120,18 +121,7 @@ async def test_held_publisher_that_closes_loses_nothing(mask: int) -> None:
     settings = ProxySettings(address=_address(), high_water=4096)
     async with Proxy(settings, clock=_frozen) as proxy:
         sub = await WireStream.connect(proxy.address, USER0)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(proxy.address)
-        sock.sendall(stream_type_frame("_lws_smd", mask, 4242))
-        sock.setblocking(False)
-        n = 0
-        while _held(proxy, 4242) != "congestion":
-            frame = tx_payload_frame(USER0, 0, b"%06d" % n + bytes(90))
-            try:
-                assert sock.send(frame) == len(frame)
-                n += 1
-            except BlockingIOError:
-                await asyncio.sleep(0)  # let the proxy run until it holds this publisher
+        sock, n = await _echo_flooder_held(proxy, mask)
         sock.close()  # with the greeting and the echoes unread
         assert await _take(sub, n) == [b"%06d" % i for i in range(n)]
         [pub] = [p for p in proxy.peers() if p.client_pid == 4242]
@@ -141,6 +131,64 @@ async def test_held_publisher_that_closes_loses_nothing(mask: int) -> None:
         assert 0 < pub.dropped == proxy.counters["dropped_write_failed"]
         # the echoes it missed are counted; later messages were no longer for it
         assert pub.delivered + pub.dropped < n
+        await sub.close()
+
+
+async def _echo_flooder_held(proxy: Proxy, mask: int) -> tuple[socket.socket, int]:
+    """A raw publisher of USER0 receiving ``mask``, that never reads: writes until held.
+
+    Returns its socket (non-blocking) and how many messages it wrote.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(proxy.address)
+    sock.sendall(stream_type_frame("_lws_smd", mask, 4242))
+    sock.setblocking(False)
+    n = 0
+    while _held(proxy, 4242) != "congestion":
+        frame = tx_payload_frame(USER0, 0, b"%06d" % n + bytes(90))
+        try:
+            assert sock.send(frame) == len(frame)
+            n += 1
+        except BlockingIOError:
+            await asyncio.sleep(0)  # let the proxy run until it holds this publisher
+    return sock, n
+
+
+async def test_flooder_that_closes_with_reads_waiting_is_read_to_its_end() -> None:
+    """After the failed write, more than one read is waiting, behind the close's ECONNRESET.
+
+    The flooder of the test above writes on while the proxy holds it (its
+    input stays in the kernel), then closes with its echoes unread: the
+    proxy's write fails, its socket has an error pending (ECONNRESET) and
+    several reads of input before it. On uvloop a reader on such a socket was
+    called once and then never again (libuv's poll takes the error as its end),
+    so the rest stayed in the kernel and the connection (and its descriptor)
+    stayed open. Every message must be published and the connection end at EOF.
+    """
+    settings = ProxySettings(address=_address(), high_water=4096)
+    async with Proxy(settings, clock=_frozen) as proxy:
+        sub = await WireStream.connect(proxy.address, USER0)
+        sock, n = await _echo_flooder_held(proxy, USER0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        batch = 64
+        waiting = 0
+        while waiting < 3 * RECV_SIZE:  # three reads at least
+            frames = b"".join(
+                tx_payload_frame(USER0, 0, b"%06d" % (n + i) + bytes(90)) for i in range(batch)
+            )
+            assert sock.send(frames) == len(frames)  # the kernel takes it whole, or the test fails
+            n += batch
+            waiting += len(frames)
+        assert _held(proxy, 4242) == "congestion"  # none of it read yet
+        sock.close()
+        assert await _take(sub, n) == [b"%06d" % i for i in range(n)]
+        [pub] = [p for p in proxy.peers() if p.client_pid == 4242]
+        assert pub.published == n == proxy.counters["published"]
+        # the sentinel of its end: EOF read, the connection closed and its descriptor with it
+        await _until(lambda: not any(c.client_pid == 4242 for c in proxy.open_connections()))
+        [pub] = [p for p in proxy.peers() if p.client_pid == 4242]
+        assert pub.reason == "client closed the connection"
+        assert proxy.counters["write_failures"] == 1
         await sub.close()
 
 
