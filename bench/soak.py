@@ -40,8 +40,8 @@ when any of it does). The goals hold outside it:
 - the steady publisher's longest gap between two admitted messages
   (proxy timestamps of consecutive sequences): <= 100 ms;
 - the proxy's peak RSS (VmHWM of both proxy processes): <= 64 MiB;
-- the proxy's descriptors back to their count before the load, once the
-  load is gone;
+- the proxy's descriptors back to their count before the load (taken with
+  one control query answered, less its connection), once the load is gone;
 - no proxy exit but the planned kill; no log line forged from peer text.
 
 Also reported: log lines per second on the proxy's stderr, the publisher's
@@ -758,8 +758,14 @@ def analyze_logs(paths: list[str], seconds: float) -> dict[str, Any]:
 # -- the driver -----------------------------------------------------------------------
 
 
-def _query_stats(address: str) -> dict[str, Any]:
-    """The proxy's counters (``{"op":"stats"}`` on the control stream), or {} if it fails."""
+def _query_stats(address: str, proxy: ProxyProcess | None = None) -> dict[str, Any]:
+    """The proxy's counters (``{"op":"stats"}`` on the control stream), or {} if it fails.
+
+    With ``proxy``, also ``idle_fds``: its descriptors counted while the answer is
+    in hand, less one per open connection (the asker's included). Taken so, the
+    baseline has what a loop opens at its first connection and keeps (uvloop:
+    libuv's reserve against EMFILE, ``/dev/null``), as the count at the end has.
+    """
     from smdbus.wire import WireStream
 
     async def ask() -> dict[str, Any]:
@@ -768,7 +774,10 @@ def _query_stats(address: str) -> dict[str, Any]:
             await s.send(1, b'{"op":"stats"}')
             msg = await asyncio.wait_for(s.receive(), 3.0)
             reply: dict[str, Any] = json.loads(msg.payload)
-            return dict(reply.get("stats", {}))
+            stats = dict(reply.get("stats", {}))
+            if proxy is not None:
+                stats["idle_fds"] = proxy.fds() - int(stats["connections"])
+            return stats
         finally:
             await s.close()
 
@@ -811,7 +820,7 @@ def run(cfg: Settings, logs: str) -> dict[str, Any]:
         return ProxyProcess(cfg.address, path)
 
     proxy = start_proxy()
-    fds_baseline = proxy.fds()
+    fds_baseline = _query_stats(cfg.address, proxy).get("idle_fds", -1)
     rss_idle = proxy.status_kib("VmRSS")
     finishes = [MP.Queue() for _ in range(cfg.subscribers)]
     good = [
