@@ -15,6 +15,11 @@ objects and buffers. Then what ``import asyncio`` (without ssl) brings, its
 dependencies group by group.
 
     .venv/bin/python bench/footprint.py [--runs 5] [--shares]
+
+The daemon and the proxy run on asyncio's loop here (``SMD_LOOP=asyncio``
+unless the environment sets it): the figures are a plain install's. With the
+``fast`` extra installed they run on uvloop, which imports ``ssl``: +6.5 MiB
+(docs/performance.md); ``SMD_LOOP=auto`` measures that.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ TIME = "/usr/bin/time"  # GNU time: %M is the peak RSS in KiB
 PY = sys.executable
 SMD = str(Path(PY).with_name("smd"))
 GOALS = {"daemon": 24 * MIB, "proxy": 16 * MIB, "tool_rss": 12 * MIB, "tool_wall": 1.5}
+os.environ.setdefault("SMD_LOOP", "asyncio")  # a plain install's loop (the docstring)
 
 
 def rss(pid: int) -> int:

@@ -3,7 +3,9 @@ well-behaved clients count every message they exchange.
 
     .venv/bin/python bench/soak.py [--seconds 60] [--seed 1] [--json] [--logs DIR]
 
-One ``smd proxy`` process on a fresh abstract address, and for ``--seconds``,
+One ``smd proxy`` process (on its default loop: uvloop where the ``fast``
+extra is installed; ``SMD_LOOP=asyncio`` for asyncio's) on a fresh abstract
+address, and for ``--seconds``,
 each kind of load in its own process(es), all at once:
 
 - fuzzers (``--fuzzers``): many short connections, each one scenario from
@@ -149,6 +151,8 @@ class ProxyProcess:
             self._log.close()
             raise RuntimeError(f"smd proxy did not start: {line!r}, see {log_path}")
         self.started = time.monotonic()
+        # its loop, as it names it ("... listening on @x (uvloop)"): SMD_LOOP chooses
+        self.loop = line.rstrip().rpartition(b"(")[2].rstrip(b")").decode()
 
     @property
     def pid(self) -> int:
@@ -993,6 +997,7 @@ def run(cfg: Settings, logs: str) -> dict[str, Any]:
         },
         "proxy": {
             "processes": proxies,
+            "loop": proxy.loop,
             "peak_rss_mib": rss_peak / 1024,
             "rss_idle_mib": rss_idle / 1024,
             "rss_end_mib": rss_end / 1024,
@@ -1042,7 +1047,8 @@ def print_text(r: dict[str, Any]) -> None:
     )
     lg = p["log"]
     print(
-        f"proxy: peak RSS {p['peak_rss_mib']:.1f} MiB (idle {p['rss_idle_mib']:.1f}), "
+        f"proxy ({p['loop']}): peak RSS {p['peak_rss_mib']:.1f} MiB "
+        f"(idle {p['rss_idle_mib']:.1f}), "
         f"fds {p['fds_baseline']} -> peak {p['fds_peak']} -> {p['fds_end']}; "
         f"log {lg['lines']} lines, {lg['lines_per_s']:.0f}/s (busiest second "
         f"{lg['busiest_second_lines']}), {lg['tracebacks']} tracebacks"

@@ -6,6 +6,7 @@ subscriber (blocking streams, the lean receive path) through it.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -32,6 +33,7 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], str, str]:
     addr = f"@smdbus-loop-{uuid.uuid4().hex[:10]}"
     proc = subprocess.Popen(
         [*SMD, "proxy", "--socket", addr, *args],
+        env={k: v for k, v in os.environ.items() if k != _loop.ENV},  # the default is the default
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -83,15 +85,15 @@ def test_the_proxy_runs_and_serves_on_the_loop_asked_for(
     assert _exchange(addr) == [(CLS, b"m0"), (CLS, b"m1"), (CLS, b"m2")]
 
 
-def test_asyncio_by_default_and_auto_takes_uvloop_when_installed(
+def test_uvloop_by_default_when_installed_and_asyncio_when_asked(
     procs: list[subprocess.Popen[str]],
 ) -> None:
     proc, _, line = _start()
     procs.append(proc)
-    assert line.rstrip().endswith("(asyncio)"), line
-    proc, _, line = _start("--loop", "auto")
-    procs.append(proc)
     assert line.rstrip().endswith("(uvloop)" if HAVE_UVLOOP else "(asyncio)"), line
+    proc, _, line = _start("--loop", "asyncio")
+    procs.append(proc)
+    assert line.rstrip().endswith("(asyncio)"), line
 
 
 def test_asking_for_uvloop_without_it_stops_before_anything_starts(

@@ -1,30 +1,28 @@
-"""Which event loop ``smd proxy`` and ``smd daemon`` run on: asyncio's, or uvloop on request.
+"""Which event loop ``smd proxy`` and ``smd daemon`` run on: uvloop when installed, else asyncio's.
 
 Why: the proxy spends most of its time, at the rates a device sees, in the
 event loop itself (a wake-up, a read, four writes per message), and uvloop
 runs that loop in C. Measured with ``bench/proxy.py --loop uvloop`` beside
 ``--loop asyncio`` (docs/performance.md): the proxy's CPU per message at
 1 000 msgs/s and its p50 fall; at full speed, where the time is the bus and
-the fan-out in Python, it changes little. It costs ~2 MiB of RSS, so it is an
-optional extra (``pip install 'smdbus[fast]'``), never required: the core
-runs on asyncio's own loop, and the proxy's tests run on both.
+the fan-out in Python, it changes little. It is an optional extra
+(``pip install 'smdbus[fast]'``), never required: the core runs on asyncio's
+own loop, and the proxy's tests run on both. Where it is installed it is used
+(issue 17: "used when installed"), at a cost in memory: +6.5 MiB of idle RSS,
+as uvloop imports ``ssl`` itself, which the proxy otherwise does without.
+``--loop asyncio`` (or ``SMD_LOOP=asyncio``) turns it off.
 
-Not the default yet: under ``bench/soak.py`` the proxy on uvloop kept 4-8
-client sockets open after every client had gone, where on asyncio's loop it
-returns to its baseline. Found so far: they are connections reading on
-through :class:`~smdbus.proxy._tail.Tail` after a failed write (flooders that
-receive their own class and never read); the reader added for the duplicated
-descriptor while uvloop closes the original fires once or twice, then no more
-(the descriptor stays readable: data, EOF or ECONNRESET waiting), and adding it
-again later lets most of them finish. Until
-that is fixed, a proxy that must not leak descriptors runs on asyncio's.
+It was opt-in until the reliability soak passed on it: uvloop drops a reader
+once its socket reports an error (libuv's poll takes POLLERR as its end), so
+the proxy's reading on to EOF after a failed write stalled and kept client
+sockets open; :mod:`smdbus.proxy._tail` now registers afresh after each read.
 
 Rules:
 
-- ``--loop asyncio`` (the default, unless ``SMD_LOOP`` in the environment
-  says otherwise) never imports uvloop.
-- ``--loop auto`` takes uvloop if it imports, else asyncio's loop, silently:
-  a missing speed-up is not an error.
+- ``--loop auto`` (the default, unless ``SMD_LOOP`` in the environment says
+  otherwise) takes uvloop if it imports, else asyncio's loop, silently: a
+  missing speed-up is not an error.
+- ``--loop asyncio`` never imports uvloop.
 - ``--loop uvloop`` insists: without uvloop the command stops (exit 2)
   before starting anything, saying how to install it.
 """
@@ -51,15 +49,15 @@ class LoopUnavailable(RuntimeError):
 
 def add_loop(parser: argparse.ArgumentParser) -> None:
     """The ``--loop`` option of the long-running commands."""
-    default = os.environ.get(ENV, "asyncio")
+    default = os.environ.get(ENV, "auto")
     if default not in CHOICES:
-        default = "asyncio"
+        default = "auto"
     parser.add_argument(
         "--loop",
         choices=CHOICES,
         default=default,
-        help=f"event loop: asyncio's, uvloop (the fast extra), or uvloop if installed "
-        f"(auto) (default {default}; ${ENV} sets it)",
+        help=f"event loop: uvloop if installed (auto), asyncio's, or uvloop (the fast "
+        f"extra) (default {default}; ${ENV} sets it)",
     )
 
 
