@@ -44,6 +44,8 @@ HOT_PATH_TESTS = [
     "tests/test_wire_protocol.py",
     "tests/test_proxy.py",
     "tests/test_proxy_flow.py",
+    "tests/test_proxy_uvloop.py",  # the default loop where installed: found a compiled-only
+    "tests/test_proxy_flow_uvloop.py",  # TypeError (remove_reader's result, proxy._server)
     "tests/test_policy_proxy.py",
     "tests/test_soak_short.py",  # fuzzing, floods, stalls: found a compiled-only TypeError
 ]

@@ -124,6 +124,19 @@ def mask_label(mask: int) -> str:
     return f"{mask:#010x}"
 
 
+def _remove_reader(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """``loop.remove_reader(fd)``, its result not looked at, on any loop.
+
+    typeshed says it returns a bool; uvloop's returns None, and the compiled
+    build (mypyc) checks a bool it is promised even where nobody reads it: a
+    TypeError on uvloop, raised when the proxy stopped accepting (at a full
+    house, and on close: ``smd proxy`` exited 1 on SIGTERM) or answered a
+    refused client. Called through ``Any``, nothing is promised or checked.
+    """
+    remove: Any = loop.remove_reader
+    remove(fd)
+
+
 def _peer_info(proxy: Proxy, c: Connection) -> PeerInfo:
     who = c.who
     return PeerInfo(
@@ -407,7 +420,7 @@ class Proxy:
             self._accept_timer = None
         if self._accepting and self._listener is not None and self.loop is not None:
             for listener in self._listeners:
-                self.loop.remove_reader(listener.fileno())
+                _remove_reader(self.loop, listener.fileno())
         self._accepting = False
 
     def _on_acceptable(self, listener: socket.socket) -> None:
@@ -500,7 +513,7 @@ class Proxy:
         if timer is not None:
             timer.cancel()
             if self.loop is not None:
-                self.loop.remove_reader(sock.fileno())
+                _remove_reader(self.loop, sock.fileno())
         self._drained(sock)
         self._answer_refusal(sock)
 
