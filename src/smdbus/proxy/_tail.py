@@ -27,8 +27,9 @@ calls the reader one last time and drops it, silently, with data and the
 error still waiting (measured: one read of three, then nothing). A
 connection whose delivery ended in this way (a flooder that receives its own
 class and never reads) stayed open with its descriptor. A fresh registration
-is a new poll that the loop calls on its next pass if anything is left; on
-any loop it costs two ``epoll_ctl`` per read, on this path only.
+is a new poll that the loop calls on its next pass if anything is left. It
+costs system calls per read (asyncio's loop: two ``epoll_ctl``; uvloop: a new
+poll handle and a few more), on this path only.
 """
 
 from __future__ import annotations
