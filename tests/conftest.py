@@ -1,5 +1,12 @@
 """Shared fixtures: network namespaces for the route and daemon tests (we run as root);
-a real ``smd proxy`` process for the command-line tests."""
+a real ``smd proxy`` process for the command-line tests.
+
+The suite runs in parallel (``make test``: pytest-xdist, ``-n 4 --dist loadfile``), so every
+test owns what it touches: sockets in its own ``tmp_path`` or under a fresh abstract name,
+ports the kernel picks, namespaces named by pid. A module runs whole on one worker, in its
+order, so a module-scoped fixture (a built wheel, a browser on one page, the C scenario
+program, one soak run) is made once per run, as in a serial run.
+"""
 
 from __future__ import annotations
 
