@@ -340,6 +340,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         if self.scheduler is None:
             self.scheduler = LoopScheduler(loop)
+        if self.notifier.scheduler is None:
+            self.notifier.scheduler = self.scheduler
         self._stop = asyncio.Event()
         self.stats.started = time.monotonic()
         self._take_signals(loop)
