@@ -19,6 +19,12 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
+
+# No deadline on a generated example: hypothesis's default (200 ms per example) is a timed
+# assertion, and on a machine busy with the other workers a 150 ms example takes 270 ms.
+settings.register_profile("smdbus", deadline=None)
+settings.load_profile("smdbus")
 
 _names = itertools.count()
 
