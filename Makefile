@@ -35,8 +35,11 @@ $(GLIB): $(STAMP) | system-deps
 	$(BIN)/python -m pip install -q -e '.[glib]' || echo "note: PyGObject did not build (see docs/loops.md): the GLib tests will skip"
 	touch $(GLIB)
 
+# The suite runs on TEST_WORKERS pytest-xdist workers: more than the cores, since most tests
+# wait on processes and sockets rather than compute (docs/performance.md has the figures).
+TEST_WORKERS ?= 4
 unit: $(STAMP) $(GLIB)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # Generated files shipped as package data (src/smdbus/data/): the man page and the bash/zsh
 # completions from smd's parser, the example config from the daemon's defaults. Run after

@@ -1,5 +1,12 @@
 """Shared fixtures: network namespaces for the route and daemon tests (we run as root);
-a real ``smd proxy`` process for the command-line tests."""
+a real ``smd proxy`` process for the command-line tests.
+
+The suite runs in parallel (``make test``: pytest-xdist, ``-n 4 --dist loadfile``), so every
+test owns what it touches: sockets in its own ``tmp_path`` or under a fresh abstract name,
+ports the kernel picks, namespaces named by pid. A module runs whole on one worker, in its
+order, so a module-scoped fixture (a built wheel, a browser on one page, the C scenario
+program, one soak run) is made once per run, as in a serial run.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,48 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
+
+# No deadline on a generated example: hypothesis's default (200 ms per example) is a timed
+# assertion, and on a machine busy with the other workers a 150 ms example takes 270 ms.
+settings.register_profile("smdbus", deadline=None)
+settings.load_profile("smdbus")
 
 _names = itertools.count()
+
+# -- the longest modules first ---------------------------------------------------------
+
+_SECONDS_KEY = "smdbus/module-seconds"
+_seconds: dict[str, float] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the modules by the time they took in the last run, longest first.
+
+    Under ``make test`` each module runs whole on one worker (``--dist loadfile``) and a
+    worker takes the next module when it is done: a module of 8 s handed out last would
+    keep one worker busy while the others have finished. Longest first, the last modules
+    handed out are the short ones. With nothing recorded yet (a fresh clone) the order is
+    the collection's. The sort is stable: within a module, the tests keep their order.
+    """
+    cache = getattr(config, "cache", None)
+    seconds: dict[str, float] = cache.get(_SECONDS_KEY, {}) if cache is not None else {}
+    if seconds:
+        items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0.0))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    module = report.nodeid.split("::")[0]
+    _seconds[module] = _seconds.get(module, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Record each module's time (the controller's reports cover every worker's tests)."""
+    cache = getattr(session.config, "cache", None)
+    if cache is None or hasattr(session.config, "workerinput") or not _seconds:
+        return  # a worker sees only its own modules; the controller writes for all
+    cache.set(_SECONDS_KEY, {**cache.get(_SECONDS_KEY, {}), **_seconds})
+
 
 MakeNetns = Callable[..., str]
 

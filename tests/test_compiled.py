@@ -13,13 +13,15 @@ only on the compiled modules' sources, the smdbus modules they import (for types
 setup.py, mypy and the interpreter; so its extensions are cached under that key
 (:func:`_build_key`) in ``$SMDBUS_BUILD_CACHE`` (default ``~/.cache/smdbus/compiled``)
 and a second run with the same sources reuses them. Entries are written to a
-temporary directory and renamed into place, so two runs building at once cannot leave
-half an entry.
+temporary directory and renamed into place, so a run killed mid-build cannot leave half
+an entry; a lock file beside the entry makes a second run that wants the same key wait for
+the first one's build.
 """
 
 from __future__ import annotations
 
 import ast
+import fcntl
 import hashlib
 import importlib.metadata
 import os
@@ -127,6 +129,17 @@ def _extensions() -> Path:
     if entry.is_dir():
         return entry
     entry.parent.mkdir(parents=True, exist_ok=True)
+    # one build per key at a time: a second run (another worktree, another worker) waits here
+    # for the first one's build and reuses it instead of building the same thing beside it
+    with (entry.parent / f"{entry.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not entry.is_dir():
+            _build_into(entry)
+    return entry
+
+
+def _build_into(entry: Path) -> None:
+    """Build the wheel in a scratch directory beside ``entry``; its extensions become ``entry``."""
     with tempfile.TemporaryDirectory(dir=entry.parent) as scratch:
         # from a clean copy: setuptools puts whatever an earlier build left in the
         # checkout's build/lib into the wheel (extensions of renamed modules included)
@@ -149,7 +162,6 @@ def _extensions() -> Path:
             staged.rename(entry)
         except OSError:
             assert entry.is_dir(), "another run filled the cache entry"
-    return entry
 
 
 @pytest.fixture(scope="module")

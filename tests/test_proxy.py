@@ -9,7 +9,7 @@ import socket
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from smdbus.classes import Class, user_class
 from smdbus.proxy import Proxy, ProxySettings
 from smdbus.proxy._connection import REFUSAL
 from smdbus.proxy._flow import Outflow, Verdict
+from smdbus.scheduler import ManualScheduler
 from smdbus.wire import (
     MASK_ZERO_QUIRK,
     SMD_STREAMTYPE,
@@ -248,14 +249,41 @@ async def test_destroying_hangs_up(proxy: Proxy) -> None:
     assert peer.reason == "client destroyed its stream"
 
 
-async def test_first_frame_timeout(proxy: Proxy, caplog: pytest.LogCaptureFixture) -> None:
+async def _until(cond: Callable[[], bool], what: str) -> None:
+    """Let the proxy (in this loop) run until ``cond`` holds; bounded, so a bug fails."""
+    async with asyncio.timeout(5):
+        while not cond():
+            await asyncio.sleep(0)
+
+
+async def test_first_frame_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    """A connection that sends nothing is closed after ``first_frame_timeout`` (C: 3 s), on
+    the proxy's scheduler: a manual one here, so the test waits for no time at all."""
     caplog.set_level(logging.WARNING, "smdbus.proxy")
-    c = await Raw.open(proxy.address)
-    started = time.monotonic()
-    assert await c.closed_by_proxy() == b""
-    assert 0.25 <= time.monotonic() - started < 1.5
-    assert proxy.counters["first_frame_timeouts"] == 1
-    assert "no STREAMTYPE within 0.3 s" in caplog.text
+    scheduler = ManualScheduler()
+    settings = ProxySettings(address=_address(), first_frame_timeout=3.0)
+    async with Proxy(settings, scheduler=scheduler) as p:
+        c = await Raw.open(p.address)
+        await _until(lambda: scheduler.next_due == 3.0, "the connection's first-frame timer")
+        scheduler.advance(2.999)
+        assert [peer.state for peer in p.peers()] == ["new"]
+        assert p.counters["first_frame_timeouts"] == 0
+        scheduler.advance(0.001)
+        assert await c.closed_by_proxy() == b""
+        assert p.counters["first_frame_timeouts"] == 1
+        assert [peer.reason for peer in p.peers()] == ["no STREAMTYPE within 3 s"]
+    assert "no STREAMTYPE within 3 s" in caplog.text
+
+
+async def test_streamtype_in_time_cancels_the_first_frame_timer() -> None:
+    scheduler = ManualScheduler()
+    async with Proxy(ProxySettings(address=_address()), scheduler=scheduler) as p:
+        c = await (await Raw.open(p.address)).joined(4)
+        assert scheduler.pending == 0
+        scheduler.advance(60.0)
+        assert [(peer.state, peer.reason) for peer in p.peers()] == [("smd", None)]
+        assert p.counters["first_frame_timeouts"] == 0
+        c.close()
 
 
 async def test_max_connections() -> None:

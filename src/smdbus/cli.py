@@ -9,9 +9,13 @@ Rules
 - **Ctrl-C at any moment exits 130, without a traceback.** :func:`main`
   first replaces SIGINT's handler with a quiet exit, before argparse,
   logging or any subcommand is imported (``import smdbus`` itself imports
-  nothing). Once the command is about to run, Python's own handler is put
-  back so that ``asyncio.run`` can cancel its task and close sockets;
-  the ``KeyboardInterrupt`` it then raises becomes status 130. The servers
+  nothing). Once the command is about to run, a handler that raises
+  ``KeyboardInterrupt`` once (and ignores every later SIGINT) takes over;
+  the commands on asyncio run through :func:`smdbus._aiorun.run`, where the
+  first SIGINT cancels the task so that it closes its sockets, and the later
+  ones change nothing while the loop closes. The ``KeyboardInterrupt`` then
+  becomes status 130, and a Ctrl-C held down cannot interrupt the way out
+  (``asyncio.run`` alone would raise in its own shutdown). The servers
   (``smd daemon``, ``smd proxy``) catch SIGINT themselves once serving and
   stop cleanly with 0, as for SIGTERM.
 - **Errors are one line** saying what to do (:mod:`smdbus.commands._failure`).
@@ -87,6 +91,16 @@ NO_ASYNCIO_TLS = frozenset({"daemon", "proxy"})
 def _interrupted(signum: int, frame: object) -> NoReturn:
     """SIGINT before the command runs: nothing to clean up yet, so leave at once."""
     os._exit(INTERRUPTED)
+
+
+def _interrupt_once(signum: int, frame: object) -> NoReturn:
+    """SIGINT while the command runs: ``KeyboardInterrupt`` (status 130), and only once.
+
+    The handler ignores SIGINT before it raises, so a second Ctrl-C cannot land in the
+    ``except``/``finally`` that turns the first into the exit status.
+    """
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _load(name: str) -> Any:
@@ -249,7 +263,7 @@ def _main(args_list: list[str], *, own_process: bool = False) -> int:
     if one_shot:
         gc.freeze()
         gc.enable()
-    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    _signal.signal(_signal.SIGINT, _interrupt_once)
     try:
         result: int = command.run(args)
     except BrokenPipeError:

@@ -261,9 +261,21 @@ echo_1(void)
 static void
 gone_1(void)
 {
+	lws_usec_t left;
+
 	reg(&A);
 	reg(&C);
 	unreg(&C);
+	/*
+	 * 4.1.6 tells "sent after the leave" from "in flight before it" by
+	 * comparing microsecond timestamps (msg->timestamp > timestamp_left): a
+	 * send in the same microsecond as the unregister counts as in flight, is
+	 * handed to the zombie and freed. Let the clock tick first, so the send
+	 * is after the leave on every run, as the scenario says.
+	 */
+	left = lws_now_usecs();
+	while (lws_now_usecs() <= left)
+		;
 	snd(USER0, "u-after-unregister");
 }
 

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
+from smdbus._aiorun import run as run_async
 from smdbus._announce import Publisher
 from smdbus.button._classifier import Classifier
 from smdbus.button._config import Configured, Source, load_file
@@ -75,7 +76,7 @@ def run_live(args: argparse.Namespace) -> int:
         return 2
     with contextlib.suppress(KeyboardInterrupt):
         try:
-            asyncio.run(serve(configured, send_to=args.socket if args.send else None))
+            run_async(serve(configured, send_to=args.socket if args.send else None))
         except (ButtonError, SmdError, OSError) as e:
             print(f"buttons: {e}", file=sys.stderr)
             return 1

@@ -964,16 +964,17 @@ class Client:
         EAGAIN and the right thing is to try again shortly, within the
         create timeout.
         """
-        deadline = time.monotonic() + self.create_timeout
+        now = self._timers.now
+        deadline = now() + self.create_timeout
         delay = 0.001
         while True:
             try:
                 sock.connect(self.address)
                 return
             except BlockingIOError:
-                if time.monotonic() + delay > deadline:
+                if now() + delay > deadline:
                     raise OSError(errno.EAGAIN, "the proxy's listen backlog stayed full") from None
-                await asyncio.sleep(delay)
+                await self._sleep(delay)  # on the scheduler, as every client timer
                 delay = min(delay * 2, 0.05)
 
     def _ready(self, link: Link, rideshare: bytes) -> None:

@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from smdbus._aiorun import run as run_async
 from smdbus.commands._options import examples
 
 
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(status) if args.json else format_status(status))
         return 0
     try:
-        asyncio.run(_run(cfg))
+        run_async(_run(cfg))
     except ImportError as exc:
         print(f"smd bridge: {exc} (install smdbus[fleet])", file=sys.stderr)
         return 1

@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from smdbus._aiorun import run as run_async
 from smdbus.button import DEFAULT_REGIME, ButtonError, ButtonEvent, Controller, Regime, replay
 from smdbus.button.sources import ScriptedSource, controller_for, parse_pattern
 from smdbus.classes import Class
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     if args.send:
         try:
-            sent = asyncio.run(send_events(args.socket, events, realtime=args.realtime))
+            sent = run_async(send_events(args.socket, events, realtime=args.realtime))
         except (SmdError, OSError, ValueError) as e:
             print(f"smd button-replay: --send: {connect_failure(e, args.socket)}", file=sys.stderr)
             return 1

@@ -15,10 +15,10 @@ Exit status: 0 OK, 3 Captive, 4 No internet, 2 bad arguments or policy.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 
+from smdbus._aiorun import run as run_async
 from smdbus.commands._options import examples
 
 EXIT = {"OK": 0, "Captive": 3, "No internet": 4}
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     except (PolicyError, ValueError) as e:
         print(f"smd cpd: {e}", file=sys.stderr)
         return 2
-    report = asyncio.run(detector.check("smd cpd"))
+    report = run_async(detector.check("smd cpd"))
     last = report.probes[-1]
     if args.json:
         print(

@@ -13,6 +13,7 @@ import threading
 import time
 
 from smdbus import Bus, Class, QueueFull, format_mask, user_class
+from smdbus._aiorun import run as run_async
 from smdbus.commands._options import examples
 
 _COLOURS = {"ui": "36", "state": "35", "audit": "33", "note": "2", "ok": "32", "warn": "31"}
@@ -30,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    asyncio.run(_tour(args.pace))
+    run_async(_tour(args.pace))
     return 0
 
 

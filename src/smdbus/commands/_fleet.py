@@ -10,13 +10,13 @@ from the command line. Text from devices is escaped before it is shown.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import os
 import sys
 from typing import Any
 
+from smdbus._aiorun import run as run_async
 from smdbus._escape import printable
 from smdbus.classes import class_names, parse_mask
 from smdbus.commands._options import examples
@@ -102,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
         if args.fleet_command == "send":
             body = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
             topic = f"{args.prefix}/{args.device}/cmd/{class_names(cls)[0]}"
-            asyncio.run(_send(broker, topic, body, args.wait))
+            run_async(_send(broker, topic, body, args.wait))
         elif args.fleet_command == "monitor":
-            asyncio.run(_monitor(broker, args.prefix, args.count, args.json))
+            run_async(_monitor(broker, args.prefix, args.count, args.json))
         else:
-            asyncio.run(_list(broker, args.prefix, args.wait, args.json))
+            run_async(_list(broker, args.prefix, args.wait, args.json))
     except ImportError as exc:
         print(f"smd fleet: {exc} (install smdbus[fleet])", file=sys.stderr)
         return 1

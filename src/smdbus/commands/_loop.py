@@ -77,6 +77,11 @@ def loop_factory(choice: str) -> tuple[LoopFactory | None, str]:
 
 
 def run(main: Coroutine[Any, Any, T], factory: LoopFactory | None) -> T:
-    """``asyncio.run(main)`` on the loop ``factory`` makes (None: asyncio's own)."""
+    """``asyncio.run(main)`` on the loop ``factory`` makes (None: asyncio's own).
+
+    For ``smd daemon``, whose signals are its own from before the loop starts
+    (:mod:`smdbus.daemon`'s PendingSignals); the other commands run through
+    :func:`smdbus._aiorun.run`, where a Ctrl-C held down interrupts them only once.
+    """
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)

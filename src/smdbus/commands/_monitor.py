@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from smdbus._aiorun import run as run_async
 from smdbus._escape import printable
 from smdbus.classes import ALL_CLASSES, Class, class_names, parse_mask
 from smdbus.commands._options import add_socket, examples, positive_float, positive_int
@@ -187,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     shown = printer.shown
     watch = _monitor_senders if args.sender else _monitor
     try:
-        hung_up = asyncio.run(watch(args.socket, args.classes, printer, args.timeout))
+        hung_up = run_async(watch(args.socket, args.classes, printer, args.timeout))
     except SenderUnavailable as exc:
         print(f"smd monitor: {exc}", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ import grp
 import signal
 import sys
 
+from smdbus._aiorun import run as run_async
 from smdbus.commands import _loop
 from smdbus.commands._failure import strip_errno
 from smdbus.commands._options import add_socket, examples, positive_int
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"smd proxy: {exc}", file=sys.stderr)
         return 2
     try:
-        _loop.run(_serve(settings, loop_name), factory)
+        run_async(_serve(settings, loop_name), factory)
     except OSError as exc:
         text = strip_errno(str(exc))
         if not text.startswith("cannot"):

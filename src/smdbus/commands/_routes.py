@@ -16,10 +16,10 @@ route a line::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 
+from smdbus._aiorun import run as run_async
 from smdbus.commands._failure import strip_errno
 from smdbus.commands._options import examples
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from smdbus.net import dump_routes
 
     try:
-        table = asyncio.run(dump_routes(args.netns))
+        table = run_async(dump_routes(args.netns))
     except (OSError, TimeoutError) as e:
         if args.netns and isinstance(e, FileNotFoundError):
             print(

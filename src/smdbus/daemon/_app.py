@@ -71,7 +71,7 @@ from smdbus.daemon._timecheck import WallClock
 from smdbus.net import Policy, PolicyError, default_policy, load_policy
 from smdbus.policy import AccessConfigError, AccessPolicy, load_access_policy
 from smdbus.proxy import Proxy
-from smdbus.scheduler import LoopScheduler
+from smdbus.scheduler import LoopScheduler, Scheduler, sleep
 from smdbus.system import (
     Blobs,
     BlobType,
@@ -228,7 +228,12 @@ class _Stats:
 
 
 class Daemon:
-    """One run of the device daemon. ``on_message``/``on_note`` feed a view."""
+    """One run of the device daemon. ``on_message``/``on_note`` feed a view.
+
+    ``scheduler``: the one clock and timer wheel of every part (the state manager, the
+    gates, the proxy, the buttons and a scripted button's waits); by default the loop's,
+    from :meth:`run`. Tests give a manual one and move time by hand.
+    """
 
     def __init__(
         self,
@@ -241,8 +246,11 @@ class Daemon:
         ready_state: State = State.OPERATIONAL,
         wall_clock: WallClock | None = None,
         signals: PendingSignals | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.config = prepared.config
+        self.scheduler = scheduler
+        """Every timer of the daemon's parts (the loop's, from :meth:`run`, unless given)."""
         self.policy = prepared.policy
         self._access = prepared.access
         self._activated_fd = prepared.activated_fd
@@ -330,6 +338,10 @@ class Daemon:
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT (or :meth:`stop`); returns the exit status."""
         loop = asyncio.get_running_loop()
+        if self.scheduler is None:
+            self.scheduler = LoopScheduler(loop)
+        if self.notifier.scheduler is None:
+            self.notifier.scheduler = self.scheduler
         self._stop = asyncio.Event()
         self.stats.started = time.monotonic()
         self._take_signals(loop)
@@ -386,12 +398,21 @@ class Daemon:
             from dataclasses import replace
 
             settings = replace(settings, address=socket_address(sock))
-            self.proxy = Proxy(settings, bus=self.bus, sock=sock, access=self._access, also=also)
+            self.proxy = Proxy(
+                settings,
+                bus=self.bus,
+                sock=sock,
+                access=self._access,
+                also=also,
+                scheduler=self.scheduler,
+            )
             await self.proxy.start()
             shown = ", ".join(format_address(socket_address(s)) for s in [sock, *also])
             self.note("info", f"serving the bus on {shown} (from systemd)")
         else:
-            self.proxy = Proxy(settings, bus=self.bus, access=self._access)
+            self.proxy = Proxy(
+                settings, bus=self.bus, access=self._access, scheduler=self.scheduler
+            )
             await self.proxy.start()
             self.note("info", f"serving the bus on {format_address(settings.address)}")
         self.bus_address = settings.address  # systemd's socket, when it passed one
@@ -406,8 +427,10 @@ class Daemon:
                 self.bus.register(ALL_CLASSES, self._seen, name="live-view")
         # lws_system (state manager, attach queue, blobs, ops, state responder): one
         # composition, smdbus.system.SystemContext; the rest is added around it below.
+        assert self.scheduler is not None, "run() sets it"
+        scheduler = self.scheduler
         self.system = SystemContext(
-            self.bus, ops=self.ops, blobs=self.blobs, scheduler=LoopScheduler(loop), name="system"
+            self.bus, ops=self.ops, blobs=self.blobs, scheduler=scheduler, name="system"
         )
         manager = self.manager = self.system.manager
         manager.add_listener(self._state_changed)
@@ -433,7 +456,11 @@ class Daemon:
                 why = f"the route dump failed: {self.monitor.dump_error}"
                 table = None
             self.dhcp_gate = DhcpGate(
-                table, timeout=cfg.gates.dhcp_timeout, on_note=self.note, unavailable=why
+                table,
+                timeout=cfg.gates.dhcp_timeout,
+                on_note=self.note,
+                unavailable=why,
+                scheduler=scheduler,
             )
             manager.register(self.dhcp_gate, "dhcp")
         self._register_cpd_gate()
@@ -447,6 +474,7 @@ class Daemon:
                 timeout=t.ntp_timeout,
                 retry_interval=t.retry_interval,
                 on_note=self.note,
+                scheduler=scheduler,
             )
             manager.register(self.time_gate, "time")
         elif not self.clock.valid():
@@ -557,13 +585,13 @@ class Daemon:
                 self.note("warning", f"{what} skipped: {e}")
                 continue
             driver = ButtonDriver(
-                Classifier(c.controller), self.bus, loop=loop, clock=c.source.clock
+                Classifier(c.controller), self.bus, clock=c.source.clock, scheduler=self.scheduler
             )
             self._run_button(what, c.controller, c.source, driver, c.source.run(driver.feed), loop)
         for sc in self.config.buttons.scripted:
             controller = build_controller(sc)
-            source = ScriptedSource(sc.pattern, controller)
-            driver = ButtonDriver(Classifier(controller), self.bus, loop=loop)
+            source = ScriptedSource(sc.pattern, controller, scheduler=self.scheduler)
+            driver = ButtonDriver(Classifier(controller), self.bus, scheduler=self.scheduler)
             what = f"button controller {sc.controller!r} (scripted {sc.pattern!r})"
             self._run_button(what, controller, source, driver, self._play(sc, source, driver), loop)
 
@@ -590,12 +618,12 @@ class Daemon:
         except ShutdownError:
             return
         if cfg.delay:
-            await asyncio.sleep(cfg.delay)
+            await sleep(self.scheduler, cfg.delay)
         while True:
             await source.run(driver.feed, clock=driver.clock)
             if not cfg.repeat:
                 return
-            await asyncio.sleep(cfg.repeat)
+            await sleep(self.scheduler, cfg.repeat)
 
     async def _guard(self, what: str, coro: Any) -> None:
         try:
@@ -617,11 +645,13 @@ class Daemon:
             )
 
         self.note("info", f"waiting for {count} client(s) on SYSTEM_STATE before booting")
-        deadline = time.monotonic() + timeout
+        assert self.scheduler is not None, "run() sets it"
+        now = self.scheduler.now
+        deadline = now() + timeout
         while ready() < count:
             if self._stop is not None and self._stop.is_set():
                 return
-            if time.monotonic() >= deadline:
+            if now() >= deadline:
                 self.note("warning", f"only {ready()} of {count} client(s) after {timeout:g} s")
                 return
             await asyncio.sleep(0.01)

@@ -23,6 +23,8 @@ import socket
 import stat
 from collections.abc import MutableMapping
 
+from smdbus.scheduler import LoopScheduler, Scheduler, Timer
+
 log = logging.getLogger("smdbus.daemon.systemd")
 
 SD_LISTEN_FDS_START = 3
@@ -39,9 +41,20 @@ class ActivationError(RuntimeError):
 
 
 class SystemdNotifier:
-    """Sends sd_notify messages to ``NOTIFY_SOCKET`` (or nowhere when it is unset)."""
+    """Sends sd_notify messages to ``NOTIFY_SOCKET`` (or nowhere when it is unset).
 
-    def __init__(self, address: str | None = None, *, enabled: bool = True) -> None:
+    ``scheduler``: where a message that found the receiver's queue full is retried
+    (:attr:`scheduler`; None: the running loop's, if any, at the time).
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        enabled: bool = True,
+        scheduler: Scheduler | None = None,
+    ) -> None:
+        self.scheduler = scheduler
         if address is None:
             address = os.environ.get("NOTIFY_SOCKET") or None
         self.address: str | None = None
@@ -56,7 +69,7 @@ class SystemdNotifier:
         """Waiting messages given up (a STATUS overtaken by a newer one, or an overflow)."""
         self._sock: socket.socket | None = None
         self._pending: list[str] = []
-        self._retry: asyncio.TimerHandle | None = None
+        self._retry: Timer | None = None
 
     @property
     def _shown(self) -> str:
@@ -124,11 +137,14 @@ class SystemdNotifier:
     def _schedule_retry(self) -> None:
         if self._retry is not None:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop: the next notify() tries again
-        self._retry = loop.call_later(_RETRY_S, self._flush)
+        scheduler = self.scheduler
+        if scheduler is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop: the next notify() tries again
+            scheduler = LoopScheduler(loop)
+        self._retry = scheduler.call_later(_RETRY_S, self._flush)
 
     def _flush(self) -> None:
         self._retry = None

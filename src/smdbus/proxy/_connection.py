@@ -83,6 +83,7 @@ if TYPE_CHECKING:
     from smdbus.proxy._fanout import Group
     from smdbus.proxy._logs import PeerLog
     from smdbus.proxy._settings import ProxySettings
+    from smdbus.scheduler import Timer
 
 log = logging.getLogger("smdbus.proxy")
 
@@ -199,7 +200,7 @@ class Connection(asyncio.Protocol):
         self.close_reason: str | None = None
         self.closed_at: float | None = None
         self.dropped = 0
-        self._first_frame_timer: asyncio.TimerHandle | None = None
+        self._first_frame_timer: Timer | None = None
 
     # -- description -------------------------------------------------------
 
@@ -263,8 +264,9 @@ class Connection(asyncio.Protocol):
             # asyncio's selector transports recv 256 KiB at a time: CPython allocates
             # all of it for each call, which for a lone frame costs ~8x the syscall.
             transport.max_size = RECV_SIZE
-        loop = asyncio.get_running_loop()
-        self._first_frame_timer = loop.call_later(
+        scheduler = self.proxy.scheduler
+        assert scheduler is not None, "the proxy sets its scheduler before it accepts"
+        self._first_frame_timer = scheduler.call_later(
             settings.first_frame_timeout, self._first_frame_timed_out
         )
 
@@ -428,8 +430,8 @@ class Connection(asyncio.Protocol):
             full = proxy.room(self) <= 0  # the queue is full, or others wait for their turn
             if not full and proxy.access.publish_allowance(self, 1) <= 0:
                 self._hold((cls, payload), "quota")  # its uid's publish rate: held, never dropped
-                assert proxy.loop is not None
-                proxy.loop.call_later(proxy.access.quota_wait(self), self.resume)
+                assert proxy.scheduler is not None
+                proxy.scheduler.call_later(proxy.access.quota_wait(self), self.resume)
                 return False
             if not full:
                 proxy.monitors.send_for(self)(cls, payload)

@@ -1,4 +1,4 @@
-"""What every part of the proxy uses of the proxy that owns it: its loop, its clock, its counters.
+"""What every part of the proxy uses of the proxy that owns it: its loop, timers, clock, counters.
 
 The parts (connections, access, monitors, the control stream) are built by
 the proxy and call back into it. Each names what it calls as a Protocol that
@@ -13,12 +13,16 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import asyncio
 
+    from smdbus.scheduler import Scheduler
+
 
 class Owner(Protocol):
     """The proxy as every part sees it."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None: ...
+    @property
+    def scheduler(self) -> Scheduler | None: ...
 
     def clock(self) -> float: ...
     def count(self, name: str, n: int = 1) -> None: ...

@@ -63,6 +63,7 @@ from smdbus.proxy._monitor import Monitors
 from smdbus.proxy._peerinfo import PeerInfo
 from smdbus.proxy._settings import ProxySettings, connection_limit
 from smdbus.proxy._slots import Slots
+from smdbus.scheduler import LoopScheduler, Scheduler, Timer
 from smdbus.wire import format_address, is_abstract, rx_payload_frame
 
 log = logging.getLogger("smdbus.proxy")
@@ -172,8 +173,12 @@ class Proxy:
     """The cross-process bus broker.
 
     ``bus``: share an existing bus (the daemon does, so local participants see
-    the proxy's traffic); by default the proxy makes its own. ``clock``:
-    monotonic seconds for the stall checks and the quotas (tests inject one).
+    the proxy's traffic); by default the proxy makes its own. ``scheduler``:
+    every timer of the proxy (a new connection's first-frame timeout, the
+    stall checks, a quota's wait, accept's back-off, a refusal's wait) and, unless
+    ``clock`` is given, its clock (:mod:`smdbus.scheduler`; by default the
+    loop's: tests drive a manual one). ``clock``: monotonic seconds for the stall
+    checks and the quotas (tests inject one).
     ``sock``: a listening socket somebody else bound (systemd socket
     activation); the proxy serves it and, at close, leaves its file alone.
     ``access``: who may send and receive what, and the per-uid quotas
@@ -189,11 +194,12 @@ class Proxy:
         settings: ProxySettings | None = None,
         *,
         bus: Bus | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         sock: socket.socket | None = None,
         access: AccessPolicy | None = None,
         daemon_uid: int | None = None,
         also: Sequence[socket.socket] = (),
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.settings = settings or ProxySettings()
         self._inherited = sock
@@ -205,17 +211,21 @@ class Proxy:
             if bus is not None
             else Bus(queue_depth=self.settings.queue_depth, max_payload=self.settings.max_payload)
         )
+        if clock is None:
+            clock = scheduler.now if scheduler is not None else time.monotonic
         self.clock = clock
+        self.scheduler: Scheduler | None = scheduler
+        """Where the proxy's timers are set (the loop's, from :meth:`start`, unless given)."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self.congested_mask = 0
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._listener: socket.socket | None = None
         self._listeners: list[socket.socket] = []  # the listener, then the others
         self._accepting = False
-        self._accept_timer: asyncio.Handle | None = None
+        self._accept_timer: Timer | None = None
         self._accept_backoff = ACCEPT_BACKOFF[0]
         self._serving: asyncio.Future[None] | None = None
-        self._refusing: dict[socket.socket, asyncio.TimerHandle] = {}
+        self._refusing: dict[socket.socket, Timer] = {}
         self.slots = Slots(
             self.settings.max_connections,
             min(self.settings.reserved_connections, self.settings.max_connections // 2),
@@ -250,7 +260,7 @@ class Proxy:
             os.getuid() if daemon_uid is None else daemon_uid,
             self.settings.max_connections_per_uid,
         )
-        self._stall_timer: asyncio.TimerHandle | None = None
+        self._stall_timer: Timer | None = None
         # one RX frame built per message, shared by every group it goes to
         self.shared_frames = False  # more than one group: a message may reach several
         self.pass_us = 0  # the RX frames' time field: read once per flush pass
@@ -271,6 +281,8 @@ class Proxy:
         """Bind the bus to this loop and start listening."""
         loop = asyncio.get_running_loop()
         self.loop = loop
+        if self.scheduler is None:
+            self.scheduler = LoopScheduler(loop)
         if self.bus.loop is None:
             self.bus.bind(loop)
             self._bound_bus = True
@@ -446,8 +458,8 @@ class Proxy:
         self.count("accept_paused")
         delay = self._accept_backoff
         self._accept_backoff = min(delay * 2, ACCEPT_BACKOFF[1])
-        if self.loop is not None:
-            self._accept_timer = self.loop.call_later(delay, self._resume_accepting)
+        if self.scheduler is not None:
+            self._accept_timer = self.scheduler.call_later(delay, self._resume_accepting)
         what = "out of descriptors" if exc.errno in _OUT_OF_DESCRIPTORS else "accept failed"
         self.logs.warning(
             "accept",
@@ -502,10 +514,17 @@ class Proxy:
         each) until it has sent something, which is read and discarded.
         """
         sock.setblocking(False)
-        if self._drained(sock) or len(self._refusing) >= MAX_REFUSING or self.loop is None:
+        if (
+            self._drained(sock)
+            or len(self._refusing) >= MAX_REFUSING
+            or self.loop is None
+            or self.scheduler is None
+        ):
             self._answer_refusal(sock)
             return
-        self._refusing[sock] = self.loop.call_later(REFUSE_WAIT, self._refuse_now, sock)
+        self._refusing[sock] = self.scheduler.call_later(
+            REFUSE_WAIT, functools.partial(self._refuse_now, sock)
+        )
         self.loop.add_reader(sock.fileno(), self._refuse_now, sock)
 
     def _refuse_now(self, sock: socket.socket) -> None:
@@ -734,8 +753,10 @@ class Proxy:
         timer and then called code that may set it again would have mypy narrow
         ``_stall_timer`` to None, which a compiled build (mypyc) enforces at run time.
         """
-        if self._congested and self._stall_timer is None and self.loop is not None:
-            self._stall_timer = self.loop.call_later(self._check_interval(), self._check_stalls)
+        if self._congested and self._stall_timer is None and self.scheduler is not None:
+            self._stall_timer = self.scheduler.call_later(
+                self._check_interval(), self._check_stalls
+            )
 
     def _check_interval(self) -> float:
         return min(self.settings.stall_grace, self.settings.stall_timeout) / 2
