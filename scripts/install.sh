@@ -8,7 +8,9 @@
 # `make install` runs this. Settings, as environment variables or `make install VAR=...`:
 #   PREFIX=/opt/smdbus            the venv (smd is PREFIX/bin/smd)
 #   EXTRAS=net                    pip extras: net (CPD, routes), button (evdev, gpiod); "" for none
-#   WHEEL=                        install this wheel instead of building the source tree
+#   WHEEL=                        install this wheel instead of building one from the source
+#                                 tree's sdist (as `make dist` does; compiled where it can be,
+#                                 SMDBUS_PURE=1 for pure Python)
 #   PYTHON=python3                the interpreter the venv is made from (3.11 or later)
 #   UNITDIR=/etc/systemd/system   MANDIR=/usr/local/share/man   CONFDIR=/etc/smd
 #   BASHCOMPDIR=/usr/share/bash-completion/completions
@@ -35,7 +37,29 @@ if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then
 fi
 say "venv in $PREFIX"
 "$PYTHON" -m venv "$PREFIX"
-target=${WHEEL:-$SRC}
+target=$WHEEL
+if [ -z "$target" ]; then
+    # The wheel is built as `make dist` builds it: an sdist of $SRC, then a wheel from that
+    # sdist, in a scratch directory. Not in $SRC (`pip install $SRC`): setuptools would put
+    # into the wheel whatever an earlier build left in $SRC/build/lib, such as extensions of
+    # modules since renamed or deleted. The build frontend has a venv of its own in the
+    # scratch directory, not a place in the installed one. setup.py compiles the hot path
+    # where it can, as for any wheel; SMDBUS_PURE=1 in the environment asks for pure Python.
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    say "wheel from an sdist of $SRC"
+    "$PYTHON" -m venv "$scratch/frontend"
+    "$scratch/frontend/bin/python" -m pip install --quiet --disable-pip-version-check 'build>=1.0'
+    if ! "$scratch/frontend/bin/python" -m build --outdir "$scratch/dist" "$SRC" \
+        >"$scratch/build.log" 2>&1; then
+        tail -n 40 "$scratch/build.log" >&2
+        say "building the wheel failed (above: the end of its log)" >&2
+        exit 1
+    fi
+    target=$(echo "$scratch"/dist/smdbus-*.whl)
+    note=$(sed -n 's/^smdbus setup.py: //p' "$scratch/build.log" | tail -n 1)
+    say "built ${target##*/}${note:+ ($note)}"
+fi
 [ -n "$EXTRAS" ] && target="$target[$EXTRAS]"
 "$PREFIX/bin/python" -m pip install --quiet --disable-pip-version-check "$target"
 

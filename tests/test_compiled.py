@@ -15,7 +15,9 @@ setup.py, mypy and the interpreter; so its extensions are cached under that key
 and a second run with the same sources reuses them. Entries are written to a
 temporary directory and renamed into place, so a run killed mid-build cannot leave half
 an entry; a lock file beside the entry makes a second run that wants the same key wait for
-the first one's build.
+the first one's build. The cache is bounded: each run keeps the :data:`KEEP` entries
+used last and removes the others, with their locks and whatever killed builds left
+(:func:`_prune`).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ import fcntl
 import hashlib
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -123,24 +128,97 @@ def _child(
     )
 
 
-def _extensions() -> Path:
-    """A directory with the compiled wheel's extension modules, from the cache or built now."""
-    entry = _cache_dir() / _build_key()
-    if entry.is_dir():
-        return entry
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    # one build per key at a time: a second run (another worktree, another worker) waits here
-    # for the first one's build and reuses it instead of building the same thing beside it
-    with (entry.parent / f"{entry.name}.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+KEEP = 3
+"""Cache entries kept (~2.3 MiB each here): the current sources' and those of two other
+branches or worktrees, which would otherwise each cost a build (30-60 s) when run again."""
+
+_KEY = re.compile(r"[0-9a-f]{32}")
+"""A cache key, the start of every name in the cache (entries, their locks, scratch)."""
+
+
+@contextmanager
+def _extensions() -> Iterator[Path]:
+    """A directory with the compiled wheel's extension modules, from the cache or built now.
+
+    Held (a shared lock on the entry's lock file) while the caller copies from it, so a
+    run pruning the cache meanwhile leaves it alone; marked as used (its mtime), so it is
+    among the entries the pruning keeps."""
+    cache = _cache_dir()
+    entry = cache / _build_key()
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f"{entry.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
         if not entry.is_dir():
-            _build_into(entry)
-    return entry
+            # one build per key at a time: a second run (another worktree, another worker)
+            # waits here for the first one's build and reuses it instead of building beside it
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not entry.is_dir():
+                _build_into(entry)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        os.utime(entry)
+        yield entry
+    _prune(cache, KEEP)
+
+
+def _prune(cache: Path, keep: int) -> list[str]:
+    """Remove all but the ``keep`` entries used last, and what killed runs left; return the
+    names removed.
+
+    Only names that start with a key are touched (``$SMDBUS_BUILD_CACHE`` may be a
+    directory with other things in it): an entry, its ``.lock`` and scratch directories
+    (``key.*``, :func:`_build_into`'s). A key whose lock another run holds (building it,
+    copying from it) is left for a later run. An entry is renamed away before it is
+    deleted, so a run killed meanwhile cannot leave half an entry under its key.
+    """
+    names: dict[str, list[Path]] = {}
+    for path in cache.iterdir():
+        if (found := _KEY.match(path.name)) is not None:
+            names.setdefault(found.group(), []).append(path)
+    used: dict[str, float] = {}
+    for key in names:
+        try:
+            if (cache / key).is_dir():
+                used[key] = (cache / key).stat().st_mtime
+        except FileNotFoundError:  # another run's pruning got there first
+            pass
+    kept = set(sorted(used, key=used.__getitem__, reverse=True)[:keep])
+    removed = []
+    for key, paths in sorted(names.items()):
+        lock_path = cache / f"{key}.lock"
+        doomed = [p for p in paths if key not in kept or p.name not in (key, lock_path.name)]
+        if not doomed:
+            continue
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            removed += [p.name for p in doomed if p != lock_path and _remove(p, key)]
+            if key not in kept:
+                lock_path.unlink(missing_ok=True)
+                removed += [lock_path.name] if lock_path in doomed else []
+    return removed
+
+
+def _remove(path: Path, key: str) -> bool:
+    """Remove ``path`` (an entry of ``key``, or a scratch directory); False if it was gone."""
+    try:
+        if path.name == key:  # renamed away first: no half entry under the key, ever
+            scratch = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=path.parent))
+            path.rename(scratch / "entry")
+            path = scratch
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:  # another run's pruning got there first
+        return False
+    return True
 
 
 def _build_into(entry: Path) -> None:
     """Build the wheel in a scratch directory beside ``entry``; its extensions become ``entry``."""
-    with tempfile.TemporaryDirectory(dir=entry.parent) as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"{entry.name}.", dir=entry.parent) as scratch:
         # from a clean copy: setuptools puts whatever an earlier build left in the
         # checkout's build/lib into the wheel (extensions of renamed modules included)
         tree = Path(scratch) / "tree"
@@ -175,12 +253,12 @@ def compiled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("building the compiled wheel needs mypy (the dev extra)")
     tree = tmp_path_factory.mktemp("compiled")
     shutil.copytree(PACKAGE, tree / "smdbus", ignore=shutil.ignore_patterns("*.so"))
-    extensions = _extensions()
-    found = sorted(extensions.rglob("*.so"))
-    assert found, "the wheel carries no extensions: see setup.py's notes in the build's stderr"
-    for so in found:
-        (tree / so.relative_to(extensions)).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(so, tree / so.relative_to(extensions))
+    with _extensions() as extensions:
+        found = sorted(extensions.rglob("*.so"))
+        assert found, "the wheel carries no extensions: see setup.py's notes in the build's stderr"
+        for so in found:
+            (tree / so.relative_to(extensions)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(so, tree / so.relative_to(extensions))
     return tree
 
 
@@ -212,3 +290,28 @@ def test_compiled_build_passes_the_bus_wire_and_proxy_tests(compiled_tree: Path)
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and " failed" not in run.stdout
+
+
+def test_the_cache_keeps_the_entries_used_last_and_those_in_use(tmp_path: Path) -> None:
+    """Bounded: ``KEEP`` entries stay, with their locks; the others go, with their locks and
+    what killed builds left, except an entry another run holds; other names stay."""
+    keys = [f"{n:032x}" for n in range(6)]
+    for age, key in enumerate(keys):  # keys[0] was used last
+        (tmp_path / key / "smdbus").mkdir(parents=True)
+        (tmp_path / key / "smdbus/bus.so").write_bytes(b"")
+        (tmp_path / f"{key}.lock").touch()
+        os.utime(tmp_path / key, (1e9 - age, 1e9 - age))
+    (tmp_path / f"{keys[0]}.x1").mkdir()  # a killed build's scratch, beside a kept entry
+    (tmp_path / f"{'f' * 32}.x2").mkdir()  # a killed build's scratch, its key never built
+    (tmp_path / "notes.txt").write_text("not the cache's\n")
+    with (tmp_path / f"{keys[4]}.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)  # another run copying from keys[4]
+        removed = _prune(tmp_path, keep=3)
+    kept = [*keys[:3], keys[4]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*kept, *(f"{key}.lock" for key in kept), "notes.txt"]
+    )
+    assert sorted(removed) == sorted(
+        [f"{keys[0]}.x1", keys[3], f"{keys[3]}.lock", keys[5], f"{keys[5]}.lock", f"{'f' * 32}.x2"]
+    )
+    assert _prune(tmp_path, keep=3) == [keys[4], f"{keys[4]}.lock"]  # no longer held

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ SHIPPED = [
     "smdbus/data/completion/_smd",
 ]
 ANALYZE = shutil.which("systemd-analyze") or ""
+_GENERATED = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.so", "build")
 
 
 def test_the_example_config_is_the_daemons_defaults() -> None:
@@ -53,10 +55,16 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         timeout=600,
         env={**os.environ, "SMDBUS_PURE": "1"},
     )
-    if r.returncode != 0 and re.search(r"Could not find a version|connection|resolve", r.stdout):
-        pytest.skip("python -m build could not fetch its build backend (no package index)")
+    _skip_without_an_index(r)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     yield out
+
+
+def _skip_without_an_index(r: subprocess.CompletedProcess[str]) -> None:
+    if r.returncode != 0 and re.search(
+        r"Could not find a version|connection|resolve", r.stdout + r.stderr
+    ):
+        pytest.skip("a build could not fetch its build backend (no package index)")
 
 
 def test_wheel_and_sdist_carry_units_config_manual_and_completions(dist: Path) -> None:
@@ -115,9 +123,9 @@ def test_the_sdist_installs_pure_python_where_nothing_compiles(dist: Path, tmp_p
     )
 
 
-def _install(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _install(env: dict[str, str], src: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [ROOT / "scripts/install.sh"],
+        [src / "scripts/install.sh"],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -128,13 +136,15 @@ def _install(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def install_env(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """`make install`'s settings for a scratch root, from the wheel, without extras."""
-    root = tmp_path_factory.mktemp("root")
     (wheel,) = dist.glob("smdbus-*.whl")
+    return _settings(tmp_path_factory.mktemp("root")) | {"EXTRAS": "", "WHEEL": str(wheel)}
+
+
+def _settings(root: Path) -> dict[str, str]:
+    """Every directory the script writes, under ``root``."""
     return {
         "ROOT": str(root),
         "PREFIX": str(root / "opt/smdbus"),
-        "EXTRAS": "",
-        "WHEEL": str(wheel),
         "PYTHON": sys.executable,
         "UNITDIR": str(root / "etc/systemd/system"),
         "MANDIR": str(root / "usr/local/share/man"),
@@ -187,6 +197,42 @@ def test_install_again_keeps_an_existing_config(
     assert r.returncode == 0, r.stdout + r.stderr
     assert "daemon.toml exists: left as it is" in r.stdout
     assert config.read_text() == "# mine\n"
+
+
+SOURCE_TREE = ["pyproject.toml", "setup.py", "build_backend.py", "MANIFEST.in", "README.md"]
+"""With ``src`` and ``scripts``: what `make install` needs of a checkout."""
+
+
+def test_install_from_the_source_tree_leaves_out_what_earlier_builds_left(tmp_path: Path) -> None:
+    """`make install` without WHEEL= builds the wheel from the tree's sdist, elsewhere: a
+    wheel built in the checkout carries whatever an earlier build left in build/lib (here a
+    module since deleted and an extension of a module since renamed), and installs it."""
+    src = tmp_path / "src-tree"
+    for name in SOURCE_TREE:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("src", "scripts"):
+        shutil.copytree(ROOT / name, src / name, ignore=_GENERATED)
+    ext = sysconfig.get_config_var("EXT_SUFFIX")
+    stale = ["smdbus/_deleted_module.py", f"smdbus/proxy/connection{ext}"]
+    for name in stale:
+        (src / "build/lib" / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / "build/lib" / name).write_text("raise ImportError('stale')\n")
+    root = tmp_path / "root"
+    # pure (SMDBUS_PURE=1): the compiled build has its own test and costs a minute here
+    r = _install(_settings(root) | {"EXTRAS": "net", "SMDBUS_PURE": "1"}, src=src)
+    _skip_without_an_index(r)
+    assert r.returncode == 0 and "done: smd (smdbus) " in r.stdout, r.stdout + r.stderr
+    where = subprocess.run(
+        [root / "opt/smdbus/bin/python", "-c", "import h11, smdbus; print(smdbus.__file__)"],
+        capture_output=True,
+        text=True,
+    )
+    assert where.returncode == 0, where.stderr  # the net extra came along
+    package = Path(where.stdout.strip()).parent
+    assert (package / "proxy/_connection.py").is_file()
+    assert [name for name in stale if (package.parent / name).exists()] == []
+    assert "built smdbus-0.1.0-py3-none-any.whl (SMDBUS_PURE is set" in r.stdout, r.stdout
 
 
 @pytest.mark.skipif(not ANALYZE, reason="systemd-analyze is not installed")
