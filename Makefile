@@ -53,8 +53,9 @@ man: $(STAMP)
 	$(BIN)/smd daemon --print-config > $(DATA)/daemon.toml
 
 # Install on this machine (as root): a venv in /opt/smdbus, the systemd units pointing into it,
-# the man page, the completions, /etc/smd/daemon.toml if absent. See scripts/install.sh for
-# the settings (make install PREFIX=... EXTRAS=...).
+# the man page, the completions, /etc/smd/daemon.toml if absent; the wheel is built as `make
+# dist` builds it, from an sdist, in a scratch directory. See scripts/install.sh for the
+# settings (make install PREFIX=... EXTRAS=... WHEEL=...).
 install:
 	scripts/install.sh
 

@@ -1,7 +1,8 @@
 """Installing on a device: the wheel and sdist, `make install`'s script, the shipped units.
 
 The install runs for real, into a scratch root (every directory the script
-writes is given to it), from a wheel built here with ``python -m build``.
+writes is given to it), from a wheel built here with ``python -m build``; and once
+from a copy of the source tree, as `make install` without ``WHEEL=`` runs.
 """
 
 from __future__ import annotations
