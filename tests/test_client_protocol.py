@@ -325,9 +325,12 @@ async def test_confirm_counts_what_a_lost_connection_never_sent_back() -> None:
         await client.close(timeout=0)
 
 
-async def test_paced_client_stops_spinning_on_a_proxy_that_stopped_reading() -> None:
-    """On a C proxy the client waits for each frame to be read; not by burning the CPU."""
-    address = unique_address()
+def _raw_proxy(address: str) -> asyncio.Task[socket.socket]:
+    """One connection of a C proxy on a raw socket: what it reads and writes is the test's.
+
+    The task accepts one client, reads its STREAMTYPE of ``_lws_smd`` and not
+    a byte more, greets as a C proxy (the client paces) and returns the socket.
+    """
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind("\0" + address[1:])
     listener.listen(1)
@@ -335,12 +338,21 @@ async def test_paced_client_stops_spinning_on_a_proxy_that_stopped_reading() -> 
     loop = asyncio.get_running_loop()
 
     async def serve() -> socket.socket:
-        conn, _ = await loop.sock_accept(listener)
-        await loop.sock_recv(conn, 20)  # STREAMTYPE of "_lws_smd", and not a byte more, ever
-        await loop.sock_sendall(conn, GREETING)  # a C proxy's: the client paces
+        try:
+            conn, _ = await loop.sock_accept(listener)
+        finally:
+            listener.close()
+        await loop.sock_recv(conn, 20)
+        await loop.sock_sendall(conn, GREETING)
         return conn
 
-    serving = asyncio.create_task(serve())
+    return asyncio.create_task(serve())
+
+
+async def test_paced_client_stops_spinning_on_a_proxy_that_stopped_reading() -> None:
+    """On a C proxy the client waits for each frame to be read; not by burning the CPU."""
+    address = unique_address()
+    serving = _raw_proxy(address)
     timers = ManualScheduler()
     client = await connect(address, 0, scheduler=timers)
     for i in range(5):
@@ -351,5 +363,45 @@ async def test_paced_client_stops_spinning_on_a_proxy_that_stopped_reading() -> 
     assert timers.pending == 1, "after its spin budget the client looks again on a timer"
     assert client.stats().sent == 1, "one frame out, unread: the next waits"
     (await serving).close()
-    listener.close()
+    await client.close(timeout=0)
+
+
+_SO_SNDBUFFORCE = 32  # Linux's; Python's socket module does not name it
+
+
+async def test_a_dead_proxys_bytes_past_one_callback_and_its_end_are_read() -> None:
+    """Messages of more than one reader callback wait behind ECONNRESET: all are read, and the end.
+
+    A loop that drops a reader once its socket reports an error (uvloop; the
+    module doc of ``smdbus.client._link``) calls it once more: the client
+    reads on within that call, a few reads at most, then registers afresh so
+    the rest is read on the next pass. The proxy here dies with our last write
+    unread and more queued for us than that call reads (``test_client_uvloop``
+    runs this test on uvloop).
+    """
+    address = unique_address()
+    serving = _raw_proxy(address)
+    timers = ManualScheduler()
+    client = await connect(address, Class.NETWORK, scheduler=timers)
+    conn = await serving
+    client.send(Class.NETWORK, b"never read")  # written at once: the proxy never reads it
+    assert client.stats().sent == 1
+    # from here the client's loop is busy (no await) while the proxy writes and dies
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, 4 << 20)
+    except PermissionError:
+        pytest.skip("SO_SNDBUFFORCE needs CAP_NET_ADMIN: more than a default buffer to queue")
+    n = 4000
+    frames = b"".join(rx_payload_frame(4, i, b"%06d" % i + bytes(60), 5) for i in range(n))
+    assert len(frames) > 6 * 64 * 1024  # more than the reads of one callback (4 of 64 KiB)
+    conn.setblocking(False)
+    assert conn.send(frames) == len(frames)  # the kernel took it whole, or the test is wrong
+    conn.close()  # our write unread: the client's socket has ECONNRESET behind the messages
+    got = [await asyncio.wait_for(client.receive(), 5) for _ in range(n)]
+    assert [m.payload[:6] for m in got] == [b"%06d" % i for i in range(n)]
+    deadline = time.monotonic() + 5
+    while client.state is ClientState.READY and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)  # bounded poll for the client to notice the end
+    assert client.state is ClientState.WAITING
+    assert client.stats().last_error == "read failed: [Errno 104] Connection reset by peer"
     await client.close(timeout=0)

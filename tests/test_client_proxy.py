@@ -423,6 +423,44 @@ async def test_failed_writes_lead_to_one_reconnect_that_stays_up(
     await c.close()
 
 
+async def test_proxy_that_dies_with_our_writes_unread_is_noticed(proxy: ProxyProcess) -> None:
+    """The proxy dies with our last write unread and messages for us in our socket.
+
+    Our socket then holds the messages, then ECONNRESET (the proxy closed with
+    our bytes unread), then EOF, and polls with POLLERR. The client's loop is
+    busy throughout (this test does not await), as a loop can be. On uvloop the
+    reader was called once, read the messages and was dropped (libuv's poll
+    takes POLLERR as its end), so the client stayed READY on a dead socket and
+    never reconnected; ``test_client_uvloop`` runs this test on uvloop.
+    """
+    cls = user_class(3)
+    timers = ManualScheduler()
+    c = await connect(proxy.address, cls, scheduler=timers)
+    with connect_threaded(proxy.address, cls) as t:
+        n = 5
+        for i in range(n):  # to c, whose loop is busy here: they wait in c's socket
+            t.send(cls, b"m%d" % i)
+        # the sentinel of their delivery: t has its own back (one fan-out, one pass)
+        assert [t.receive(timeout=5).payload for _ in range(n)] == [b"m%d" % i for i in range(n)]
+        assert proxy.proc is not None
+        proxy.proc.send_signal(signal.SIGSTOP)
+        c.send(cls, b"never read")  # written at once (nothing pending): the proxy cannot read it
+        assert c.stats().sent == 1
+        proxy.kill9()
+        await until(lambda: c.state is not ClientState.READY)
+    assert [m.payload for m in await take(c, n)] == [b"m%d" % i for i in range(n)]
+    assert c.stats().last_error == "read failed: [Errno 104] Connection reset by peer"
+    assert c.state is ClientState.WAITING and timers.pending == 1  # one reconnect, waiting
+    proxy.start()
+    timers.advance(1.0)  # the reconnect delay
+    await c.wait_connected(5)
+    c.send(cls, b"up again")
+    assert [m.payload for m in await take(c, 1)] == [b"up again"]
+    stats = c.stats()
+    assert (stats.state, stats.connects, stats.disconnects) == ("ready", 2, 1)
+    await c.close()
+
+
 # -- who listens -----------------------------------------------------------------
 
 

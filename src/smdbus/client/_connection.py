@@ -128,6 +128,10 @@ _RECV_SIZE = 64 * 1024
 """Bytes asked of each recv. Not more: CPython allocates the whole size for every call,
 and at 128 KiB and up glibc hands that out and takes it back from the kernel each time
 (measured here: a one-frame recv of 256 KiB costs ~19 us, of 64 KiB ~2.5 us)."""
+_READ_ON = 4
+"""Reads in one callback where the loop may drop the reader (uvloop), then a fresh
+registration: 256 KiB, more than a default socket buffer (208 KiB) holds, so a dead proxy's
+last bytes and its error are read in the one call uvloop makes after the error."""
 _pack_head = PAYLOAD_HEAD.pack
 _TX_PAYLOAD = int(FrameType.TX_PAYLOAD)  # plain ints: the send hot path packs them per message
 _WHOLE = int(FLAGS_WHOLE)
@@ -621,6 +625,7 @@ class Client:
         if paced and link.unread():
             self._next_pass(stalled=True)  # the C proxy has not read the last frame yet
             return
+        link.read_on = link.poller  # a death with this unread leaves POLLERR (see _link)
         try:
             n = link.sock.send(ob.first() if paced else ob.data())
         except (BlockingIOError, InterruptedError):
@@ -756,20 +761,40 @@ class Client:
             link.loop.add_reader(link.fd, self._on_readable, link)
 
     def _on_readable(self, link: Link) -> None:
+        """Read once; on a loop that may drop the reader, read on (:mod:`~smdbus.client._link`).
+
+        Reading on stops when the socket has nothing more, at the error or
+        EOF, when the sink stops input, or after ``_READ_ON`` reads: then a
+        fresh registration (a new poll on uvloop) takes the rest, as a live
+        proxy may write on and on.
+        """
         if link is not self._link:
             return
-        try:
-            data = link.sock.recv(_RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._lost(link, f"read failed: {exc}")
-            return
-        if not data:
-            self._lost(link, "the proxy closed the connection")
-            return
-        link.conn.receive_data(data)
-        self._pump()
+        reads = 0
+        while True:
+            try:
+                data = link.sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._lost(link, f"read failed: {exc}")
+                return
+            if not data:
+                self._lost(link, "the proxy closed the connection")
+                return
+            link.conn.receive_data(data)
+            self._pump()
+            read_on = link.read_on
+            if read_on is None or not link.reader_added or link is not self._link:
+                return
+            if not read_on.poll(0):
+                return
+            reads += 1
+            if reads == _READ_ON:
+                loop = link.loop
+                loop.remove_reader(link.fd)
+                loop.add_reader(link.fd, self._on_readable, link)
+                return
 
     def _check_confirm(self, cls: int, ts: int, payload: bytes) -> bool:
         """The sink while confirmations are awaited: count our own echo, then deliver."""
