@@ -290,6 +290,7 @@ class Proxy:
             self._bound_bus = True
         elif self.bus.loop is not loop:
             raise RuntimeError("the proxy's bus is bound to another event loop")
+        self.interest.open()  # close() stopped it watching the bus
         self._listener = self._listen()
         for extra in self._also:
             extra.setblocking(False)
