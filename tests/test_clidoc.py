@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from smdbus import _clidoc as clidoc
+from smdbus.commands import _loop
 
 DATA = Path(clidoc.__file__).parent / "data"
 
@@ -22,6 +23,18 @@ DATA = Path(clidoc.__file__).parent / "data"
 def test_shipped_files_match_the_parser(kind: str) -> None:
     shipped = (DATA / clidoc.FILES[kind]).read_text()
     assert shipped == clidoc.OUTPUTS[kind](), f"run `make man`: {clidoc.FILES[kind]} is stale"
+
+
+@pytest.mark.parametrize("kind", sorted(clidoc.OUTPUTS))
+def test_the_environment_does_not_reach_the_shipped_files(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SMD_LOOP sets --loop's default for --help; the manual says the default as shipped
+    monkeypatch.setenv(_loop.ENV, "asyncio")
+    assert clidoc.LOOP_ENV == _loop.ENV
+    shipped = (DATA / clidoc.FILES[kind]).read_text()
+    assert shipped == clidoc.OUTPUTS[kind]()
+    assert os.environ[_loop.ENV] == "asyncio"  # put back
 
 
 def test_every_command_and_option_is_in_the_manual() -> None:

@@ -115,6 +115,32 @@ def test_a_burst_past_the_receivers_queue_loses_no_ready(
     n.close()
 
 
+def test_closing_with_the_receiver_full_sets_no_retry_and_sends_nothing_after(
+    receiver: tuple[socket.socket, str],
+) -> None:
+    """close() is the end: what the receiver did not take is logged as never read, not retried.
+
+    Its last flush met the full queue and set a retry: once the loop (or the daemon's
+    scheduler) ran it, the notifier opened a socket again after close() and sent
+    what close() had just reported as never read (the socket was never closed).
+    """
+    sock, path = receiver
+    sock.setblocking(False)
+    scheduler = ManualScheduler()
+    n = SystemdNotifier(path, scheduler=scheduler)
+    for i in range(40):
+        n.ready(f"state {i}")  # READY: never folded, so the queue's overflow waits
+    assert n.pending, "the burst did not fill the receiver's queue: the test proves nothing"
+    n.close()
+    assert scheduler.pending == 0
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.recv(512)  # the receiver makes room
+    scheduler.advance(1.0)
+    with pytest.raises(BlockingIOError):
+        sock.recv(512)  # nothing sent after close()
+
+
 def test_notify_to_a_missing_socket_is_counted_not_raised(tmp_path: Path) -> None:
     n = SystemdNotifier(str(tmp_path / "nobody"))
     assert n.ready() is False and n.errors == 1

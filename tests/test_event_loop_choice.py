@@ -6,11 +6,13 @@ subscriber (blocking streams, the lean receive path) through it.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +119,39 @@ def test_smd_proxy_loop_uvloop_without_it_exits_2() -> None:
     )
     assert done.returncode == 2, done
     assert "uvloop is not installed" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["proxy", "daemon"])
+def test_smd_loop_naming_no_loop_stops_with_one_line_and_exit_2(
+    command: str, tmp_path: Path
+) -> None:
+    # A typo in the environment must not silently run another loop than the one meant
+    # (SMD_LOOP=asyncoi, meant to turn uvloop off). Each command is given something that
+    # would fail otherwise (exit 1: no such directory; --check: exit 0) so that it cannot
+    # start serving: the loop is checked before anything starts.
+    config = tmp_path / "daemon.toml"
+    config.write_text('[bus]\nsocket = "@smdbus-loop-check"\n')
+    args = {
+        "proxy": ["proxy", "--socket", str(tmp_path / "no" / "such" / "dir" / "s")],
+        "daemon": ["daemon", "--check", "--config", str(config)],
+    }[command]
+    done = subprocess.run(
+        [*SMD, *args],
+        env=dict(os.environ, **{_loop.ENV: "asyncoi\x1b[2J"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"smd {command}: {_loop.ENV}='asyncoi\\x1b[2J'" in done.stderr, done.stderr
+    assert "auto, asyncio, uvloop" in done.stderr, done.stderr
+
+
+def test_an_empty_smd_loop_is_the_default() -> None:
+    parser = argparse.ArgumentParser()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(_loop.ENV, "")
+        _loop.add_loop(parser)
+    assert parser.parse_args([]).loop == "auto"

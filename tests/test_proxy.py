@@ -551,6 +551,35 @@ async def test_inherited_socket_is_served_and_its_file_left_alone(tmp_path: Path
     assert os.path.exists(path)
 
 
+def test_a_proxy_restarted_on_another_loop_times_its_connections_on_that_loop() -> None:
+    """A proxy given no scheduler makes its timers on the loop it runs on, each time it starts.
+
+    It kept the loop scheduler of its first start: started again under a new loop
+    (a second ``asyncio.run``), every accepted connection's first-frame timer went to
+    the first, closed loop, ``connection_made`` raised, and a client that sends
+    nothing held its slot for good (the bound on silent connections was gone).
+    """
+    address = f"\0smdbus-test-reloop-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    proxy = Proxy(ProxySettings(address=address, first_frame_timeout=0.05))
+    errors: list[dict[str, Any]] = []
+
+    async def serve_once() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+        await proxy.start()
+        try:
+            # a client that sends nothing: the proxy hangs up on it (the sentinel: EOF)
+            reader, writer = await asyncio.open_unix_connection(address)
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            writer.close()
+        finally:
+            await proxy.close()
+
+    asyncio.run(serve_once())
+    asyncio.run(serve_once())
+    assert proxy.counters["first_frame_timeouts"] == 2
+    assert errors == []
+
+
 async def test_a_proxy_restarted_in_the_same_loop_accepts() -> None:
     """close() must take the listener out of the loop's selector before closing it.
 

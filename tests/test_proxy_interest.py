@@ -98,3 +98,20 @@ async def test_a_watch_closed_with_its_loop_gone_closes_quietly(proxy: Proxy) ->
         task.cancel()
         with contextlib.suppress(BaseException):
             await task
+
+
+async def test_watchers_of_a_restarted_proxy_are_told_of_changes() -> None:
+    # close() stops watching the bus (a shared bus must not keep a closed proxy's
+    # watcher); a start again, of the same proxy, must watch it again
+    address = f"\0smdbus-test-interest-again-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    proxy = Proxy(ProxySettings(address=address))
+    async with proxy:
+        pass
+    async with proxy:
+        w = await watch(proxy)
+        assert await told(w) == 0
+        sub = await WireStream.connect(proxy.address, int(Class.NETWORK))
+        assert await told(w) == Class.NETWORK
+        await sub.close()
+        await w.close()
+    assert proxy.interest._changed not in proxy.bus._union_watchers  # closed: not watching

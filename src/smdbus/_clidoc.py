@@ -8,8 +8,10 @@ Rules
   ``make man`` writes the three files into ``src/smdbus/data/`` (shipped as
   package data); a test regenerates them and compares.
 - The output depends on nothing but the parser and the package version
-  (no date, no terminal width), so regenerating is a no-op when nothing
-  changed.
+  (no date, no terminal width, no environment), so regenerating is a no-op
+  when nothing changed. ``SMD_LOOP`` sets ``--loop``'s default, which
+  ``--help`` shows; the manual shows the default as shipped, whatever the
+  environment of whoever builds it or runs the tests.
 
 Usage: ``python -m smdbus._clidoc man|bash|zsh`` prints one of them.
 """
@@ -17,6 +19,7 @@ Usage: ``python -m smdbus._clidoc man|bash|zsh`` prints one of them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +28,9 @@ from smdbus.cli import COMMANDS, _version, build_parser
 
 COMMON_FLAGS = {"-h", "-v"}
 """Options every subcommand has: the manual says them once, at the top."""
+
+LOOP_ENV = "SMD_LOOP"
+"""smdbus.commands._loop.ENV: the one variable a parser takes a default from."""
 
 FILE_METAVARS = ("FILE", "DEVICE", "CHIP")
 """Options whose value is a path: the shells complete file names for them."""
@@ -89,7 +95,12 @@ def _examples(parser: argparse.ArgumentParser) -> tuple[str, ...]:
 
 def model() -> tuple[Command, list[Command]]:
     """The top level (as a command named ``smd``) and every subcommand, in table order."""
-    parser = build_parser(every=True)
+    saved = os.environ.pop(LOOP_ENV, None)
+    try:
+        parser = build_parser(every=True)
+    finally:
+        if saved is not None:
+            os.environ[LOOP_ENV] = saved
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     commands = [
         Command(name, COMMANDS[name][1], _options(p), _examples(p))

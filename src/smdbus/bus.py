@@ -780,8 +780,9 @@ class Bus:
         For a callback of the bus's own asyncio loop that sends and wants the
         messages delivered before it returns, in the same loop pass (the proxy,
         per read of a socket). It must call :meth:`deliver_now` (in a
-        ``finally``), or nothing queued is delivered until the next send that
-        finds delivery not scheduled. Returns False, changing nothing, when
+        ``finally``): until then delivery counts as scheduled, so no send
+        schedules it (nor does :meth:`drain`), and without the call nothing
+        queued is ever delivered. Returns False, changing nothing, when
         the bus is not bound to an asyncio loop on this thread.
         """
         if self._loop is None or threading.get_ident() != self._loop_thread:

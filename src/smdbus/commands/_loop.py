@@ -25,6 +25,10 @@ Rules:
 - ``--loop asyncio`` never imports uvloop.
 - ``--loop uvloop`` insists: without uvloop the command stops (exit 2)
   before starting anything, saying how to install it.
+- ``SMD_LOOP`` naming no loop stops the command the same way (exit 2, one
+  line naming the value and the choices): a typo (``SMD_LOOP=asyncoi``,
+  meant to turn uvloop off) must not silently run the other loop. Empty
+  is unset.
 """
 
 from __future__ import annotations
@@ -44,25 +48,28 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
 class LoopUnavailable(RuntimeError):
-    """``--loop uvloop`` where uvloop is not installed."""
+    """``--loop uvloop`` where uvloop is not installed, or ``SMD_LOOP`` naming no loop."""
 
 
 def add_loop(parser: argparse.ArgumentParser) -> None:
     """The ``--loop`` option of the long-running commands."""
-    default = os.environ.get(ENV, "auto")
-    if default not in CHOICES:
-        default = "auto"
+    # argparse checks choices on the command line only: a bad value from the
+    # environment reaches loop_factory, which refuses it before anything starts
+    default = os.environ.get(ENV) or "auto"
+    shown = default if default in CHOICES else "auto"
     parser.add_argument(
         "--loop",
         choices=CHOICES,
         default=default,
         help=f"event loop: uvloop if installed (auto), asyncio's, or uvloop (the fast "
-        f"extra) (default {default}; ${ENV} sets it)",
+        f"extra) (default {shown}; ${ENV} sets it)",
     )
 
 
 def loop_factory(choice: str) -> tuple[LoopFactory | None, str]:
     """The loop factory for ``choice`` (None: asyncio's) and the loop's name, for the log."""
+    if choice not in CHOICES:  # only SMD_LOOP can bring one: argparse checks --loop
+        raise LoopUnavailable(f"{ENV}={choice!r} is not a loop: one of {', '.join(CHOICES)}")
     if choice == "asyncio":
         return None, "asyncio"
     try:

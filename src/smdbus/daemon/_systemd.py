@@ -66,7 +66,8 @@ class SystemdNotifier:
         self.deferred = 0
         """Messages that had to wait because the receiver's queue was full."""
         self.dropped = 0
-        """Waiting messages given up (a STATUS overtaken by a newer one, or an overflow)."""
+        """Waiting messages given up (a STATUS overtaken by a newer one, an overflow, or what
+        the receiver still could not take at :meth:`close`)."""
         self._sock: socket.socket | None = None
         self._pending: list[str] = []
         self._retry: Timer | None = None
@@ -148,11 +149,16 @@ class SystemdNotifier:
 
     def _flush(self) -> None:
         self._retry = None
+        if self._send_pending():
+            self._schedule_retry()
+
+    def _send_pending(self) -> bool:
+        """Send what waits, in order; True when the receiver's queue is full again."""
         while self._pending and self.address is not None:
             if self._send(self._pending[0]) == "full":
-                self._schedule_retry()
-                return
+                return True
             self._pending.pop(0)
+        return False
 
     @property
     def pending(self) -> list[str]:
@@ -172,12 +178,20 @@ class SystemdNotifier:
         return self.notify("STOPPING=1")
 
     def close(self) -> None:
+        """Send what waits, once more; what the receiver still cannot take is given up, logged.
+
+        No retry is set from here: a flush that met the full queue would otherwise
+        have one reopen a socket after this closed it and send what was just
+        reported as never read.
+        """
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
-        self._flush()
+        self._send_pending()
         if self._pending:
             log.warning("sd_notify: %d messages never read by %r", len(self._pending), self._shown)
+            self.dropped += len(self._pending)
+            self._pending.clear()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -36,7 +36,8 @@ class InterestWatch:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._told: dict[Connection, int] = {}
         self._scheduled = False
-        bus.watch_union(self._changed)
+        self._watching = False
+        self.open()
 
     def __len__(self) -> int:
         return len(self._told)
@@ -51,7 +52,14 @@ class InterestWatch:
     def discard(self, conn: Connection) -> None:
         self._told.pop(conn, None)
 
+    def open(self) -> None:
+        """Watch the bus's union (again: a proxy closed and started anew opens it again)."""
+        if not self._watching:
+            self._watching = True
+            self.bus.watch_union(self._changed)
+
     def close(self) -> None:
+        self._watching = False
         self.bus.unwatch_union(self._changed)
         self._told.clear()
 

@@ -216,6 +216,8 @@ class Proxy:
         self.clock = clock
         self.scheduler: Scheduler | None = scheduler
         """Where the proxy's timers are set (the loop's, from :meth:`start`, unless given)."""
+        # none given: the loop's, made at each start (a restart may be on another loop)
+        self._loop_scheduler = scheduler is None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.congested_mask = 0
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
@@ -281,13 +283,14 @@ class Proxy:
         """Bind the bus to this loop and start listening."""
         loop = asyncio.get_running_loop()
         self.loop = loop
-        if self.scheduler is None:
+        if self._loop_scheduler:
             self.scheduler = LoopScheduler(loop)
         if self.bus.loop is None:
             self.bus.bind(loop)
             self._bound_bus = True
         elif self.bus.loop is not loop:
             raise RuntimeError("the proxy's bus is bound to another event loop")
+        self.interest.open()  # close() stopped it watching the bus
         self._listener = self._listen()
         for extra in self._also:
             extra.setblocking(False)
