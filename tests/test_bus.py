@@ -617,3 +617,106 @@ def test_printf_format_errors_are_the_callers() -> None:
     with pytest.raises(TypeError):
         bus.printf(Class.NETWORK, "%d %d", 1)
     assert bus.queue_length == 0
+
+
+# -- a BaseException from a callback ------------------------------------------------------
+# KeyboardInterrupt, SystemExit: not Exceptions, so not logged and swallowed. They go
+# through, and the bus must deliver afterwards, what they interrupted included.
+
+
+def _interrupting(got: list[bytes], exc: BaseException) -> object:
+    """A callback that raises ``exc`` the first time it is given b"stop"."""
+    raised: list[bool] = []
+
+    def cb(cls: int, ts: int, payload: bytes) -> None:
+        got.append(payload)
+        if payload == b"stop" and not raised:
+            raised.append(True)
+            raise exc
+
+    return cb
+
+
+def _one_pass(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the callbacks due now (those scheduled before this call), then return."""
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+def test_keyboard_interrupt_in_a_callback_leaves_delivery_running() -> None:
+    got: list[bytes] = []
+    bus = Bus()
+    loop = asyncio.new_event_loop()
+    try:
+        bus.bind(loop)
+        bus.register(Class.NETWORK, _interrupting(got, KeyboardInterrupt()), name="ki")  # type: ignore[arg-type]
+        for m in (b"a", b"stop", b"c"):
+            bus.send(Class.NETWORK, m)
+        with pytest.raises(KeyboardInterrupt):
+            _one_pass(loop)
+        assert got == [b"a", b"stop"]
+        assert bus.queue_length == 2  # b"stop" (in hand) and b"c": nothing lost
+        _one_pass(loop)  # delivery was scheduled again
+        assert got == [b"a", b"stop", b"stop", b"c"]
+        bus.send(Class.NETWORK, b"d")  # and sends wake the loop again
+        _one_pass(loop)
+        assert got[-1] == b"d" and bus.queue_length == 0
+    finally:
+        bus.unbind()
+        loop.close()
+
+
+def test_system_exit_in_deferred_delivery_leaves_delivery_running() -> None:
+    got: list[bytes] = []
+    bus = Bus()
+    loop = asyncio.new_event_loop()
+
+    def reading() -> None:  # as the proxy does per read of a socket
+        assert bus.defer_delivery()
+        try:
+            for m in (b"a", b"stop", b"c"):
+                bus.send(Class.NETWORK, m)
+        finally:
+            bus.deliver_now()
+
+    try:
+        bus.bind(loop)
+        bus.register(Class.NETWORK, _interrupting(got, SystemExit(3)), name="exits")  # type: ignore[arg-type]
+        loop.call_soon(reading)
+        with pytest.raises(SystemExit):
+            _one_pass(loop)
+        assert got == [b"a", b"stop"]
+        _one_pass(loop)
+        assert got == [b"a", b"stop", b"stop", b"c"] and bus.queue_length == 0
+    finally:
+        bus.unbind()
+        loop.close()
+
+
+def test_base_exception_in_c_passes_on_a_host_loop_leaves_delivery_running() -> None:
+    """Mixed classes (C's passes), bound to a host loop: the descriptor stays readable."""
+    import select
+
+    got: list[bytes] = []
+    other: list[bytes] = []
+    bus = Bus()
+    fd = bus.fileno()
+    try:
+        bus.register(Class.NETWORK, _interrupting(got, KeyboardInterrupt()), name="ki")  # type: ignore[arg-type]
+        bus.register(Class.INTERACTION, lambda c, t, p: other.append(p), name="other")
+        bus.send(Class.NETWORK, b"a")
+        bus.send(Class.INTERACTION, b"x")
+        bus.send(Class.NETWORK, b"stop")
+        bus.send(Class.INTERACTION, b"y")
+        with pytest.raises(KeyboardInterrupt):
+            bus.service()
+        assert bus.queue_length == 4  # the round stays queued until it ends
+        assert select.select([fd], [], [], 0)[0] == [fd]  # due again
+        bus.service()
+        assert b"stop" in got[2:] and other[-1] == b"y" and bus.queue_length == 0
+        bus.send(Class.NETWORK, b"later")
+        assert select.select([fd], [], [], 0)[0] == [fd]
+        bus.service()
+        assert got[-1] == b"later"
+    finally:
+        bus.unbind()

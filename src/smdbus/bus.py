@@ -532,10 +532,31 @@ class Bus:
                     self._deliver_passes()
                 else:
                     self._deliver_run(q[0][0])
+        except BaseException:
+            # Only a BaseException that is not an Exception (KeyboardInterrupt,
+            # SystemExit, ...) gets here: callbacks' Exceptions are logged inside.
+            # It goes through, and the bus stays able to deliver: what is queued
+            # (the round it interrupted included) is scheduled again.
+            self._rescue()
+            raise
         finally:
             self._delivering = False
         self._notify_idle()
         return False
+
+    def _rescue(self) -> None:
+        """Schedule again what a BaseException left queued when it stopped a delivery.
+
+        The round it stopped stays in the queue from the message in hand on (a
+        run pops each message once delivered; passes pop the round at its end),
+        so nothing queued is lost; participants that had some of it before the
+        exception get those messages again (at-least-once across it). C's passes
+        take the next round, whatever it holds, since their bookkeeping was lost.
+        """
+        self._scheduled = False
+        if self._queue:
+            self._slow = True
+            self._wake()
 
     def _deliver_run(self, cls: int) -> None:
         """Deliver a round of messages of class ``cls``, message by message, to cached lists.
