@@ -235,14 +235,20 @@ async def test_with_a_policy_its_quota_is_the_one_per_uid_limit() -> None:
 EMFILE_PROXY = r"""
 import asyncio, json, logging, os, resource, sys
 from smdbus.proxy import Proxy, ProxySettings
+from smdbus.scheduler import ManualScheduler
 from smdbus.wire import parse_address
 
-async def main(address):
+async def main(address, manual):
     address = parse_address(address)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
     loop = asyncio.get_running_loop()
-    async with Proxy(ProxySettings(address=address)) as p:
+    settings = ProxySettings(address=address)
+    kw = {}
+    if manual:  # timers never fire (the backoff's included); nobody is ever judged stalled
+        settings = ProxySettings(address=address, high_water=4096)
+        kw = {"scheduler": ManualScheduler(), "clock": lambda: 0.0}
+    async with Proxy(settings, **kw) as p:
         print(json.dumps({"limit": p.slots.limit}), flush=True)
         hog = []
         while True:
@@ -261,20 +267,24 @@ async def main(address):
                 print(json.dumps({"freed": True}), flush=True)
             elif cmd == "stats":
                 print(json.dumps(p.stats()), flush=True)
+            elif cmd == "held":
+                held = [q.held for q in p.peers() if q.client_pid == 4242]
+                print(json.dumps({"held": held}), flush=True)
             else:
                 break
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main(sys.argv[1], sys.argv[2:] == ["manual"]))
 """
 
 
-async def _emfile_proxy(address: str) -> tuple[asyncio.subprocess.Process, int]:
+async def _emfile_proxy(address: str, *args: str) -> tuple[asyncio.subprocess.Process, int]:
     """The child proxy with RLIMIT_NOFILE 64, and its connection limit."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         EMFILE_PROXY,
         format_address(address),
+        *args,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -287,6 +297,25 @@ async def _emfile_proxy(address: str) -> tuple[asyncio.subprocess.Process, int]:
     return proc, limit
 
 
+async def _ask(proc: asyncio.subprocess.Process, cmd: str) -> dict[str, Any]:
+    """A command to the child proxy, and its one-line JSON answer."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(cmd.encode() + b"\n")
+    line = await asyncio.wait_for(proc.stdout.readline(), 20)
+    assert line, "the proxy died"
+    reply: dict[str, Any] = json.loads(line)
+    return reply
+
+
+async def _paused(proc: asyncio.subprocess.Process, seen: list[str]) -> None:
+    """Wait for the sentinel: the child's line saying accepting is paused."""
+    assert proc.stderr is not None
+    while not seen or "out of descriptors" not in seen[-1]:
+        line = await asyncio.wait_for(proc.stderr.readline(), 20)
+        assert line, "the proxy died"
+        seen.append(line.decode())
+
+
 async def test_out_of_descriptors_pauses_accepting_and_says_so_once() -> None:
     address = _address()
     proc, limit = await _emfile_proxy(address)
@@ -294,12 +323,7 @@ async def test_out_of_descriptors_pauses_accepting_and_says_so_once() -> None:
     seen: list[str] = []
 
     async def ask(cmd: str) -> dict[str, Any]:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(cmd.encode() + b"\n")
-        line = await asyncio.wait_for(proc.stdout.readline(), 20)
-        assert line, "the proxy died"
-        reply: dict[str, Any] = json.loads(line)
-        return reply
+        return await _ask(proc, cmd)
 
     try:
         assert limit == 48  # 64 descriptors, a quarter kept free
@@ -310,11 +334,7 @@ async def test_out_of_descriptors_pauses_accepting_and_says_so_once() -> None:
             reader, writer = await asyncio.open_unix_connection(address)
             writer.write(stream_type_frame("_lws_smd", 4, 1))
             clients.append((reader, writer))
-        # wait for the sentinel: the one line saying accepting is paused
-        while not seen or "out of descriptors" not in seen[-1]:
-            line = await asyncio.wait_for(proc.stderr.readline(), 20)
-            assert line, "the proxy died"
-            seen.append(line.decode())
+        await _paused(proc, seen)
         stats = await ask("stats")
         assert stats["accept_paused"] >= 1 and stats["connections"] == 0
         await ask("free")
@@ -333,6 +353,53 @@ async def test_out_of_descriptors_pauses_accepting_and_says_so_once() -> None:
     lines = [ln for ln in text.splitlines() if "out of descriptors" in ln]
     assert 1 <= len(lines) <= BURST + 1, text
     assert "RLIMIT_NOFILE 64" in lines[0]
+
+
+async def test_a_tail_the_proxy_closes_resumes_accepting_at_once() -> None:
+    """A descriptor freed by closing a Tail (proxy._tail) resumes accepting paused for EMFILE.
+
+    A raw publisher that receives its own class and never reads is held (its
+    echoes fill its socket), then writes a frame that is no frame and closes:
+    the proxy's echo write fails, it reads on through a Tail (a dup of the
+    descriptor), publishes what came before and hangs up on the garbage itself.
+    Meanwhile accepting is paused for EMFILE, and the child's timers never fire
+    (a ManualScheduler): only ``descriptor_freed`` can let the waiting client in.
+    """
+    address = _address()
+    proc, _ = await _emfile_proxy(address, "manual")
+    user0 = int(smdbus.user_class(0))
+    seen: list[str] = []
+    try:
+        sub = await WireStream.connect(address, user0)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(address)
+        sock.sendall(stream_type_frame("_lws_smd", user0, 4242))
+        sock.setblocking(False)
+        n = 0
+        while (await _ask(proc, "held"))["held"] != ["congestion"]:
+            for _ in range(16):
+                frame = tx_payload_frame(user0, 0, b"%06d" % n + bytes(90))
+                assert sock.send(frame) == len(frame)  # held long before its buffer fills
+                n += 1
+        await _ask(proc, "hog")
+        reader, waiting = await asyncio.open_unix_connection(address)  # in the backlog
+        waiting.write(stream_type_frame("_lws_smd", 4, 1))
+        await _paused(proc, seen)
+        await _ask(proc, "free")  # descriptors to spare now, but the backoff's timer never fires
+        assert sock.send(b"\xff" * 16) == 16
+        sock.close()  # with its echoes unread: the proxy's next write to it fails
+        for i in range(n):
+            assert (await asyncio.wait_for(sub.receive(), 10)).payload[:6] == b"%06d" % i
+        # fails (times out) unless closing the Tail told the proxy a descriptor is free
+        assert await asyncio.wait_for(reader.readexactly(GREETING_LEN), 10) == GREETING
+        stats = await _ask(proc, "stats")
+        assert stats["write_failures"] == 1 and stats["protocol_errors"] == 1
+        assert stats["accept_paused"] == 1
+        waiting.close()
+        await sub.close()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
 
 
 async def test_the_limit_refuses_before_descriptors_run_out() -> None:

@@ -74,8 +74,7 @@ class Tail(asyncio.Transport):
         except OSError:  # ECONNRESET: the client closed with our bytes unread; the end
             data = b""
         if data == b"":
-            self.close()
-            self._protocol.connection_lost(None)
+            self.close()  # which tells the protocol
             return
         if data:
             self._protocol.data_received(data)  # which may pause, resume or close us
@@ -87,10 +86,18 @@ class Tail(asyncio.Transport):
         return self._closed
 
     def close(self) -> None:
+        """Close the descriptor and tell the protocol, as asyncio's transports do.
+
+        Whoever closes (EOF here, or the connection hanging up itself), the
+        protocol's ``connection_lost`` follows on the loop's next pass: the
+        connection learns that its descriptor is free (the proxy resumes
+        accepting at once if it paused for EMFILE) and nothing calls it twice.
+        """
         if not self._closed:
             self.pause_reading()
             self._closed = True
             os.close(self._fd)
+            self._loop.call_soon(self._protocol.connection_lost, None)
 
     def abort(self) -> None:
         self.close()
