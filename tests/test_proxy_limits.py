@@ -205,6 +205,27 @@ async def test_another_uid_fills_its_cap_and_the_shared_slots_root_still_connect
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run processes as another uid")
+async def test_the_daemon_uid_gets_the_reserved_slots_as_the_ledger_knows_it() -> None:
+    """``daemon_uid`` is the proxy's own uid for the reserved slots too, not only the ledger's.
+
+    The slots took ``os.geteuid()`` whatever the proxy was told: the daemon's user
+    (here 65534, a real second uid) was refused the reserved share it is promised.
+    """
+    settings = ProxySettings(
+        address=_address(), max_connections=8, reserved_connections=4, max_connections_per_uid=8
+    )
+    async with Proxy(settings, daemon_uid=65534) as p:
+        assert p.daemon_uid == p.access.ledger.daemon_uid == 65534
+        other, got = await _as_uid(65533, p.address, 6)  # the 4 shared slots, then refused
+        assert got["held"] == 4 and len(got["refused"]) == 2
+        daemon, got2 = await _as_uid(65534, p.address, 4)  # the reserved 4
+        assert got2 == {"held": 4, "refused": []}
+        assert p.counters["refused_max_connections"] == 2
+        await _release(daemon)
+        await _release(other)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run processes as another uid")
 async def test_a_standalone_proxys_per_uid_limit_is_its_setting_alone() -> None:
     """Without a policy, ``max_connections_per_uid`` is the one per-uid limit: it is the
     default quota's connection count (which used to cut in at 128, below a larger setting)."""

@@ -228,10 +228,12 @@ class Proxy:
         self._accept_backoff = ACCEPT_BACKOFF[0]
         self._serving: asyncio.Future[None] | None = None
         self._refusing: dict[socket.socket, Timer] = {}
+        self.daemon_uid = os.getuid() if daemon_uid is None else daemon_uid
+        """The proxy's own uid: privileged in the reserved slots and in the policy's ledger."""
         self.slots = Slots(
             self.settings.max_connections,
             min(self.settings.reserved_connections, self.settings.max_connections // 2),
-            {0, os.geteuid()},
+            {0, self.daemon_uid},
         )
         self.logs = PeerLog(log, clock)
         # outbound bytes of all connections, as seen at their last write (drains
@@ -259,7 +261,7 @@ class Proxy:
         self.access = Access(
             self,
             access,
-            os.getuid() if daemon_uid is None else daemon_uid,
+            self.daemon_uid,
             self.settings.max_connections_per_uid,
         )
         self._stall_timer: Timer | None = None

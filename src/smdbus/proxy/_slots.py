@@ -9,7 +9,9 @@ state``). The rules, checked at accept, before any byte is read:
   RLIMIT_NOFILE allows: :func:`smdbus.proxy._settings.connection_limit`).
 - The last ``reserved`` of them are for the *privileged* uids only: root
   and the proxy's own uid (the daemon's user, whose tools and services
-  must always get in).
+  must always get in). The proxy's own uid is one notion, ``Proxy.daemon_uid``
+  (this process's uid unless the proxy is told): the same the policy's ledger
+  gives the daemon's limits to, so the two never disagree about who it is.
 
 What one uid may hold is not counted here: that is the policy's connection
 quota (:meth:`smdbus.policy.Ledger.connect`, through
