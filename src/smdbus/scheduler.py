@@ -11,6 +11,12 @@ Why here, at the top of the package and public: the client, the button
 driver, the announcer, the web view and the daemon all take a scheduler, and
 none of them is above :mod:`smdbus.system` in the layers (docs/architecture.md);
 stdlib only, it sits below them all. :mod:`smdbus.system` re-exports it.
+
+A negative delay means "now" (the next loop pass; under a manual scheduler, the
+next :meth:`ManualScheduler.advance`, ``advance(0)`` included), in both
+schedulers alike, as asyncio's ``call_later`` takes one: a delay computed as a
+deadline minus the time may have passed zero by the time it is set, and a test
+must see what production does, not an error production never raises.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ class LoopScheduler:
         return self.loop.time()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        return self.loop.call_later(delay, callback)
+        return self.loop.call_later(max(delay, 0.0), callback)  # negative: now (the module's)
 
 
 class _ManualTimer:
@@ -106,9 +112,7 @@ class ManualScheduler:
         return self._now
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        if delay < 0:
-            raise ValueError(f"timer delay must be >= 0, got {delay}")
-        timer = _ManualTimer(self._now + delay, callback)
+        timer = _ManualTimer(self._now + max(delay, 0.0), callback)  # negative: now
         heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
         return timer
 
