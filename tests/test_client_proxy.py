@@ -8,8 +8,10 @@ separate Python processes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
+import logging
 import os
 import signal
 import socket
@@ -590,3 +592,45 @@ async def test_close_leaves_no_watch_running(proxy: ProxyProcess) -> None:
     assert len(watches) == 1
     await pub.close()
     assert watches[0].done()
+
+
+def test_a_reconnected_client_closed_leaves_no_task_pending(
+    proxy: ProxyProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every task the client started (interest watches of lost links too) has ended once
+    close() returns: a loop closed right after, as a LoopThread's is, destroys none pending.
+    Also catches a cancellation swallowed by 3.11's wait_for (the watch cancelled just as its
+    control stream was created went on watching)."""
+    unraisable: list[object] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    timers = ManualScheduler()
+
+    async def main() -> None:
+        c = await connect(proxy.address, 0, scheduler=timers)
+        c.send(user_class(2), b"x")  # opens the watch of this link
+        proxy.kill9()
+        await until(lambda: c.state is ClientState.WAITING and timers.pending == 1)
+        proxy.start()
+        timers.advance(1.0)
+        await until(lambda: c.connected and c.stats().connects == 2, timeout=5)
+        for _ in range(5):  # sends open the new link's watch; close cancels it at once
+            c.send(user_class(2), b"y")
+        await c.close()
+        for _ in range(3):  # a fresh client closed while its watch is being created
+            d = await connect(proxy.address, 0)
+            d.send(user_class(2), b"z")
+            await d.close()
+
+    loop = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            loop.run_until_complete(main())
+            left = [repr(t) for t in asyncio.all_tasks(loop) if not t.done()]
+            loop.close()
+            gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+    assert left == []
+    assert "Task was destroyed" not in caplog.text
+    assert unraisable == []

@@ -124,6 +124,8 @@ DEFAULT_CONFIRM_TIMEOUT = 5.0
 _FLUSH_AT = 16 * 1024  # write at once, without waiting for the loop's turn
 _SPIN_PASSES = 100  # paced: loop passes to wait for the proxy to read before polling
 _PACE_POLL = 0.001  # paced: seconds between looks at a proxy that stopped reading
+_STOP_TIMEOUT = 1.0
+"""close() waits this long at most for the tasks it cancelled (one loop pass, normally)."""
 _RECV_SIZE = 64 * 1024
 """Bytes asked of each recv. Not more: CPython allocates the whole size for every call,
 and at 128 KiB and up glibc hands that out and takes it back from the kernel each time
@@ -253,6 +255,8 @@ class Client:
         self._thread_id = 0
         self._link: Link | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+        """Tasks of closed links (interest watch, describer), cancelled and not yet ended."""
         self._interest: int | None = None  # the proxy's union mask (None: unknown)
         self._denied = 0  # classes the proxy's policy refuses us, as it told (0 while unknown)
         self._label: str | None = None  # what this client says of itself (describe)
@@ -423,19 +427,22 @@ class Client:
             self.bridge_obj.detach()
         self._cancel_hold()
         runner, self._runner = self._runner, None
-        if runner is not None and runner is not asyncio.current_task():
+        ending = set(self._stopping)  # those of links lost before
+        if runner is not None and runner is not asyncio.current_task() and not runner.done():
             runner.cancel()
+            ending.add(runner)
         link, self._link = self._link, None
-        watch = None
         if link is not None:
             self._salvage(link)
-            watch = link.watch
             link.close("client closed")
+            ending |= self._stopping
         here = asyncio.get_running_loop()
-        if watch is not None and not watch.done() and watch.get_loop() is here:
-            # let the cancelled watch finish now: a loop that ends right after close()
-            # would otherwise destroy it pending
-            await asyncio.wait([watch], timeout=1.0)
+        ending = {t for t in ending if not t.done() and t.get_loop() is here}
+        if ending:
+            # let what was cancelled finish now: a loop that ends right after close()
+            # would otherwise destroy it pending (bounded: a task that ignores its
+            # cancellation is logged by asyncio, not waited for)
+            await asyncio.wait(ending, timeout=_STOP_TIMEOUT)
         with self._lock:
             dropped = self._outbox.clear()
         if dropped:
@@ -964,7 +971,7 @@ class Client:
         except asyncio.CancelledError:
             sock.close()
             raise
-        link = Link(sock, loop)
+        link = Link(sock, loop, self._stopping)
         try:
             sock.send(link.conn.send(StreamType(self.stream_name, self.mask, os.getpid())))
         except OSError as exc:

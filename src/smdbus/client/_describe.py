@@ -57,7 +57,8 @@ async def keep_described(
             if isinstance(answer, dict) and "error" in answer:
                 log.debug("the proxy refused this client's label: %s", printable(str(answer)))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), RETRY_AFTER)
+                    async with asyncio.timeout(RETRY_AFTER):  # not wait_for: see WireStream
+                        await changed.wait()
                 continue
             await changed.wait()
     except (ConnectionError, ValueError) as exc:

@@ -75,13 +75,22 @@ class Link:
         "read_on",
         "reader_added",
         "sock",
+        "stopping",
         "watch",
         "watch_wanted",
         "writing",
     )
 
-    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+        stopping: set[asyncio.Task[None]] | None = None,
+    ) -> None:
         self.sock = sock
+        self.stopping: set[asyncio.Task[None]] = set() if stopping is None else stopping
+        """Where :meth:`close` leaves the tasks it cancelled until they end: the client
+        awaits them on its close, so none is left pending when its loop ends."""
         self.fd = sock.fileno()
         self.loop = loop
         self.conn = Connection(Role.CLIENT)
@@ -127,12 +136,12 @@ class Link:
         if self.create_timer is not None:
             self.create_timer.cancel()
             self.create_timer = None
-        if self.watch is not None:
-            self.watch.cancel()
-            self.watch = None
-        if self.describer is not None:
-            self.describer.cancel()
-            self.describer = None
+        for task in (self.watch, self.describer):
+            if task is not None and not task.done():
+                task.cancel()
+                self.stopping.add(task)
+                task.add_done_callback(self.stopping.discard)
+        self.watch = self.describer = None
         loop = self.loop
         if not loop.is_closed():
             if self.reader_added:

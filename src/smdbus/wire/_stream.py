@@ -55,14 +55,16 @@ class WireStream:
         address = parse_address(address)  # "@name", "+@name" or a kernel address
         shown = format_address(address)
         try:
-            reader, writer = await asyncio.wait_for(_open(address), timeout)
+            async with asyncio.timeout(timeout):
+                reader, writer = await _open(address)
         except (OSError, TimeoutError) as exc:
             raise ConnectionError(f"cannot connect to the proxy at {shown}: {exc}") from None
         conn = Connection(Role.CLIENT, max_payload=max_payload)
         stream = cls(reader, writer, conn, address)
         writer.write(conn.send(StreamType(streamtype, mask, os.getpid())))
         try:
-            await asyncio.wait_for(stream._created(), timeout)
+            async with asyncio.timeout(timeout):
+                await stream._created()
         except TimeoutError:
             await stream.close()
             raise ConnectionError(
