@@ -1,7 +1,7 @@
 """The core runs on a small device with nothing but Python: it imports the standard library only.
 
 The core is bus, wire, proxy, client, system and policy with the helpers they
-stand on (GUIDE.md: "Stdlib-only core"). Read from the source (every
+stand on (docs/architecture.md: the core is stdlib-only). Read from the source (every
 ``import``, at any depth, TYPE_CHECKING included), so an optional library that
 only some code path imports is caught too. import-linter's contracts in
 pyproject.toml (``make lint``) check the layers, the private modules and the

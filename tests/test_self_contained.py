@@ -12,7 +12,12 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTSIDE = re.compile(r"shared/spec|shared/seeds|\.\./shared|/work/|spec/\w+\.md")
+# Three ways a text points outside: a relative path that climbs to what the repository
+# does not have,
+# a document named that the repository does not have (looked up beside the file, at the
+# root and in docs/), and the absolute path of the checkout it was written in.
+CLIMB = re.compile(r"(?:\.\./)+[\w.-]+")
+DOCUMENT = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.md)\b")
 TREES = ("src", "tests", "docs", "bench", "scripts", "deploy")
 
 
@@ -31,6 +36,28 @@ def test_nothing_points_outside_the_repository() -> None:
         except (UnicodeDecodeError, FileNotFoundError):  # not text; gone since the listing
             continue
         for n, line in enumerate(text.splitlines(), 1):
-            if OUTSIDE.search(line):
+            if _points_outside(path, line):
                 hits.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not hits, "\n".join(hits)
+
+
+def _points_outside(path: Path, line: str) -> bool:
+    if str(ROOT) in line:
+        return True
+    for m in CLIMB.finditer(line):
+        target = (path.parent / m.group()).resolve()
+        if not (target.is_relative_to(ROOT) and target.exists()):
+            return True
+    return any(
+        not any((base / m.group(1)).exists() for base in (path.parent, ROOT, ROOT / "docs"))
+        for m in DOCUMENT.finditer(line)
+    )
+
+
+def test_each_way_of_pointing_outside_is_caught() -> None:
+    doc = ROOT / "docs" / "bus.md"
+    assert _points_outside(doc, "see ../../elsewhere/notes for the rules")
+    assert _points_outside(doc, "the specs in ../shared, beside the checkout")
+    assert _points_outside(doc, "as the design guide says (GUIDE.md)")
+    assert _points_outside(doc, f"built in {ROOT}/build")
+    assert not _points_outside(doc, "see [the proxy](proxy.md) and ../README.md")
