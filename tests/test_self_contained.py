@@ -13,10 +13,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Three ways a text points outside: a relative path that climbs to what the repository
-# does not have,
-# a document named that the repository does not have (looked up beside the file, at the
-# root and in docs/), and the absolute path of the checkout it was written in.
-CLIMB = re.compile(r"(?:\.\./)+[\w.-]+")
+# does not have ("..." is an ellipsis, not a climb); a document named that the repository
+# does not have (looked up beside the file, at the root and in docs/); and the absolute
+# path of the checkout it was written in.
+CLIMB = re.compile(r"(?<![\w.])(?:\.\./)+[\w.-]+")
 DOCUMENT = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.md)\b")
 TREES = ("src", "tests", "docs", "bench", "scripts", "deploy")
 
